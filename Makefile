@@ -1,0 +1,27 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+RUN ?= runs/demo
+TASK ?= lift
+ROBOT ?= Panda
+DEMOS ?= 20
+RL_STEPS ?= 12000
+EVAL_EPISODES ?= 50
+RR = .venv/bin/robo-reward
+
+.PHONY: install demo test bench clean
+install:
+	@bash scripts/bootstrap.sh >/dev/null
+
+# The main job: noisy scripted demos -> behaviour-cloned base -> residual RL from sparse reward -> evaluation.
+demo: install
+	$(RR) demos collect --task $(TASK) --robot $(ROBOT) --episodes $(DEMOS) --out $(RUN)/demos --overwrite
+	$(RR) base train --dataset $(RUN)/demos --out $(RUN)/base --overwrite
+	$(RR) eval --policy $(RUN)/base --episodes $(EVAL_EPISODES) --videos 2 --out $(RUN)/eval_base --overwrite
+	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) --out $(RUN)/rl --overwrite
+	$(RR) eval --policy $(RUN)/rl --episodes $(EVAL_EPISODES) --videos 3 --out $(RUN)/eval_rl --overwrite --compare $(RUN)/eval_base
+
+test: install
+	.venv/bin/python -m pytest -q tests
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,249 @@
+"""`robo-reward`: collect demos, train a base policy, fine-tune it with residual RL, evaluate.
+
+User mistakes (bad names, missing or corrupt files, a policy emitting NaN) end with one clear
+line on stderr and exit status 2; outputs appear only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from robo_reward.errors import ConfigError, RoboRewardError
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (Mesa EGL on CPU machines)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a model hub at run time
+
+
+# ---------------------------------------------------------------- helpers
+def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    spec: dict[str, Any] = {"task": args.task, "robot": args.robot}
+    if args.horizon is not None:
+        spec["horizon"] = args.horizon
+    if args.cameras:
+        spec["cameras"] = list(args.cameras)
+        spec["image_size"] = [args.image_size, args.image_size]
+    return spec
+
+
+def parse_overrides(pairs: Sequence[str], target: Any) -> dict[str, Any]:
+    """`--set actor_lr=3e-4 --set num_q=5` -> typed dict checked against a dataclass's fields."""
+    known = {f.name: f for f in fields(target)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {sorted(known)}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- commands
+def cmd_demos_collect(args: argparse.Namespace) -> None:
+    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.data.collect import collect_episodes
+    from robo_reward.data.lerobot_io import EpisodeRecorder
+    from robo_reward.fileutil import staged_dir
+    from sim.demonstrators import make_demonstrator
+
+    spec = env_spec_from_args(args)
+    env = make_sim_env(spec)
+    demonstrator = make_demonstrator(env, noise=args.noise, seed=args.seed)
+    with staged_dir(args.out, args.overwrite) as tmp:
+        root = tmp / "dataset"
+        with EpisodeRecorder(root, env.fps, env.observation_space, env.action_space.shape[0], spec,
+                             robot_type=env.robot_name) as recorder:
+            stats = collect_episodes(env, demonstrator, args.episodes, recorder, seed=args.seed,
+                                     keep_failures=not args.successful_only, progress=not args.quiet)
+        for item in root.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        root.rmdir()
+    print(f"recorded {stats.saved}/{stats.attempted} episodes to {args.out} "
+          f"(scripted success {stats.success_rate:.0%} at noise {args.noise})")
+
+
+def cmd_base_train(args: argparse.Namespace) -> None:
+    from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
+    from robo_reward.fileutil import check_output_dir, staged_dir
+
+    dataset = Path(args.dataset)
+    spec = read_env_spec(dataset)
+    check_output_dir(Path(args.out), args.overwrite)
+    if args.type == "mlp":
+        import numpy as np
+
+        from robo_reward.envs.observations import flat_state
+        from robo_reward.rl.bc import MLPBCConfig, train_mlp_bc
+
+        demos = load_demonstrations(dataset)
+        states = np.stack([flat_state(o) for d in demos for o in d.observations[:-1]])
+        actions = np.concatenate([d.actions for d in demos])
+        config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed)
+        policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet)
+        with staged_dir(args.out, args.overwrite) as tmp:
+            policy.save(tmp, spec)
+            write_json(tmp / "train_log.json", {"loss": losses[:: max(1, len(losses) // 500)],
+                                                "episodes": len(demos), "frames": len(states)})
+        print(f"trained MLP BC base on {len(demos)} episodes / {len(states)} frames "
+              f"(final loss {losses[-1]:.4f}) -> {args.out}")
+    else:
+        from robo_reward.data.lerobot_io import open_dataset
+        from robo_reward.rl.lerobot_policy import ACTTrainConfig, train_act
+
+        open_dataset(dataset)  # fail fast with a clear message before lerobot-train starts
+        config = ACTTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed)
+        with staged_dir(args.out, args.overwrite) as tmp:
+            train_act(dataset.resolve(), tmp, spec, config, device=args.device)
+        print(f"trained LeRobot ACT base ({config.steps} steps) -> {args.out}")
+
+
+def cmd_rl_train(args: argparse.Namespace) -> None:
+    from robo_reward.device import pick_device
+    from robo_reward.rl.loop import LoopConfig
+    from robo_reward.rl.residual import ResidualTD3Config
+    from robo_reward.rl.runs import create_residual_run, resume_residual_run
+
+    out = Path(args.out)
+    device = pick_device(args.device)
+    if args.resume:
+        trainer = resume_residual_run(out, args.steps, device)
+        print(f"resuming {out} at env step {trainer.state.env_step}")
+    else:
+        learner_config = ResidualTD3Config(**{"seed": args.seed, **parse_overrides(args.set, ResidualTD3Config)})
+        loop_config = LoopConfig(
+            total_env_steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            checkpoint_every=args.checkpoint_every, seed=args.seed,
+        )
+        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config, loop_config,
+                                      reward=args.reward, device=device, base_noise=args.base_noise,
+                                      overwrite=args.overwrite)
+    state = trainer.run(progress=not args.quiet)
+    first, last = state.evals[0], state.evals[-1]
+    print(f"residual RL: eval success {first['success_rate']:.0%} at step {first['env_step']} -> "
+          f"{last['success_rate']:.0%} at step {last['env_step']} ({last['episodes']} episodes)")
+    print(f"run directory {out}: plot {out / 'success_vs_steps.png'}, metrics {out / 'metrics.json'}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.fileutil import staged_dir
+    from robo_reward.rl.evaluation import evaluate
+    from robo_reward.rl.policies import load_policy
+
+    policy, manifest = load_policy(args.policy, args.device)
+    env = make_sim_env(manifest["env"], **({"render_camera": args.camera} if args.videos else {}))
+    with staged_dir(args.out, args.overwrite) as tmp:
+        result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
+                          video_dir=tmp / "videos", progress=not args.quiet)
+        summary = {"policy": str(args.policy), "env": manifest["env"], **result.summary()}
+        summary["videos"] = [str(Path(args.out) / "videos" / Path(v).name) for v in result.videos]
+        write_json(tmp / "eval.json", summary)
+    print(f"{args.policy}: success {result.success_rate:.1%} over {args.episodes} seeded episodes "
+          f"(mean length {summary['mean_length']:.0f} steps)")
+    if args.compare:
+        other = json.loads((Path(args.compare) / "eval.json").read_text())
+        print(f"  vs {other['policy']}: {other['success_rate']:.1%} over {other['episodes']} episodes")
+    if summary["videos"]:
+        print(f"  videos: {Path(args.out) / 'videos'}")
+    plot = Path(args.policy) / "success_vs_steps.png"
+    if plot.is_file():
+        print(f"  training curve: {plot}")
+
+
+# ---------------------------------------------------------------- parser
+def add_env_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="lift", help="lift | can")
+    p.add_argument("--robot", default="Panda", help="Panda (lift, can) | GR1 (lift)")
+    p.add_argument("--horizon", type=int, default=None, help="episode time limit in control steps")
+    p.add_argument("--cameras", nargs="*", default=[], help="camera names to record (e.g. agentview)")
+    p.add_argument("--image-size", type=int, default=84)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robo-reward", description=__doc__.splitlines()[0])
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    def command(group_parser, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = group_parser.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        add_common(p)
+        return p
+
+    demos = groups.add_parser("demos", help="scripted demonstrations").add_subparsers(dest="cmd", required=True)
+    p = command(demos, "collect", cmd_demos_collect, "record scripted demos as a LeRobotDataset")
+    add_env_args(p)
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--noise", type=float, default=0.3, help="demonstrator imperfection (0 = clean)")
+    p.add_argument("--successful-only", action="store_true", help="drop failed episodes")
+    p.add_argument("--out", required=True)
+
+    base = groups.add_parser("base", help="behaviour-cloned base policies").add_subparsers(dest="cmd", required=True)
+    p = command(base, "train", cmd_base_train, "train a base policy on a LeRobotDataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--type", choices=["mlp", "act"], default="mlp")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (default: per type)")
+    p.add_argument("--out", required=True)
+
+    rl = groups.add_parser("rl", help="residual off-policy RL").add_subparsers(dest="cmd", required=True)
+    p = command(rl, "train", cmd_rl_train, "fine-tune a frozen base with a residual learner (ResFiT)")
+    p.add_argument("--base", help="policy directory, or 'scripted'")
+    p.add_argument("--base-noise", type=float, default=0.3, help="noise of a scripted base")
+    p.add_argument("--dataset", help="demonstrations (LeRobotDataset) for the 50/50 batches")
+    p.add_argument("--reward", default="sparse", help="reward source (default: sparse success)")
+    p.add_argument("--steps", type=int, default=30_000, help="total env steps")
+    p.add_argument("--eval-every", type=int, default=2_000)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--checkpoint-every", type=int, default=2_000)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--out", required=True)
+
+    p = command(groups, "eval", cmd_eval, "success rate over N seeded episodes, with videos")
+    p.add_argument("--policy", required=True, help="policy directory (base or RL run)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--videos", type=int, default=2, help="record the first N episodes")
+    p.add_argument("--camera", default="frontview", help="camera for videos")
+    p.add_argument("--compare", help="another eval directory to print side by side")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.func is cmd_rl_train and not args.resume and not (args.base and args.dataset):
+        print("robo-reward: error: rl train needs --base and --dataset (or --resume)", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except RoboRewardError as exc:
+        print(f"robo-reward: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robo-reward: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset I/O: episodes to and from LeRobotDataset files."""

@@ -1,0 +1,190 @@
+"""Record episodes as a LeRobotDataset through lerobot's own API, and load them back.
+
+Every frame holds the observation at time t, the action taken at t, and the outcome of that
+action in `next.reward`, `next.success`, `next.done` (LeRobot's naming). The task text is the
+dataset's per-frame task. The environment spec used to record (task, robot, cameras, horizon)
+is kept beside the data in `robo_reward_env.json` so a policy trained on it knows its env.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robo_reward.envs.observations import IMAGE_PREFIX
+from robo_reward.errors import DatasetError
+
+ENV_SPEC_FILE = "robo_reward_env.json"
+REQUIRED_COLUMNS = ("observation.state", "action", "next.reward", "next.success", "next.done", "episode_index")
+
+
+def features_for(observation_space: gym.spaces.Dict, action_dim: int, use_videos: bool = True) -> dict[str, dict]:
+    """LeRobot feature spec matching an env's observation dict (images as videos by default)."""
+    features: dict[str, dict] = {}
+    for key, space in observation_space.spaces.items():
+        if key.startswith(IMAGE_PREFIX):
+            features[key] = {
+                "dtype": "video" if use_videos else "image",
+                "shape": tuple(space.shape),
+                "names": ["height", "width", "channels"],
+            }
+        else:
+            features[key] = {"dtype": "float32", "shape": tuple(space.shape), "names": None}
+    features["action"] = {"dtype": "float32", "shape": (action_dim,), "names": None}
+    features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
+    features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
+    features["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
+    return features
+
+
+class EpisodeRecorder:
+    """Writes a new LeRobotDataset at `root`. Use as a context manager: on an exception the
+    half-written dataset is removed; on success it is finalized (parquet footers written)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        fps: int,
+        observation_space: gym.spaces.Dict,
+        action_dim: int,
+        env_spec: Mapping[str, Any],
+        robot_type: str | None = None,
+        overwrite: bool = False,
+    ):
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        self.root = Path(root)
+        if self.root.exists():
+            if not overwrite:
+                raise DatasetError(f"{self.root} already exists; pass --overwrite to replace it")
+            shutil.rmtree(self.root)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self._features = features_for(observation_space, action_dim)
+        self._dataset = LeRobotDataset.create(
+            repo_id=f"local/{self.root.name}",
+            fps=fps,
+            features=self._features,
+            root=self.root,
+            robot_type=robot_type,
+            use_videos=True,
+        )
+        (self.root / ENV_SPEC_FILE).write_text(json.dumps(dict(env_spec), indent=2))
+        self.episodes = 0
+
+    def add_step(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: float, success: bool,
+                 done: bool, task: str) -> None:
+        frame = {key: np.asarray(obs[key]) for key in self._features if key in obs}
+        frame["action"] = np.asarray(action, dtype=np.float32)
+        frame["next.reward"] = np.array([reward], dtype=np.float32)
+        frame["next.success"] = np.array([success], dtype=bool)
+        frame["next.done"] = np.array([done], dtype=bool)
+        frame["task"] = task
+        self._dataset.add_frame(frame)
+
+    def save_episode(self) -> None:
+        self._dataset.save_episode()
+        self.episodes += 1
+
+    def discard_episode(self) -> None:
+        self._dataset.clear_episode_buffer()
+
+    def __enter__(self) -> "EpisodeRecorder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._dataset.finalize()
+        else:
+            try:
+                self._dataset.finalize()
+            finally:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class Demonstration:
+    """One recorded episode, ready for BC and the residual learner's demo buffer.
+
+    observations has T+1 entries: the frame after the last action is not stored in LeRobot
+    format, so the last observation is repeated (the final transition is terminal on success;
+    on failure it is a truncation that bootstraps from the last state)."""
+
+    observations: list[dict[str, np.ndarray]]
+    actions: np.ndarray
+    rewards: np.ndarray
+    successes: np.ndarray
+    task: str
+    episode_index: int
+
+    @property
+    def success(self) -> bool:
+        return bool(self.successes.any())
+
+
+def read_env_spec(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / ENV_SPEC_FILE
+    if not path.is_file():
+        raise DatasetError(f"{root}: missing {ENV_SPEC_FILE} (was it recorded with `robo-reward demos collect`?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
+
+
+def open_dataset(root: str | Path):
+    """Open a local LeRobotDataset with lerobot's loader, turning its failures into DatasetError."""
+    root = Path(root)
+    if not (root / "meta" / "info.json").is_file():
+        raise DatasetError(f"{root} is not a LeRobotDataset: meta/info.json is missing")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local dataset must never trigger a hub download
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    try:
+        return LeRobotDataset(repo_id=f"local/{root.name}", root=root)
+    except Exception as exc:  # lerobot/pyarrow raise many types for corrupt files
+        raise DatasetError(f"{root}: cannot load LeRobotDataset ({type(exc).__name__}: {exc})") from exc
+
+
+def load_demonstrations(root: str | Path) -> list[Demonstration]:
+    """State-only episodes (no video decoding) from a LeRobotDataset written by EpisodeRecorder."""
+    dataset = open_dataset(root)
+    columns = dataset.hf_dataset.column_names
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DatasetError(f"{root}: dataset lacks required columns {missing}; it has {columns}")
+    state_keys = [k for k in ("observation.state", "observation.environment_state") if k in columns]
+    try:
+        table = dataset.hf_dataset.with_format("numpy").select_columns([*state_keys, *REQUIRED_COLUMNS[1:], "task_index"])
+        data = {c: np.asarray(table[c]) for c in table.column_names}
+    except Exception as exc:
+        raise DatasetError(f"{root}: cannot read columns ({type(exc).__name__}: {exc})") from exc
+    tasks = {int(i): t for t, i in zip(dataset.meta.tasks.index, dataset.meta.tasks["task_index"])}
+    demos = []
+    for ep in np.unique(data["episode_index"]):
+        rows = np.flatnonzero(data["episode_index"] == ep)
+        states = {k: data[k][rows].astype(np.float32) for k in state_keys}
+        if any(not np.all(np.isfinite(v)) for v in states.values()):
+            raise DatasetError(f"{root}: episode {int(ep)} contains non-finite observations")
+        obs = [{k: v[t] for k, v in states.items()} for t in range(len(rows))]
+        obs.append(obs[-1])
+        demos.append(
+            Demonstration(
+                observations=obs,
+                actions=data["action"][rows].astype(np.float32),
+                rewards=data["next.reward"][rows].reshape(-1).astype(np.float32),
+                successes=data["next.success"][rows].reshape(-1).astype(bool),
+                task=tasks.get(int(data["task_index"][rows[0]]), ""),
+                episode_index=int(ep),
+            )
+        )
+    if not demos:
+        raise DatasetError(f"{root}: dataset has no episodes")
+    return demos

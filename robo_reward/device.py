@@ -1,0 +1,19 @@
+"""Device selection: CUDA when present (the serving/learning target), CPU as the fallback."""
+
+from __future__ import annotations
+
+import torch
+
+from robo_reward.errors import ConfigError
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cpu' / 'cuda' / 'cuda:N' are honoured or rejected clearly."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {preference!r} requested but CUDA is not available on this machine")
+    try:
+        return torch.device(preference)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {preference!r}: expected auto, cpu, cuda or cuda:N") from exc

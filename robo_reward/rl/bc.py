@@ -1,0 +1,109 @@
+"""A small MLP behaviour-cloning base policy: fast to train, for tests and quick experiments."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from robo_reward.device import pick_device
+from robo_reward.envs.observations import flat_state
+from robo_reward.errors import PolicyError
+from robo_reward.rl.networks import ObsNormalizer, mlp
+from robo_reward.rl.policies import checked_action, register_policy_kind, write_policy_manifest
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class MLPBCConfig:
+    hidden: tuple[int, ...] = (256, 256)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    steps: int = 4000
+    seed: int = 0
+
+
+class MLPBCNet(nn.Module):
+    """Normalized flat state -> tanh-squashed action in [-1, 1]."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.normalizer = ObsNormalizer(obs_dim)
+        self.net = mlp(obs_dim, hidden, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(self.normalizer(obs)))
+
+
+class MLPBCPolicy:
+    kind = "mlp"
+
+    def __init__(self, net: MLPBCNet, config: MLPBCConfig, device: torch.device):
+        self.net = net.to(device).eval()
+        self.config = config
+        self.device = device
+        self.act_dim = net.net[-1].out_features
+
+    def reset(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        x = torch.as_tensor(flat_state(obs), device=self.device).unsqueeze(0)
+        return checked_action(self.net(x)[0].cpu().numpy(), self.act_dim, "MLP base policy")
+
+    def save(self, directory: Path, env_spec: Mapping[str, Any]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous().cpu() for k, v in self.net.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        obs_dim = self.net.normalizer.mean.shape[0]
+        write_policy_manifest(
+            directory, self.kind, env_spec, obs_dim=obs_dim, act_dim=self.act_dim, config=asdict(self.config)
+        )
+
+
+@register_policy_kind(MLPBCPolicy.kind)
+def load_mlp_policy(directory: Path, manifest: Mapping[str, Any], device: str) -> MLPBCPolicy:
+    try:
+        config = MLPBCConfig(**{**manifest["config"], "hidden": tuple(manifest["config"]["hidden"])})
+        net = MLPBCNet(int(manifest["obs_dim"]), int(manifest["act_dim"]), config.hidden)
+        net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    except (KeyError, TypeError) as exc:
+        raise PolicyError(f"{directory}: malformed MLP policy manifest ({exc})") from exc
+    except (OSError, RuntimeError) as exc:
+        raise PolicyError(f"{directory / WEIGHTS_FILE}: cannot load weights ({exc})") from exc
+    return MLPBCPolicy(net, config, pick_device(device))
+
+
+def train_mlp_bc(
+    states: np.ndarray, actions: np.ndarray, config: MLPBCConfig, device: str = "auto", progress: bool = True
+) -> tuple[MLPBCPolicy, list[float]]:
+    """Mean-squared-error behaviour cloning; returns the policy and the loss curve."""
+    torch.manual_seed(config.seed)
+    dev = pick_device(device)
+    net = MLPBCNet(states.shape[1], actions.shape[1], config.hidden)
+    net.normalizer.fit(states)
+    net.to(dev)
+    x = torch.as_tensor(states, dtype=torch.float32, device=dev)
+    y = torch.as_tensor(np.clip(actions, -1.0, 1.0), dtype=torch.float32, device=dev)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    losses = []
+    for _ in tqdm(range(config.steps), desc="train MLP BC", disable=not progress, mininterval=1.0):
+        idx = torch.randint(len(x), (config.batch_size,), generator=gen).to(dev)
+        loss = nn.functional.mse_loss(net(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    return MLPBCPolicy(net, config, dev), losses

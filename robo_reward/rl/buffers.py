@@ -1,0 +1,200 @@
+"""n-step replay storage for the residual learner, and the half-demo / half-online batch mix.
+
+Each stored item carries the base policy's action at both ends of the n-step window, because
+the residual actor (and its target) is a function of (obs, base_action).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+_STORED_KEYS = ("obs", "base_action", "action", "n_step_return", "next_obs", "next_base_action", "discount")
+_PENDING_KEYS = ("obs", "base_action", "action", "reward", "next_obs", "next_base_action")
+
+
+class _PendingStep(NamedTuple):
+    """One raw transition of the current episode that has not been turned into n-step items yet."""
+
+    obs: np.ndarray
+    base_action: np.ndarray
+    action: np.ndarray
+    reward: float
+    next_obs: np.ndarray
+    next_base_action: np.ndarray
+
+
+class NStepReplayBuffer:
+    """Circular numpy buffer of n-step transitions built from one-step `add` calls.
+
+    Stored item i: obs_t, base_action_t, action_t, R = sum_{j<k} gamma^j r_{t+j},
+    next_obs = obs_{t+k}, next_base_action at obs_{t+k}, discount = gamma^k * (1 - terminated),
+    where k = n_step, or fewer when the episode ended first. A truncated episode keeps its
+    bootstrap (discount gamma^k); a terminated one does not (discount 0).
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, n_step: int = 3, gamma: float = 0.99) -> None:
+        if capacity <= 0 or n_step <= 0:
+            raise ValueError(f"capacity and n_step must be positive, got {capacity} and {n_step}")
+        self.capacity = capacity
+        self.obs_dim = obs_dim
+        self.act_dim = act_dim
+        self.n_step = n_step
+        self.gamma = gamma
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.base_action = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.action = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.n_step_return = np.zeros(capacity, dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_base_action = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.discount = np.zeros(capacity, dtype=np.float32)
+        self.write_index = 0
+        self.size = 0
+        self.pending: deque[_PendingStep] = deque()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(
+        self,
+        obs: np.ndarray,
+        base_action: np.ndarray,
+        action: np.ndarray,
+        reward: float,
+        next_obs: np.ndarray,
+        next_base_action: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        """Record one environment step; emits n-step items as soon as their window is known."""
+        self.pending.append(
+            _PendingStep(
+                np.asarray(obs, dtype=np.float32).copy(),
+                np.asarray(base_action, dtype=np.float32).copy(),
+                np.asarray(action, dtype=np.float32).copy(),
+                float(reward),
+                np.asarray(next_obs, dtype=np.float32).copy(),
+                np.asarray(next_base_action, dtype=np.float32).copy(),
+            )
+        )
+        if terminated or truncated:
+            while self.pending:
+                self._emit_oldest(terminated=bool(terminated))
+                self.pending.popleft()
+        elif len(self.pending) == self.n_step:
+            self._emit_oldest(terminated=False)
+            self.pending.popleft()
+
+    def _emit_oldest(self, terminated: bool) -> None:
+        """Write the item that starts at the oldest pending step and spans all pending steps."""
+        n_step_return = 0.0
+        for k, step in enumerate(self.pending):
+            n_step_return += self.gamma**k * step.reward
+        horizon = len(self.pending)
+        first, last = self.pending[0], self.pending[-1]
+        i = self.write_index
+        self.obs[i] = first.obs
+        self.base_action[i] = first.base_action
+        self.action[i] = first.action
+        self.n_step_return[i] = n_step_return
+        self.next_obs[i] = last.next_obs
+        self.next_base_action[i] = last.next_base_action
+        self.discount[i] = 0.0 if terminated else self.gamma**horizon
+        self.write_index = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Uniform sample with replacement of stored n-step items."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        indices = rng.integers(0, self.size, size=batch_size)
+        return {key: getattr(self, key)[indices] for key in _STORED_KEYS}
+
+    def state_dict(self) -> dict[str, np.ndarray | int]:
+        """Everything needed to resume bit-identically, as plain arrays/ints (np.savez-able)."""
+        state: dict[str, np.ndarray | int] = {
+            "capacity": self.capacity,
+            "obs_dim": self.obs_dim,
+            "act_dim": self.act_dim,
+            "n_step": self.n_step,
+            "gamma": np.asarray(self.gamma, dtype=np.float64),
+            "write_index": self.write_index,
+            "size": self.size,
+        }
+        for key in _STORED_KEYS:
+            state[key] = getattr(self, key)[: self.size].copy()
+        for key in _PENDING_KEYS:
+            values = [getattr(step, key) for step in self.pending]
+            if key == "reward":
+                state["pending_reward"] = np.asarray(values, dtype=np.float64)
+            else:
+                width = self.obs_dim if key in ("obs", "next_obs") else self.act_dim
+                state[f"pending_{key}"] = np.asarray(values, dtype=np.float32).reshape(len(values), width)
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, np.ndarray | int]) -> "NStepReplayBuffer":
+        """Rebuild a buffer with the checkpoint's own layout (capacity, dims, n-step, gamma)."""
+        buffer = cls(int(state["capacity"]), int(state["obs_dim"]), int(state["act_dim"]), int(state["n_step"]),
+                     float(state["gamma"]))
+        buffer.load_state_dict(state)
+        return buffer
+
+    def load_state_dict(self, state: dict[str, np.ndarray | int]) -> None:
+        """Restore from `state_dict()` output (or its np.load round trip); layout must match."""
+        layout = {"capacity": self.capacity, "obs_dim": self.obs_dim, "act_dim": self.act_dim, "n_step": self.n_step}
+        for key, expected in layout.items():
+            if int(state[key]) != expected:
+                raise ValueError(f"replay buffer {key} mismatch: checkpoint {int(state[key])}, buffer {expected}")
+        if float(state["gamma"]) != self.gamma:
+            raise ValueError(f"replay buffer gamma mismatch: checkpoint {float(state['gamma'])}, buffer {self.gamma}")
+        self.size = int(state["size"])
+        self.write_index = int(state["write_index"])
+        for key in _STORED_KEYS:
+            getattr(self, key)[: self.size] = state[key]
+        pending_columns = [np.asarray(state[f"pending_{key}"]) for key in _PENDING_KEYS]
+        self.pending = deque(
+            _PendingStep(obs.copy(), base.copy(), act.copy(), float(rew), nxt.copy(), nxt_base.copy())
+            for obs, base, act, rew, nxt, nxt_base in zip(*pending_columns)
+        )
+
+
+def sample_mixed(
+    demo: NStepReplayBuffer | None,
+    online: NStepReplayBuffer,
+    batch_size: int,
+    rng: np.random.Generator,
+    demo_fraction: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """A training batch: `demo_fraction` demonstrations, the rest online (ResFiT: half/half).
+
+    Falls back to all-demo while the online buffer is empty and all-online without demos.
+    `is_demo` marks each row's source.
+    """
+    has_demo = demo is not None and len(demo) > 0
+    has_online = len(online) > 0
+    if not has_demo and not has_online:
+        raise ValueError("both replay buffers are empty")
+    if not has_online:
+        num_demo = batch_size
+    elif not has_demo:
+        num_demo = 0
+    else:
+        num_demo = int(round(batch_size * demo_fraction))
+    parts = []
+    if num_demo > 0:
+        parts.append(demo.sample(num_demo, rng))
+    if batch_size - num_demo > 0:
+        parts.append(online.sample(batch_size - num_demo, rng))
+    batch = {
+        key: torch.as_tensor(np.concatenate([part[key] for part in parts]), dtype=torch.float32, device=device)
+        for key in _STORED_KEYS
+    }
+    is_demo = np.zeros(batch_size, dtype=bool)
+    is_demo[:num_demo] = True
+    batch["is_demo"] = torch.as_tensor(is_demo, device=device)
+    return batch

@@ -1,0 +1,216 @@
+"""The residual RL training loop: one place that steps the env, fills buffers, updates, evaluates,
+checkpoints and resumes.
+
+Exact resume: training episodes are seeded by their index, evaluations run only at episode
+boundaries on their own seeds, the learner owns its torch RNG, and the exploration numpy RNG is
+checkpointed — so N steps in one go and N/2 + resume + N/2 give identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from robo_reward.data.lerobot_io import Demonstration
+from robo_reward.envs.observations import flat_state
+from robo_reward.rewards.sources import RewardSource
+from robo_reward.rl.buffers import NStepReplayBuffer
+from robo_reward.rl.checkpoint import load_buffers, load_learner, load_progress, save_checkpoint
+from robo_reward.rl.evaluation import evaluate
+from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.residual import ResidualTD3
+from robo_reward.rl.residual_policy import LATEST_CHECKPOINT, ResidualPolicy
+
+
+@dataclass
+class LoopConfig:
+    total_env_steps: int = 30_000
+    eval_every: int = 5_000  # env steps; evaluations happen at the next episode boundary
+    eval_episodes: int = 20
+    checkpoint_every: int = 5_000
+    buffer_capacity: int = 1_000_000
+    seed: int = 0
+
+
+@dataclass
+class TrainingState:
+    env_step: int = 0
+    episode: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    rng_state: dict[str, Any] = field(default_factory=dict)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fill_demo_buffer(
+    buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, reward_source: RewardSource
+) -> None:
+    """Demo transitions with the base action at every state and rewards from the run's reward source."""
+    for demo in demos:
+        base.reset()
+        reward_source.reset(demo.observations[0], demo.task)
+        base_actions = [np.asarray(base.act(o), dtype=np.float32) for o in demo.observations]
+        last = len(demo.actions) - 1
+        for t, action in enumerate(demo.actions):
+            success = bool(demo.successes[t])
+            reward = reward_source.reward(demo.observations[t], action, demo.observations[t + 1], {"success": success})
+            buffer.add(
+                flat_state(demo.observations[t]), base_actions[t], np.clip(action, -1, 1), reward,
+                flat_state(demo.observations[t + 1]), base_actions[t + 1],
+                terminated=success, truncated=(t == last and not success),
+            )
+            if success:
+                break
+
+
+class ResidualTrainer:
+    """Owns everything a run needs; `run()` trains until total_env_steps, checkpointing on the way."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        env: gym.Env,
+        base: Policy,
+        learner: ResidualTD3,
+        demo_buffer: NStepReplayBuffer,
+        config: LoopConfig,
+        online_buffer: NStepReplayBuffer | None = None,
+        state: TrainingState | None = None,
+    ):
+        self.run_dir = Path(run_dir)
+        self.env, self.base, self.learner, self.config = env, base, learner, config
+        self.demo_buffer = demo_buffer
+        cfg = learner.cfg
+        self.online_buffer = online_buffer or NStepReplayBuffer(
+            config.buffer_capacity, learner.obs_dim, learner.act_dim, cfg.n_step, cfg.gamma
+        )
+        self.state = state or TrainingState(next_eval=0, next_checkpoint=config.checkpoint_every)
+        self.rng = np.random.default_rng(config.seed)
+        if self.state.rng_state:
+            self.rng.bit_generator.state = self.state.rng_state
+
+    @classmethod
+    def resume(cls, run_dir: Path, env: gym.Env, base: Policy, config: LoopConfig, device) -> "ResidualTrainer":
+        ckpt = Path(run_dir) / LATEST_CHECKPOINT
+        learner = load_learner(ckpt, device)
+        buffers = load_buffers(ckpt)
+        demo = NStepReplayBuffer.from_state_dict(buffers["demo"])
+        online = NStepReplayBuffer.from_state_dict(buffers["online"])
+        state = TrainingState(**load_progress(ckpt))
+        return cls(run_dir, env, base, learner, demo, config, online, state)
+
+    def checkpoint(self) -> None:
+        self.state.rng_state = self.rng.bit_generator.state
+        save_checkpoint(
+            self.run_dir / LATEST_CHECKPOINT,
+            self.learner,
+            {"demo": self.demo_buffer, "online": self.online_buffer},
+            asdict(self.state),
+        )
+
+    def run_episode(self) -> dict[str, Any]:
+        env, base, learner, s = self.env, self.base, self.learner, self.state
+        act_dim = learner.act_dim
+        obs, _ = env.reset(seed=self.config.seed + s.episode)
+        base.reset()
+        base_action = checked_action(base.act(obs), act_dim, "base policy")
+        total, length, success, done = 0.0, 0, False, False
+        while not done:
+            action = learner.act(flat_state(obs), base_action, explore=True, rng=self.rng)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
+            self.online_buffer.add(
+                flat_state(obs), base_action, action, float(reward), flat_state(next_obs), next_base_action,
+                terminated=bool(terminated), truncated=bool(truncated),
+            )
+            s.env_step += 1
+            if s.env_step > learner.cfg.learning_starts:
+                learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+            obs, base_action = next_obs, next_base_action
+            total, length = total + float(reward), length + 1
+            success = success or bool(info.get("success", False))
+            done = terminated or truncated
+        s.episode += 1
+        record = {"env_step": s.env_step, "episode": s.episode, "success": success, "return": total, "length": length}
+        s.episodes.append(record)
+        return record
+
+    def evaluate_now(self, progress: bool) -> dict[str, Any]:
+        result = evaluate(
+            self.env, ResidualPolicy(self.base, self.learner), self.config.eval_episodes,
+            seed=self.config.seed, progress=False,
+        )
+        entry = {"env_step": self.state.env_step, **{k: v for k, v in result.summary().items() if k != "videos"}}
+        self.state.evals.append(entry)
+        write_metrics(self.run_dir, self.state)
+        return entry
+
+    def run(self, progress: bool = True, on_eval: Callable[[Mapping[str, Any]], None] | None = None) -> TrainingState:
+        """Train to total_env_steps. Evaluations fall on episode boundaries once `eval_every` steps
+        have passed, and once at the end; splitting a run with checkpoint/resume changes nothing."""
+        s, cfg = self.state, self.config
+        bar = tqdm(total=cfg.total_env_steps, initial=s.env_step, desc="residual RL", unit="step",
+                   disable=not progress, mininterval=1.0)
+        while True:
+            finished = s.env_step >= cfg.total_env_steps
+            already_evaluated = bool(s.evals) and s.evals[-1]["env_step"] == s.env_step
+            if (s.env_step >= s.next_eval or finished) and not already_evaluated:
+                entry = self.evaluate_now(progress)
+                bar.set_postfix(eval_success=f"{entry['success_rate']:.2f}")
+                if on_eval:
+                    on_eval(entry)
+            while s.next_eval <= s.env_step:
+                s.next_eval += cfg.eval_every
+            if finished:
+                break
+            before = s.env_step
+            self.run_episode()
+            bar.update(s.env_step - before)
+            if s.env_step >= s.next_checkpoint:
+                while s.next_checkpoint <= s.env_step:
+                    s.next_checkpoint += cfg.checkpoint_every
+                self.checkpoint()
+        bar.close()
+        self.checkpoint()
+        return s
+
+
+def write_metrics(run_dir: Path, state: TrainingState) -> None:
+    """metrics.json and success_vs_steps.png beside the run, refreshed at every evaluation."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps({"evals": state.evals, "episodes": state.episodes}))
+    plot_success_curves(run_dir / "success_vs_steps.png", {"residual RL (eval)": state.evals}, state.episodes)
+
+
+def plot_success_curves(
+    path: Path, curves: Mapping[str, Sequence[Mapping[str, Any]]], train_episodes: Sequence[Mapping] = ()
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for label, points in curves.items():
+        if points:
+            ax.plot([p["env_step"] for p in points], [p["success_rate"] for p in points], marker="o", label=label)
+    if train_episodes:
+        steps = np.array([e["env_step"] for e in train_episodes])
+        wins = np.array([float(e["success"]) for e in train_episodes])
+        window = min(20, len(wins))
+        smooth = np.convolve(wins, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, alpha=0.5, label=f"training episodes ({window}-ep. mean)")
+    ax.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title="Success vs environment steps")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

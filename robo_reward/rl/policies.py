@@ -1,0 +1,84 @@
+"""Policies the learner and the evaluator see only through `reset()` and `act(obs) -> action`.
+
+A base policy can be a scripted controller, the small MLP behaviour-cloning policy, or a LeRobot
+checkpoint directory (ACT with action chunking, as ResFiT uses). Policy directories carry a
+`robo_reward_policy.json` naming their kind, so `load_policy(path)` needs no if-chain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from robo_reward.errors import PolicyError
+
+POLICY_FILE = "robo_reward_policy.json"
+
+
+class Policy(Protocol):
+    def reset(self) -> None: ...
+
+    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+def checked_action(action: Any, act_dim: int, source: str) -> np.ndarray:
+    """Reject actions that would reach a robot malformed: wrong shape, NaN or inf."""
+    a = np.asarray(action, dtype=np.float32).reshape(-1)
+    if a.shape != (act_dim,):
+        raise PolicyError(f"{source} returned an action of shape {a.shape}, expected ({act_dim},)")
+    if not np.all(np.isfinite(a)):
+        raise PolicyError(f"{source} returned a non-finite action {a.tolist()} (NaN or inf); refusing to execute it")
+    return a
+
+
+def write_policy_manifest(directory: Path, kind: str, env_spec: Mapping[str, Any], **extra: Any) -> None:
+    (directory / POLICY_FILE).write_text(json.dumps({"kind": kind, "env": dict(env_spec), **extra}, indent=2))
+
+
+def read_policy_manifest(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / POLICY_FILE
+    if not Path(directory).is_dir():
+        raise PolicyError(f"policy directory {directory} does not exist")
+    if not path.is_file():
+        raise PolicyError(f"{directory} is not a robo_reward policy directory: {POLICY_FILE} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PolicyError(f"{path} is not valid JSON: {exc}") from exc
+    for field in ("kind", "env"):
+        if field not in manifest:
+            raise PolicyError(f"{path}: missing field {field!r}")
+    return manifest
+
+
+PolicyLoader = Callable[[Path, Mapping[str, Any], str], Policy]
+POLICY_LOADERS: dict[str, PolicyLoader] = {}
+
+
+def register_policy_kind(kind: str) -> Callable[[PolicyLoader], PolicyLoader]:
+    def decorator(loader: PolicyLoader) -> PolicyLoader:
+        POLICY_LOADERS[kind] = loader
+        return loader
+
+    return decorator
+
+
+def load_policy(directory: str | Path, device: str = "auto") -> tuple[Policy, dict[str, Any]]:
+    """Load any saved policy directory; returns (policy, manifest) — the manifest holds the env spec."""
+    # importing the modules registers their kinds
+    import robo_reward.rl.bc  # noqa: F401
+    import robo_reward.rl.lerobot_policy  # noqa: F401
+    import robo_reward.rl.residual_policy  # noqa: F401
+    import robo_reward.rl.scripted_policy  # noqa: F401
+
+    manifest = read_policy_manifest(directory)
+    loader = POLICY_LOADERS.get(manifest["kind"])
+    if loader is None:
+        raise PolicyError(
+            f"{Path(directory) / POLICY_FILE}: unknown policy kind {manifest['kind']!r}; known: {sorted(POLICY_LOADERS)}"
+        )
+    return loader(Path(directory), manifest, device), manifest

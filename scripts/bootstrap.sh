@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything robo_reward needs on a fresh Debian 12 / Python 3.11 machine:
+#  1. Debian libraries for headless MuJoCo rendering (EGL/Mesa), OpenCV and video decoding (FFmpeg);
+#  2. a virtual environment built from requirements.lock, cached OUTSIDE the clone and keyed by the
+#     lock file's hash, so a second clone (or CI) reuses it in seconds;
+#  3. this checkout installed into it in editable mode, and ./.venv pointing at it.
+# Idempotent: every step is skipped when already done. Prints the venv path on the last line.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+APT_PACKAGES=(libgl1 libglib2.0-0 libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 ffmpeg)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[bootstrap] installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "[bootstrap] error: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+# this machine's pip config lists local mirrors that may be absent: drop those warnings only
+pip_quiet() { "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }
+lock_hash="$(cat requirements.lock | sha256sum | cut -c1-16)"
+cache_root="${ROBO_REWARD_CACHE:-$HOME/.cache/robo_reward}"
+venv="$cache_root/venv-$lock_hash"
+if [ ! -f "$venv/.complete" ]; then
+  # a venv without the marker is a broken earlier attempt: start over
+  echo "[bootstrap] creating $venv from requirements.lock (first time: several minutes, ~10 GB)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache_root"
+  "$PYTHON" -m venv "$venv"
+  pip_quiet "$venv/bin/pip" install -q --upgrade pip
+  pip_quiet "$venv/bin/pip" install -q --no-deps -r requirements.lock
+  "$venv/bin/pip" check >&2
+  touch "$venv/.complete"
+fi
+# editable install of this checkout (re-done when the venv last pointed at another clone)
+if [ "$(cat "$venv/.project_path" 2>/dev/null)" != "$here" ]; then
+  pip_quiet "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$here" >&2
+  echo "$here" > "$venv/.project_path"
+fi
+ln -sfn "$venv" "$here/.venv"
+echo "$venv"

@@ -1,0 +1,455 @@
+"""Gymnasium wrapper around robosuite tasks that follows docs/conventions.md.
+
+``make_env(task, robot, cameras=...)`` builds a :class:`RobosuiteEnv` whose observations are
+dicts with LeRobot-style keys and whose actions are float32 vectors in [-1, 1].
+
+Seeding
+-------
+robosuite 1.5.1 draws every random choice of a reset (object placement, cube size at
+construction, robot joint initialisation noise) from NumPy's *global* legacy generator
+(``np.random``); its own ``seed``/``self.rng`` argument is stored but unused. This wrapper keeps
+a private ``np.random.RandomState`` per environment and swaps it in as the global state only
+for the duration of robosuite's construction and ``reset()`` calls, then restores the caller's
+global state. Consequently:
+
+* ``reset(seed=s)`` always produces the same initial state for the same ``s`` (on the same
+  machine and library versions), independently of what else used ``np.random``;
+* ``reset()`` without a seed continues the environment's own stream, so consecutive resets
+  differ; ``make_env(..., seed=s)`` makes that whole stream (and the model built at
+  construction, e.g. the Lift cube's size) reproducible;
+* the process-wide ``np.random`` state is left untouched.
+
+Frames
+------
+Positions in ``observation.state`` and ``observation.environment_state`` are in robosuite's
+world frame. The robot base is fixed in every supported task, so this differs from the
+robot-base frame of a real robot only by a constant transform.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = [
+    "TASKS",
+    "ROBOTS",
+    "RobosuiteEnv",
+    "TaskSpec",
+    "RobotSpec",
+    "make_env",
+    "resolve_robot",
+    "resolve_task",
+]
+
+CONTROL_FREQ = 20  # Hz
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task of the registry: which robosuite environment, with which robots."""
+
+    env_name: str
+    robots: tuple[str, ...]
+    horizon: int  # default episode length in control steps
+    text: str  # natural-language instruction
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Per-robot overrides (canonical robot name -> horizon / robosuite env name / extra kwargs).
+    robot_horizon: dict[str, int] = field(default_factory=dict)
+    robot_env_name: dict[str, str] = field(default_factory=dict)
+    robot_env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """A supported robot: the robosuite model name and how to build its controller."""
+
+    robosuite_name: str
+    family: str  # "arm" (single arm, OSC_POSE + gripper) or "humanoid"
+    controller: str | None  # composite controller name passed to load_composite_controller_config
+    aliases: tuple[str, ...] = ()
+
+
+TASKS: dict[str, TaskSpec] = {
+    "lift": TaskSpec(
+        env_name="Lift",
+        robots=("Panda", "GR1"),
+        horizon=100,  # scripted Panda demo succeeds in ~40 steps
+        text="lift the red cube",
+        # robosuite places GR1 0.55 m behind the centre of a 0.8 m table top at 0.8 m height: the
+        # cube is then ~0.7 m from either shoulder, beyond the ~0.5 m arm reach. A shorter (0.4 m
+        # deep) table brings the robot 0.2 m closer and a 0.95 m table top lifts the cube to the
+        # hands (success is still "cube 4 cm above the table top").
+        robot_horizon={"GR1": 120},  # scripted GR1 demo succeeds in ~50-70 steps
+        robot_env_name={"GR1": "LiftTableHeight"},
+        robot_env_kwargs={"GR1": {"table_full_size": (0.4, 0.8, 0.05), "table_height": 0.95}},
+    ),
+    "can": TaskSpec(
+        env_name="PickPlaceCan",
+        robots=("Panda",),
+        horizon=200,  # scripted demo succeeds in ~115-150 steps
+        text="pick up the can and place it in the bin",
+    ),
+}
+
+ROBOTS: dict[str, RobotSpec] = {
+    "Panda": RobotSpec(robosuite_name="Panda", family="arm", controller=None),
+    # GR1 with the legs removed: two OSC_POSE arms + two 6-dof Fourier hands under the BASIC
+    # composite controller. (GR1FixedLowerBody's default controller needs whole-body IK code the
+    # robosuite wheel does not ship; with BASIC it would add torso/head joint dimensions that the
+    # tabletop task does not need.)
+    "GR1": RobotSpec(
+        robosuite_name="GR1ArmsOnly",
+        family="humanoid",
+        controller="BASIC",
+        aliases=("GR1ArmsOnly",),
+    ),
+}
+
+
+def _choices(names) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def resolve_task(task: str) -> str:
+    key = str(task).lower()
+    if key not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {_choices(TASKS)}")
+    return key
+
+
+def resolve_robot(robot: str, task: str | None = None) -> str:
+    """Canonical robot name for ``robot`` (case-insensitive; aliases accepted)."""
+    lookup: dict[str, str] = {}
+    for name, spec in ROBOTS.items():
+        lookup[name.lower()] = name
+        for alias in spec.aliases:
+            lookup[alias.lower()] = name
+    name = lookup.get(str(robot).lower())
+    if task is not None:
+        valid = TASKS[resolve_task(task)].robots
+        if name not in valid:
+            raise ValueError(f"robot {robot!r} is not supported for task {task!r}; valid robots: {_choices(valid)}")
+    elif name is None:
+        raise ValueError(f"unknown robot {robot!r}; valid robots: {_choices(ROBOTS)}")
+    return name
+
+
+_CUSTOM_ENVS: dict[str, type] = {}
+
+
+def _register_custom_envs() -> None:
+    """Define (once) robosuite env subclasses used by the registry; robosuite's metaclass
+    registers every subclass by class name, so ``robosuite.make(name)`` then finds them."""
+    if _CUSTOM_ENVS:
+        return
+    from robosuite.environments.manipulation.lift import Lift
+
+    class LiftTableHeight(Lift):
+        """robosuite Lift with a configurable table-top height (Lift hard-codes 0.8 m)."""
+
+        def __init__(self, *args, table_height: float = 0.8, **kwargs):
+            self._table_height = float(table_height)
+            super().__init__(*args, **kwargs)
+
+        def _load_model(self):
+            self.table_offset = np.array((0.0, 0.0, self._table_height))
+            super()._load_model()
+
+    _CUSTOM_ENVS["LiftTableHeight"] = LiftTableHeight
+
+
+@contextlib.contextmanager
+def _global_np_random(rng: np.random.RandomState):
+    """Make ``rng`` the global legacy NumPy generator inside the block; restore afterwards."""
+    saved = np.random.get_state()
+    np.random.set_state(rng.get_state())
+    try:
+        yield
+    finally:
+        rng.set_state(np.random.get_state())
+        np.random.set_state(saved)
+
+
+class RobosuiteEnv(gym.Env):
+    """A robosuite task behind the project's observation/action contract.
+
+    Observation dict:
+      * ``observation.state`` float32: for each arm ``[eef_pos(3), eef_quat_xyzw(4)]``, then each
+        arm's gripper joint positions, then the arm joint positions. Panda: 3+4+2+7 = 16;
+        GR1 (right, left): 2*(3+4) + 2*11 + 14 = 50.
+      * ``observation.environment_state`` float32: robosuite's ``object-state`` (Lift/Panda: cube
+        pos, cube quat, gripper-to-cube = 10; Lift/GR1: 13 (one gripper-to-cube per arm);
+        Can/Panda: can-to-eef pos, can-to-eef quat, can pos, can quat = 14).
+      * ``observation.images.<cam>`` uint8 (H, W, 3), row 0 = top, for each requested camera.
+
+    Action: float32 (A,) in [-1, 1], mapped linearly onto robosuite's action bounds (non-finite
+    bounds are treated as the controllers' [-1, 1] input range). Panda: A = 7 (OSC_POSE deltas
+    + gripper); GR1: A = 24 (right arm OSC 6, left arm OSC 6, right hand 6, left hand 6).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+
+    def __init__(
+        self,
+        task: str = "lift",
+        robot: str = "Panda",
+        cameras: Sequence[str] = (),
+        image_size: tuple[int, int] = (84, 84),
+        horizon: int | None = None,
+        terminate_on_success: bool = True,
+        render_camera: str | None = None,
+        render_size: tuple[int, int] = (256, 256),
+        seed: int | None = None,
+    ):
+        import robosuite
+        import robosuite.macros as macros  # noqa: F401  (imported for side effects / convention)
+        from robosuite.controllers import load_composite_controller_config
+
+        self.task = resolve_task(task)
+        self.robot_name = resolve_robot(robot, self.task)
+        self._task_spec = TASKS[self.task]
+        self._robot_spec = ROBOTS[self.robot_name]
+        self.robot_family = self._robot_spec.family
+        self.task_text = self._task_spec.text
+        self.fps = CONTROL_FREQ
+        if horizon is not None and int(horizon) <= 0:
+            raise ValueError(f"horizon must be a positive number of control steps, got {horizon!r}")
+        default_h = self._task_spec.robot_horizon.get(self.robot_name, self._task_spec.horizon)
+        self.max_episode_steps = int(horizon) if horizon is not None else default_h
+        self.terminate_on_success = bool(terminate_on_success)
+        if isinstance(cameras, str):
+            cameras = (cameras,)
+        self.cameras = tuple(cameras)
+        self.image_size = (int(image_size[0]), int(image_size[1]))  # (height, width)
+        self.render_camera = render_camera
+        self.render_size = (int(render_size[0]), int(render_size[1]))  # (height, width)
+        self.render_mode = "rgb_array" if render_camera is not None else None
+
+        # construction draws model variations (e.g. Lift's cube size): seed it so equal seeds give equal envs
+        self._rng = np.random.RandomState(0 if seed is None else seed)
+        controller_config = load_composite_controller_config(
+            controller=self._robot_spec.controller, robot=self._robot_spec.robosuite_name
+        )
+        need_renderer = bool(self.cameras) or render_camera is not None
+        _register_custom_envs()
+        env_name = self._task_spec.robot_env_name.get(self.robot_name, self._task_spec.env_name)
+        self.robosuite_env_name = env_name
+        with _global_np_random(self._rng):
+            self._env = robosuite.make(
+                env_name,
+                robots=self._robot_spec.robosuite_name,
+                controller_configs=controller_config,
+                has_renderer=False,
+                has_offscreen_renderer=need_renderer,
+                use_camera_obs=False,  # cameras are rendered by this wrapper (see _render_cam)
+                use_object_obs=True,
+                reward_shaping=False,
+                control_freq=CONTROL_FREQ,
+                horizon=self.max_episode_steps,
+                ignore_done=True,  # time limit handled here
+                hard_reset=False,  # reuse the compiled model across resets (fast)
+                renderer="mujoco",
+                **{**self._task_spec.env_kwargs, **self._task_spec.robot_env_kwargs.get(self.robot_name, {})},
+            )
+        valid_cams = [c for c in self._env.sim.model.camera_names if c]
+        bad = [c for c in list(self.cameras) + ([render_camera] if render_camera else []) if c not in valid_cams]
+        if bad:
+            self._env.close()
+            raise ValueError(f"unknown camera(s) {_choices(bad)}; valid cameras: {_choices(valid_cams)}")
+        self.valid_cameras = tuple(valid_cams)
+
+        # Action mapping [-1, 1] -> robosuite bounds.
+        low, high = (np.asarray(b, dtype=np.float64) for b in self._env.action_spec)
+        low = np.where(np.isfinite(low), low, -1.0)
+        high = np.where(np.isfinite(high), high, 1.0)
+        self._act_center = (high + low) / 2.0
+        self._act_scale = (high - low) / 2.0
+        self.action_dim = int(low.shape[0])
+        self.action_space = spaces.Box(-1.0, 1.0, (self.action_dim,), dtype=np.float32)
+
+        robot0 = self._env.robots[0]
+        self.arms = tuple(robot0.arms)
+        self.action_split = {k: tuple(v) for k, v in robot0.composite_controller._action_split_indexes.items()}
+        pfx = "robot0_"
+        multi = len(self.arms) > 1
+        self._state_keys: list[str] = []
+        for arm in self.arms:
+            a = f"{arm}_" if multi else ""
+            self._state_keys += [f"{pfx}{a}eef_pos", f"{pfx}{a}eef_quat_site"]
+        for arm in self.arms:
+            a = f"{arm}_" if multi else ""
+            self._state_keys.append(f"{pfx}{a}gripper_qpos")
+        self._state_keys.append(f"{pfx}joint_pos")
+
+        raw = self._env._get_observations(force_update=True)
+        missing = [k for k in self._state_keys + ["object-state"] if k not in raw]
+        if missing:  # pragma: no cover - guards against robosuite API changes
+            raise RuntimeError(f"robosuite observation lacks keys {missing}; has {sorted(raw)}")
+        self.state_dim = int(sum(np.asarray(raw[k]).size for k in self._state_keys))
+        self.env_state_dim = int(np.asarray(raw["object-state"]).size)
+        obs_spaces: dict[str, spaces.Space] = {
+            "observation.state": spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
+            "observation.environment_state": spaces.Box(-np.inf, np.inf, (self.env_state_dim,), np.float32),
+        }
+        h, w = self.image_size
+        for cam in self.cameras:
+            obs_spaces[f"observation.images.{cam}"] = spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.observation_space = spaces.Dict(obs_spaces)
+
+        # Orientation (3x3, columns = axes in the world frame) of the frame in which each arm's
+        # OSC_POSE deltas are expressed (robosuite's controller "origin": the robot base for Panda,
+        # the shoulder mount for GR1, tilted ~25 deg about x). Constant for fixed-base robots.
+        self.arm_action_frames: dict[str, np.ndarray] = {}
+        for arm in self.arms:
+            ctrl = robot0.composite_controller.part_controllers.get(arm)
+            ori = getattr(ctrl, "origin_ori", None)
+            self.arm_action_frames[arm] = np.array(ori if ori is not None else np.eye(3), dtype=np.float64)
+
+        # Task constants usable by scripted controllers (never change across resets).
+        self.task_constants: dict[str, np.ndarray | float] = {}
+        if self.task == "lift":
+            self.task_constants["table_height"] = float(self._env.model.mujoco_arena.table_offset[2])
+        elif self.task == "can":
+            vis = self._env.visual_objects[self._env.object_id].name
+            self.task_constants["target_pos"] = np.array(
+                self._env.sim.model.body_pos[self._env.obj_body_id[vis]], dtype=np.float64
+            )
+            self.task_constants["bin_size"] = np.array(self._env.bin_size, dtype=np.float64)
+        self._steps = 0
+        self._needs_reset = True
+        self._closed = False
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def unwrapped_robosuite(self):
+        """The underlying robosuite environment (for advanced use; do not reset it directly)."""
+        return self._env
+
+    def _render_cam(self, cam: str, size: tuple[int, int]) -> np.ndarray:
+        h, w = size
+        img = self._env.sim.render(width=w, height=h, camera_name=cam)
+        # MjSim.render returns OpenGL row order (row 0 = bottom); flip to row 0 = top.
+        return np.ascontiguousarray(img[::-1], dtype=np.uint8)
+
+    def _convert_obs(self, raw: dict) -> dict[str, np.ndarray]:
+        state = np.concatenate([np.asarray(raw[k], dtype=np.float64).ravel() for k in self._state_keys])
+        obs = {
+            "observation.state": state.astype(np.float32),
+            "observation.environment_state": np.asarray(raw["object-state"], dtype=np.float32).ravel().copy(),
+        }
+        for cam in self.cameras:
+            obs[f"observation.images.{cam}"] = self._render_cam(cam, self.image_size)
+        return obs
+
+    def check_success(self) -> bool:
+        return bool(self._env._check_success())
+
+    def to_robosuite_action(self, action) -> np.ndarray:
+        """Validate, clip to [-1, 1] and map to robosuite's action bounds."""
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (self.action_dim,):
+            a = a.reshape(-1)
+            if a.shape != (self.action_dim,):
+                raise ValueError(f"action must have shape ({self.action_dim},), got {np.shape(action)}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains non-finite values (NaN/inf) at indices {np.flatnonzero(~np.isfinite(a)).tolist()}: {a}")
+        a = np.clip(a, -1.0, 1.0)
+        return self._act_center + self._act_scale * a
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self._closed:
+            raise RuntimeError("environment is closed")
+        if seed is not None:
+            self._rng = np.random.RandomState(seed)
+        with _global_np_random(self._rng):
+            self._env.reset()
+        # A second forced update: some robosuite sensors (e.g. PickPlace's object-to-eef pose) read
+        # other sensors' values from the observation cache, which reset() has just emptied, and
+        # would otherwise report zeros in the first observation of an episode.
+        raw = self._env._get_observations(force_update=True)
+        self._steps = 0
+        self._needs_reset = False
+        obs = self._convert_obs(raw)
+        success = self.check_success()
+        return obs, {"success": success, "is_success": success}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        rs_action = self.to_robosuite_action(action)
+        raw, _, _, _ = self._env.step(rs_action)
+        self._steps += 1
+        success = self.check_success()
+        reward = 1.0 if success else 0.0
+        terminated = bool(success and self.terminate_on_success)
+        truncated = bool(self._steps >= self.max_episode_steps and not terminated)
+        info = {"success": success, "is_success": success, "steps": self._steps}
+        return self._convert_obs(raw), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_camera is None:
+            raise RuntimeError(
+                "render() needs render_camera; create the env with e.g. "
+                f"make_env(..., render_camera='frontview') (valid cameras: {_choices(self.valid_cameras)})"
+            )
+        return self._render_cam(self.render_camera, self.render_size)
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            try:
+                self._env.close()
+            except Exception:  # pragma: no cover - best effort
+                pass
+
+    def __repr__(self) -> str:
+        return (
+            f"RobosuiteEnv(task={self.task!r}, robot={self.robot_name!r}, cameras={self.cameras}, "
+            f"max_episode_steps={self.max_episode_steps})"
+        )
+
+
+def make_env(
+    task: str = "lift",
+    robot: str = "Panda",
+    cameras: Sequence[str] = (),
+    image_size: tuple[int, int] = (84, 84),
+    horizon: int | None = None,
+    terminate_on_success: bool = True,
+    render_camera: str | None = None,
+    render_size: tuple[int, int] = (256, 256),
+    seed: int | None = None,
+) -> RobosuiteEnv:
+    """Build a :class:`RobosuiteEnv`.
+
+    Args:
+        task: one of ``TASKS`` ("lift", "can").
+        robot: "Panda" (lift, can) or "GR1" (lift; alias "GR1ArmsOnly").
+        cameras: camera names to add as ``observation.images.<cam>`` (e.g. "agentview",
+            "robot0_eye_in_hand"). Cameras make stepping ~10x slower.
+        image_size: (height, width) of camera observations.
+        horizon: episode length in control steps (default per task, see ``TASKS``).
+        terminate_on_success: end the episode (terminated=True) on the first success.
+        render_camera: camera used by ``render()``; None disables rendering.
+        render_size: (height, width) of ``render()`` frames.
+        seed: seeds the environment's random stream (see module docstring).
+    """
+    return RobosuiteEnv(
+        task=task,
+        robot=robot,
+        cameras=cameras,
+        image_size=image_size,
+        horizon=horizon,
+        terminate_on_success=terminate_on_success,
+        render_camera=render_camera,
+        render_size=render_size,
+        seed=seed,
+    )

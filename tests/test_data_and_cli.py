@@ -1,0 +1,97 @@
+"""Demo collection -> LeRobotDataset -> reload, base training, evaluation, and bad inputs, via the CLI."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from robo_reward.cli import main
+from robo_reward.data.lerobot_io import load_demonstrations, open_dataset
+
+
+def test_demos_reload_through_lerobot(lift_demos):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset("local/lift", root=lift_demos)
+    assert ds.meta.total_episodes == 6
+    assert ds.fps == 20
+    item = ds[0]
+    assert item["task"] == "lift the red cube"
+    for key in ("observation.state", "observation.environment_state", "action", "next.reward", "next.success"):
+        assert key in item, key
+    demos = load_demonstrations(lift_demos)
+    assert len(demos) == 6
+    assert sum(len(d.actions) for d in demos) == ds.meta.total_frames
+    for d in demos:
+        # a successful episode ends on its first success: reward 1 exactly there
+        if d.success:
+            assert d.successes[-1] and d.rewards[-1] == 1.0 and d.rewards[:-1].sum() == 0.0
+        assert np.all(np.abs(d.actions) <= 1.0)
+        assert len(d.observations) == len(d.actions) + 1
+
+
+def test_mlp_base_acts_and_evaluates(lift_mlp_base, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--policy", str(lift_mlp_base), "--episodes", "2", "--videos", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "eval.json").read_text())
+    assert summary["episodes"] == 2 and len(summary["successes"]) == 2
+    (video,) = list((out / "videos").glob("*.mp4"))
+    import av
+
+    with av.open(str(video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) > 5
+    assert "success" in capsys.readouterr().out
+
+
+def test_unknown_task_and_robot_are_clear_errors(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["demos", "collect", "--task", "stack-blocks", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "stack-blocks" in err and "lift" in err and "Traceback" not in err
+    assert main(["demos", "collect", "--robot", "Pandaa", "--out", str(out), "--quiet"]) == 2
+    assert "Pandaa" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_and_corrupt_dataset(lift_demos, tmp_path, capsys):
+    assert main(["base", "train", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "nope" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(lift_demos, broken)
+    for parquet in (broken / "data").rglob("*.parquet"):
+        parquet.write_bytes(parquet.read_bytes()[:100])
+    assert main(["base", "train", "--dataset", str(broken), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "broken" in err and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(Exception, match="meta/info.json"):
+        open_dataset(tmp_path)
+
+
+def test_nan_policy_is_refused(lift_mlp_base, tmp_path, capsys):
+    bad = tmp_path / "nan_base"
+    shutil.copytree(lift_mlp_base, bad)
+    weights = load_file(str(bad / "model.safetensors"))
+    last_bias = [k for k in weights if k.endswith("bias")][-1]
+    weights[last_bias] = weights[last_bias] * float("nan")
+    save_file(weights, str(bad / "model.safetensors"))
+    out = tmp_path / "eval"
+    assert main(["eval", "--policy", str(bad), "--episodes", "1", "--videos", "0", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_existing_output_needs_overwrite(lift_demos, tmp_path, capsys):
+    out = tmp_path / "base"
+    out.mkdir()
+    assert main(["base", "train", "--dataset", str(lift_demos), "--out", str(out), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_not_a_policy_directory(tmp_path, capsys):
+    assert main(["eval", "--policy", str(tmp_path), "--out", str(tmp_path / "e"), "--quiet"]) == 2
+    assert "robo_reward_policy.json" in capsys.readouterr().err
