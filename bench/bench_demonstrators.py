@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sim import make_demonstrator, make_env  # noqa: E402
+from sim import make_demonstrator, make_env
 
 
 def run_combo(task: str, robot: str, noises: list[float], episodes: int) -> dict:

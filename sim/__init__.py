@@ -3,8 +3,15 @@
 robosuite is imported lazily (when an environment is built), so importing ``sim`` is cheap.
 """
 
-from sim.robosuite_env import ROBOTS, TASKS, RobosuiteEnv, make_env, resolve_robot, resolve_task
 from sim.demonstrators import DEMONSTRATORS, make_demonstrator
+from sim.robosuite_env import (
+    ROBOTS,
+    TASKS,
+    RobosuiteEnv,
+    make_env,
+    resolve_robot,
+    resolve_task,
+)
 
 __all__ = [
     "DEMONSTRATORS",

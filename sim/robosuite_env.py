@@ -15,8 +15,10 @@ global state. Consequently:
 * ``reset(seed=s)`` always produces the same initial state for the same ``s`` (on the same
   machine and library versions), independently of what else used ``np.random``;
 * ``reset()`` without a seed continues the environment's own stream, so consecutive resets
-  differ; ``make_env(..., seed=s)`` makes that whole stream (and the model built at
-  construction, e.g. the Lift cube's size) reproducible;
+  differ; ``make_env(..., seed=s)`` makes that whole stream reproducible;
+* randomness drawn while robosuite builds the model (the Lift cube's size) always uses seed 0,
+  so every instance of a task/robot has the same model and ``reset(seed=s)`` gives the same
+  initial state in every instance and process;
 * the process-wide ``np.random`` state is left untouched.
 
 Frames
@@ -29,19 +31,20 @@ robot-base frame of a real robot only by a constant transform.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 __all__ = [
-    "TASKS",
     "ROBOTS",
+    "TASKS",
     "RobosuiteEnv",
-    "TaskSpec",
     "RobotSpec",
+    "TaskSpec",
     "make_env",
     "resolve_robot",
     "resolve_task",
@@ -193,7 +196,7 @@ class RobosuiteEnv(gym.Env):
     + gripper); GR1: A = 24 (right arm OSC 6, left arm OSC 6, right hand 6, left hand 6).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
     def __init__(
         self,
@@ -208,7 +211,6 @@ class RobosuiteEnv(gym.Env):
         seed: int | None = None,
     ):
         import robosuite
-        import robosuite.macros as macros  # noqa: F401  (imported for side effects / convention)
         from robosuite.controllers import load_composite_controller_config
 
         self.task = resolve_task(task)
@@ -231,8 +233,10 @@ class RobosuiteEnv(gym.Env):
         self.render_size = (int(render_size[0]), int(render_size[1]))  # (height, width)
         self.render_mode = "rgb_array" if render_camera is not None else None
 
-        # construction draws model variations (e.g. Lift's cube size): seed it so equal seeds give equal envs
-        self._rng = np.random.RandomState(0 if seed is None else seed)
+        # The model itself (e.g. the Lift cube's size, drawn when robosuite builds the model) is
+        # always built from seed 0, so that reset(seed=s) gives the same initial state in every
+        # instance of a task/robot; ``seed`` seeds the stream of unseeded resets.
+        build_rng = np.random.RandomState(0)
         controller_config = load_composite_controller_config(
             controller=self._robot_spec.controller, robot=self._robot_spec.robosuite_name
         )
@@ -240,7 +244,7 @@ class RobosuiteEnv(gym.Env):
         _register_custom_envs()
         env_name = self._task_spec.robot_env_name.get(self.robot_name, self._task_spec.env_name)
         self.robosuite_env_name = env_name
-        with _global_np_random(self._rng):
+        with _global_np_random(build_rng):
             self._env = robosuite.make(
                 env_name,
                 robots=self._robot_spec.robosuite_name,
@@ -321,6 +325,7 @@ class RobosuiteEnv(gym.Env):
                 self._env.sim.model.body_pos[self._env.obj_body_id[vis]], dtype=np.float64
             )
             self.task_constants["bin_size"] = np.array(self._env.bin_size, dtype=np.float64)
+        self._rng = np.random.RandomState(seed)
         self._steps = 0
         self._needs_reset = True
         self._closed = False
@@ -405,10 +410,7 @@ class RobosuiteEnv(gym.Env):
     def close(self):
         if not self._closed:
             self._closed = True
-            try:
-                self._env.close()
-            except Exception:  # pragma: no cover - best effort
-                pass
+            self._env.close()
 
     def __repr__(self) -> str:
         return (
