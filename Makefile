@@ -4,8 +4,11 @@ RUN ?= runs/demo
 TASK ?= lift
 ROBOT ?= Panda
 DEMOS ?= 20
-RL_STEPS ?= 12000
+NOISE ?= 1.0
+RL_STEPS ?= 10000
 EVAL_EPISODES ?= 50
+# ResFiT's update-to-data ratio is 4; two CPU cores afford 1 (see docs/BENCHMARKS.md)
+RL_SET ?= --set utd_ratio=1 --set actor_lr=3e-4 --set critic_lr=3e-4
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean
@@ -14,10 +17,10 @@ install:
 
 # The main job: noisy scripted demos -> behaviour-cloned base -> residual RL from sparse reward -> evaluation.
 demo: install
-	$(RR) demos collect --task $(TASK) --robot $(ROBOT) --episodes $(DEMOS) --out $(RUN)/demos --overwrite
+	$(RR) demos collect --task $(TASK) --robot $(ROBOT) --episodes $(DEMOS) --noise $(NOISE) --out $(RUN)/demos --overwrite
 	$(RR) base train --dataset $(RUN)/demos --out $(RUN)/base --overwrite
 	$(RR) eval --policy $(RUN)/base --episodes $(EVAL_EPISODES) --videos 2 --out $(RUN)/eval_base --overwrite
-	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) --out $(RUN)/rl --overwrite
+	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) $(RL_SET) --out $(RUN)/rl --overwrite
 	$(RR) eval --policy $(RUN)/rl --episodes $(EVAL_EPISODES) --videos 3 --out $(RUN)/eval_rl --overwrite --compare $(RUN)/eval_base
 
 test: install

@@ -123,6 +123,7 @@ class ResidualTrainer:
         base.reset()
         base_action = checked_action(base.act(obs), act_dim, "base policy")
         total, length, success, done = 0.0, 0, False, False
+        update_metrics: dict[str, list[float]] = {}
         while not done:
             action = learner.act(flat_state(obs), base_action, explore=True, rng=self.rng)
             next_obs, reward, terminated, truncated, info = env.step(action)
@@ -133,13 +134,15 @@ class ResidualTrainer:
             )
             s.env_step += 1
             if s.env_step > learner.cfg.learning_starts:
-                learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+                for key, value in learner.train_step(self.demo_buffer, self.online_buffer, self.rng).items():
+                    update_metrics.setdefault(key, []).append(value)
             obs, base_action = next_obs, next_base_action
             total, length = total + float(reward), length + 1
             success = success or bool(info.get("success", False))
             done = terminated or truncated
         s.episode += 1
-        record = {"env_step": s.env_step, "episode": s.episode, "success": success, "return": total, "length": length}
+        record = {"env_step": s.env_step, "episode": s.episode, "success": success, "return": total, "length": length,
+                  **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
         return record
 
