@@ -143,7 +143,6 @@ def main() -> None:
     work = Path(args.work or f"runs/bench/{args.task}")
     demos, base = prepare(args, work)
     out = RESULTS / f"residual_{args.task}.json"
-    results = json.loads(out.read_text()) if out.exists() else {"curves": {}, "runs": {}}
     methods = ["base", "residual", "sac"] if args.method == "all" else [args.method]
     for method in methods:
         start = time.time()
@@ -153,6 +152,8 @@ def main() -> None:
             curve = run_residual(args, work, demos, base)
         else:
             curve = run_sac(args, json.loads((demos / "robo_reward_env.json").read_text()))
+        # re-read just before writing: methods may run as parallel processes (one per core)
+        results = json.loads(out.read_text()) if out.exists() else {"curves": {}, "runs": {}}
         results["curves"][method] = curve
         results["runs"][method] = {
             "wall_s": round(time.time() - start, 1), "machine": machine(),

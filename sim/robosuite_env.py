@@ -31,6 +31,7 @@ robot-base frame of a real robot only by a constant transform.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -211,6 +212,9 @@ class RobosuiteEnv(gym.Env):
         seed: int | None = None,
     ):
         import robosuite
+
+        # robosuite logs an INFO line per env construction; keep its warnings and errors only
+        logging.getLogger("robosuite_logs").setLevel(logging.WARNING)
         from robosuite.controllers import load_composite_controller_config
 
         self.task = resolve_task(task)

@@ -74,3 +74,17 @@ def test_base_for_another_task_is_rejected(lift_demos, lift_mlp_base, tmp_path, 
                  "--quiet"]) == 2
     assert "task='can'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_lerobot_act_and_scripted_bases_drive_the_residual_learner(lift_demos, tmp_path):
+    """Any base works: a LeRobot ACT checkpoint trained by lerobot-train, and the scripted controller."""
+    act_dir = tmp_path / "act"
+    assert main(["base", "train", "--dataset", str(lift_demos), "--type", "act", "--steps", "10",
+                 "--out", str(act_dir), "--quiet"]) == 0
+    assert (act_dir / "pretrained_model" / "model.safetensors").is_file()
+    for name, base in (("act", act_dir), ("scripted", "scripted")):
+        run = tmp_path / f"rl_{name}"
+        assert rl_train(base, lift_demos, run, 80) == 0, name
+        manifest = json.loads((run / "base" / "robo_reward_policy.json").read_text())
+        assert manifest["kind"] == ("lerobot" if name == "act" else "scripted")
+        assert len(json.loads((run / "metrics.json").read_text())["episodes"]) >= 1

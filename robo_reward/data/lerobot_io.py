@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,10 @@ class EpisodeRecorder:
         robot_type: str | None = None,
         overwrite: bool = False,
     ):
+        import datasets
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        datasets.disable_progress_bars()  # one "Map" bar per saved episode drowns the real progress bar
         self.root = Path(root)
         if self.root.exists():
             if not overwrite:
@@ -90,7 +93,10 @@ class EpisodeRecorder:
         self._dataset.add_frame(frame)
 
     def save_episode(self) -> None:
-        self._dataset.save_episode()
+        with warnings.catch_warnings():
+            # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
+            warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
+            self._dataset.save_episode()
         self.episodes += 1
 
     def discard_episode(self) -> None:
