@@ -24,12 +24,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from robo_reward.cli import main as cli  # noqa: E402
-from robo_reward.cli import parse_overrides  # noqa: E402
 from robo_reward.rl.evaluation import evaluate  # noqa: E402
 from robo_reward.rl.loop import LoopConfig, plot_success_curves  # noqa: E402
 from robo_reward.rl.policies import load_policy  # noqa: E402
-from robo_reward.rl.residual import ResidualTD3Config  # noqa: E402
-from robo_reward.rl.runs import create_residual_run, make_sim_env  # noqa: E402
+from robo_reward.rl.runs import create_residual_run, learner_config, make_sim_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,7 +56,7 @@ def run_base(args, base: Path) -> list[dict]:
 
 
 def run_residual(args, work: Path, demos: Path, base: Path) -> list[dict]:
-    learner = ResidualTD3Config(**{"seed": args.seed, **parse_overrides(args.set, ResidualTD3Config)})
+    learner = learner_config(args.set, args.seed)
     loop = LoopConfig(total_env_steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                       checkpoint_every=args.steps, seed=args.seed)
     trainer = create_residual_run(work / "residual", demos, base, learner, loop, overwrite=True)

@@ -12,11 +12,10 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from robo_reward.errors import ConfigError, RoboRewardError
+from robo_reward.errors import RoboRewardError
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (Mesa EGL on CPU machines)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a model hub at run time
@@ -31,21 +30,6 @@ def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         spec["cameras"] = list(args.cameras)
         spec["image_size"] = [args.image_size, args.image_size]
     return spec
-
-
-def parse_overrides(pairs: Sequence[str], target: Any) -> dict[str, Any]:
-    """`--set actor_lr=3e-4 --set num_q=5` -> typed dict checked against a dataclass's fields."""
-    known = {f.name: f for f in fields(target)}
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or key not in known:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {sorted(known)}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -78,9 +62,10 @@ def cmd_demos_collect(args: argparse.Namespace) -> None:
 
 def cmd_base_train(args: argparse.Namespace) -> None:
     from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
-    from robo_reward.fileutil import check_output_dir, staged_dir
+    from robo_reward.fileutil import check_output_dir, refuse_output_inside_inputs, staged_dir
 
     dataset = Path(args.dataset)
+    refuse_output_inside_inputs(Path(args.out), [dataset])
     spec = read_env_spec(dataset)
     check_output_dir(Path(args.out), args.overwrite)
     if args.type == "mlp":
@@ -114,8 +99,7 @@ def cmd_base_train(args: argparse.Namespace) -> None:
 def cmd_rl_train(args: argparse.Namespace) -> None:
     from robo_reward.device import pick_device
     from robo_reward.rl.loop import LoopConfig
-    from robo_reward.rl.residual import ResidualTD3Config
-    from robo_reward.rl.runs import create_residual_run, resume_residual_run
+    from robo_reward.rl.runs import create_residual_run, learner_config, resume_residual_run
 
     out = Path(args.out)
     device = pick_device(args.device)
@@ -123,12 +107,11 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
         trainer = resume_residual_run(out, args.steps, device)
         print(f"resuming {out} at env step {trainer.state.env_step}")
     else:
-        learner_config = ResidualTD3Config(**{"seed": args.seed, **parse_overrides(args.set, ResidualTD3Config)})
         loop_config = LoopConfig(
-            total_env_steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+            total_env_steps=args.steps or 30_000, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
             checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
-        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config, loop_config,
+        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config(args.set, args.seed), loop_config,
                                       reward=args.reward, device=device, base_noise=args.base_noise,
                                       overwrite=args.overwrite)
     state = trainer.run(progress=not args.quiet)
@@ -140,10 +123,14 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from robo_reward.rl.runs import make_sim_env
-    from robo_reward.fileutil import staged_dir
+    from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import load_policy
 
+    refuse_output_inside_inputs(Path(args.out), [Path(args.policy)])
+    compare = Path(args.compare) / "eval.json" if args.compare else None
+    if compare is not None and not compare.is_file():
+        raise RoboRewardError(f"--compare: {compare} does not exist (expected an earlier `robo-reward eval --out`)")
     policy, manifest = load_policy(args.policy, args.device)
     env = make_sim_env(manifest["env"], **({"render_camera": args.camera} if args.videos else {}))
     with staged_dir(args.out, args.overwrite) as tmp:
@@ -154,8 +141,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         write_json(tmp / "eval.json", summary)
     print(f"{args.policy}: success {result.success_rate:.1%} over {args.episodes} seeded episodes "
           f"(mean length {summary['mean_length']:.0f} steps)")
-    if args.compare:
-        other = json.loads((Path(args.compare) / "eval.json").read_text())
+    if compare is not None:
+        other = json.loads(compare.read_text())
         print(f"  vs {other['policy']}: {other['success_rate']:.1%} over {other['episodes']} episodes")
     if summary["videos"]:
         print(f"  videos: {Path(args.out) / 'videos'}")
@@ -211,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-noise", type=float, default=0.3, help="noise of a scripted base")
     p.add_argument("--dataset", help="demonstrations (LeRobotDataset) for the 50/50 batches")
     p.add_argument("--reward", default="sparse", help="reward source (default: sparse success)")
-    p.add_argument("--steps", type=int, default=30_000, help="total env steps")
+    p.add_argument("--steps", type=int, default=None, help="total env steps (default 30000; on --resume: the run's)")
     p.add_argument("--eval-every", type=int, default=2_000)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--checkpoint-every", type=int, default=2_000)

@@ -17,6 +17,15 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise RoboRewardError(f"output {out} already exists; pass --overwrite to replace it")
 
 
+def refuse_output_inside_inputs(out: Path, inputs: list[Path]) -> None:
+    """--overwrite must never delete what the command reads."""
+    target = Path(out).resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if target == source or target in source.parents:
+            raise RoboRewardError(f"output {out} would overwrite the input {source}; choose another --out")
+
+
 @contextmanager
 def staged_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `out`; on success it replaces `out`, on error it is deleted."""

@@ -88,3 +88,20 @@ def test_lerobot_act_and_scripted_bases_drive_the_residual_learner(lift_demos, t
         manifest = json.loads((run / "base" / "robo_reward_policy.json").read_text())
         assert manifest["kind"] == ("lerobot" if name == "act" else "scripted")
         assert len(json.loads((run / "metrics.json").read_text())["episodes"]) >= 1
+
+
+def test_bad_learner_settings_and_loop_settings_are_clear_errors(lift_demos, lift_mlp_base, tmp_path, capsys):
+    for bad in (["--set", "actor_lr=abc"], ["--set", "policy_delay=0"], ["--eval-every", "0"]):
+        run = tmp_path / "r"
+        assert main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", "10",
+                     "--out", str(run), "--quiet", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and ("actor_lr" in err or "policy_delay" in err or "eval_every" in err)
+        assert not run.exists()
+
+
+def test_overwrite_never_deletes_an_input(lift_demos, capsys):
+    assert main(["base", "train", "--dataset", str(lift_demos), "--out", str(lift_demos), "--overwrite",
+                 "--quiet"]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (lift_demos / "meta" / "info.json").is_file()

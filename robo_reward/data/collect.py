@@ -41,8 +41,9 @@ def collect_episodes(
     act_dim = env.action_space.shape[0]
     bar = tqdm(range(episodes), desc="collect demos", disable=not progress, mininterval=1.0)
     for i in bar:
-        obs, _ = env.reset(seed=DEMO_SEED_OFFSET + seed + i)
-        policy.reset()
+        episode_seed = DEMO_SEED_OFFSET + seed + i
+        obs, _ = env.reset(seed=episode_seed)
+        policy.reset(episode_seed)
         done, success, length = False, False, 0
         while not done:
             action = checked_action(policy.act(obs), act_dim, "demonstrator")

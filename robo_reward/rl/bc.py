@@ -53,7 +53,7 @@ class MLPBCPolicy:
         self.device = device
         self.act_dim = net.net[-1].out_features
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
         pass
 
     @torch.no_grad()
@@ -78,8 +78,8 @@ def load_mlp_policy(directory: Path, manifest: Mapping[str, Any], device: str) -
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except (KeyError, TypeError) as exc:
         raise PolicyError(f"{directory}: malformed MLP policy manifest ({exc})") from exc
-    except (OSError, RuntimeError) as exc:
-        raise PolicyError(f"{directory / WEIGHTS_FILE}: cannot load weights ({exc})") from exc
+    except Exception as exc:  # safetensors raises its own SafetensorError for corrupt files
+        raise PolicyError(f"{directory / WEIGHTS_FILE}: cannot load weights ({type(exc).__name__}: {exc})") from exc
     return MLPBCPolicy(net, config, pick_device(device))
 
 

@@ -39,13 +39,17 @@ def save_checkpoint(
 ) -> None:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    old = directory.with_name(f".{directory.name}.old")
+    for stale in directory.parent.glob(f".{directory.name}.tmp-*"):  # left by a killed save
+        shutil.rmtree(stale, ignore_errors=True)
+    if old.exists() and directory.exists():
+        shutil.rmtree(old)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         torch.save({"learner": learner.state_dict()}, tmp / LEARNER_FILE)
         arrays = {f"{name}/{k}": np.asarray(v) for name, buf in buffers.items() for k, v in buf.state_dict().items()}
         np.savez(tmp / REPLAY_FILE, **arrays)
         (tmp / PROGRESS_FILE).write_text(json.dumps(progress))
-        old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             os.replace(directory, old)
         os.replace(tmp, directory)
@@ -55,34 +59,41 @@ def save_checkpoint(
         raise
 
 
+def readable_checkpoint(directory: Path) -> Path:
+    """`directory`, or the previous checkpoint kept while a save was being swapped in by a crashed run."""
+    directory = Path(directory)
+    old = directory.with_name(f".{directory.name}.old")
+    return directory if directory.is_dir() or not old.is_dir() else old
+
+
 def load_learner(directory: Path, device: torch.device) -> ResidualTD3:
-    path = Path(directory) / LEARNER_FILE
+    path = readable_checkpoint(directory) / LEARNER_FILE
     if not path.is_file():
         raise PolicyError(f"checkpoint {directory} has no {LEARNER_FILE}")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         learner = ResidualTD3.from_state_dict(state["learner"], device)
-    except (KeyError, RuntimeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # torch/pickle/zip raise many types for corrupt or foreign files
         raise PolicyError(f"{path}: not a valid residual learner checkpoint ({exc})") from exc
     return learner
 
 
 def load_buffers(directory: Path) -> dict[str, dict[str, np.ndarray]]:
     """Per-buffer state dicts, keyed by the names they were saved under."""
-    path = Path(directory) / REPLAY_FILE
+    path = readable_checkpoint(directory) / REPLAY_FILE
     try:
         with np.load(path, allow_pickle=False) as data:
             out: dict[str, dict[str, np.ndarray]] = {}
             for key in data.files:
                 name, field = key.split("/", 1)
                 out.setdefault(name, {})[field] = data[key]
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # zipfile/EOF/ValueError for truncated or foreign files
         raise PolicyError(f"{path}: cannot read replay buffers ({exc})") from exc
     return out
 
 
 def load_progress(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / PROGRESS_FILE
+    path = readable_checkpoint(directory) / PROGRESS_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

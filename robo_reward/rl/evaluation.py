@@ -70,7 +70,7 @@ def evaluate(
     for i in tqdm(range(episodes), desc="evaluate", disable=not progress, mininterval=1.0):
         episode_seed = EVAL_SEED_OFFSET + seed + i
         obs, _ = env.reset(seed=episode_seed)
-        policy.reset()
+        policy.reset(episode_seed)
         record = i < video_episodes and video_dir is not None
         frames = [env.render()] if record else []
         total, length, success, done = 0.0, 0, False, False

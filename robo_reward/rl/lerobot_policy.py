@@ -69,14 +69,16 @@ def train_act(dataset_root: Path, out_dir: Path, env_spec: Mapping[str, Any], co
         f"--save_freq={config.steps}", *config.cli_args(),
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=subprocess.STDOUT)
-    pretrained = work / "checkpoints" / "last" / PRETRAINED_SUBDIR
-    if proc.returncode != 0 or not pretrained.is_dir():
-        raise PolicyError(f"lerobot-train failed (exit {proc.returncode}); its log is above. Command: {' '.join(cmd)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(pretrained, out_dir / PRETRAINED_SUBDIR)
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=subprocess.STDOUT)
+        pretrained = work / "checkpoints" / "last" / PRETRAINED_SUBDIR
+        if proc.returncode != 0 or not pretrained.is_dir():
+            raise PolicyError(f"lerobot-train failed (exit {proc.returncode}); its log is above. Command: {' '.join(cmd)}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(pretrained, out_dir / PRETRAINED_SUBDIR)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     write_policy_manifest(out_dir, LEROBOT_KIND, env_spec, lerobot_policy="act", train_config=vars(config))
-    shutil.rmtree(work, ignore_errors=True)
     return out_dir
 
 
@@ -95,12 +97,12 @@ class LeRobotPolicy:
                 config, pretrained_path=str(pretrained_dir),
                 preprocessor_overrides={"device_processor": {"device": config.device}},
             )
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            self.input_keys = list(config.input_features)
+            self.act_dim = config.output_features["action"].shape[0]
+        except Exception as exc:  # draccus, safetensors, torch and json all raise their own types
             raise PolicyError(f"{pretrained_dir}: cannot load LeRobot policy ({type(exc).__name__}: {exc})") from exc
-        self.input_keys = list(config.input_features)
-        self.act_dim = config.output_features["action"].shape[0]
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
         self.policy.reset()
 
     @torch.no_grad()

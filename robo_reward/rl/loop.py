@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from robo_reward.data.lerobot_io import Demonstration
 from robo_reward.envs.observations import flat_state
+from robo_reward.errors import ConfigError
 from robo_reward.rewards.sources import RewardSource
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import load_buffers, load_learner, load_progress, save_checkpoint
@@ -38,6 +39,11 @@ class LoopConfig:
     buffer_capacity: int = 1_000_000
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("total_env_steps", "eval_every", "eval_episodes", "checkpoint_every", "buffer_capacity"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
 
 @dataclass
 class TrainingState:
@@ -53,22 +59,27 @@ class TrainingState:
 def fill_demo_buffer(
     buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, reward_source: RewardSource
 ) -> None:
-    """Demo transitions with the base action at every state and rewards from the run's reward source."""
+    """Demo transitions with the base action at every state and rewards from the run's reward source.
+
+    LeRobot frames do not store the observation after an episode's last action. A successful demo
+    ends in a terminal transition (no bootstrap, so that missing observation is never used); a
+    failed demo drops its last action and is truncated at the last real observation instead.
+    """
     for demo in demos:
-        base.reset()
+        base.reset(demo.episode_index)
         reward_source.reset(demo.observations[0], demo.task)
         base_actions = [np.asarray(base.act(o), dtype=np.float32) for o in demo.observations]
-        last = len(demo.actions) - 1
-        for t, action in enumerate(demo.actions):
+        first_success = np.flatnonzero(demo.successes)
+        usable = int(first_success[0]) + 1 if len(first_success) else len(demo.actions) - 1
+        for t in range(usable):
             success = bool(demo.successes[t])
+            action = np.clip(demo.actions[t], -1.0, 1.0)
             reward = reward_source.reward(demo.observations[t], action, demo.observations[t + 1], {"success": success})
             buffer.add(
-                flat_state(demo.observations[t]), base_actions[t], np.clip(action, -1, 1), reward,
+                flat_state(demo.observations[t]), base_actions[t], action, reward,
                 flat_state(demo.observations[t + 1]), base_actions[t + 1],
-                terminated=success, truncated=(t == last and not success),
+                terminated=success, truncated=(t == usable - 1 and not success),
             )
-            if success:
-                break
 
 
 class ResidualTrainer:
@@ -89,7 +100,7 @@ class ResidualTrainer:
         self.env, self.base, self.learner, self.config = env, base, learner, config
         self.demo_buffer = demo_buffer
         cfg = learner.cfg
-        self.online_buffer = online_buffer or NStepReplayBuffer(
+        self.online_buffer = online_buffer if online_buffer is not None else NStepReplayBuffer(
             config.buffer_capacity, learner.obs_dim, learner.act_dim, cfg.n_step, cfg.gamma
         )
         self.state = state or TrainingState(next_eval=0, next_checkpoint=config.checkpoint_every)
@@ -119,8 +130,9 @@ class ResidualTrainer:
     def run_episode(self) -> dict[str, Any]:
         env, base, learner, s = self.env, self.base, self.learner, self.state
         act_dim = learner.act_dim
-        obs, _ = env.reset(seed=self.config.seed + s.episode)
-        base.reset()
+        episode_seed = self.config.seed + s.episode
+        obs, _ = env.reset(seed=episode_seed)
+        base.reset(episode_seed)
         base_action = checked_action(base.act(obs), act_dim, "base policy")
         total, length, success, done = 0.0, 0, False, False
         update_metrics: dict[str, list[float]] = {}

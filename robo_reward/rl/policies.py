@@ -20,7 +20,10 @@ POLICY_FILE = "robo_reward_policy.json"
 
 
 class Policy(Protocol):
-    def reset(self) -> None: ...
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode; stochastic policies reseed from `seed` so episodes replay exactly."""
+
+
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray: ...
 

@@ -23,8 +23,8 @@ class ResidualPolicy:
         self.base = base
         self.learner = learner
 
-    def reset(self) -> None:
-        self.base.reset()
+    def reset(self, seed: int | None = None) -> None:
+        self.base.reset(seed)
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         base_action = checked_action(self.base.act(obs), self.learner.act_dim, "base policy")

@@ -6,8 +6,10 @@ metrics and plots; it is also a policy directory (`robo_reward_policy.json`, kin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
 from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
-from robo_reward.fileutil import check_output_dir
+from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
 from robo_reward.rewards import make_reward_source
 from robo_reward.rl.buffers import NStepReplayBuffer
+from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, fill_demo_buffer
 from robo_reward.rl.policies import load_policy, read_policy_manifest, write_policy_manifest
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
@@ -29,6 +32,30 @@ from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESID
 from robo_reward.rl.scripted_policy import save_scripted_policy
 
 RUN_CONFIG_FILE = "run_config.json"
+
+
+def learner_config(overrides: Sequence[str], seed: int) -> ResidualTD3Config:
+    """ResFiT defaults + `KEY=VALUE` overrides, each converted to its field's type and validated."""
+    fields = {f.name: f for f in dataclasses.fields(ResidualTD3Config)}
+    values: dict[str, Any] = {"seed": seed}
+    for pair in overrides:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in fields:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        default = fields[key].default
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(f"--set {pair!r}: {raw!r} is not a number, list or null") from None
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if default not in (None, dataclasses.MISSING) and not isinstance(value, (type(default), list)):
+            raise ConfigError(f"--set {pair!r}: expected a {type(default).__name__}, got {raw!r}")
+        values[key] = value
+    try:
+        return ResidualTD3Config(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid learner settings: {exc}") from None
 
 
 def make_sim_env(spec: dict[str, Any], **overrides: Any):
@@ -65,17 +92,17 @@ def create_residual_run(
     base_noise: float = 0.3,
     overwrite: bool = False,
 ) -> ResidualTrainer:
+    """Build a run in a staged sibling of `out` (validated base, demo buffer, step-0 checkpoint);
+    it replaces `out` only once complete, so a failed start never destroys an earlier run."""
     out, dataset = Path(out), Path(dataset)
-    check_output_dir(out, overwrite)
+    refuse_output_inside_inputs(out, [dataset] + ([] if str(base) == "scripted" else [Path(base)]))
     spec = read_env_spec(dataset)
     demos = load_demonstrations(dataset)
     reward_source = make_reward_source(reward)
     env = RewardWrapper(make_sim_env(spec), reward_source)
-    if out.exists():
-        shutil.rmtree(out)
-    try:
-        copy_base(base, spec, out / BASE_SUBDIR, base_noise, loop_config.seed)
-        base_policy, _ = load_policy(out / BASE_SUBDIR, str(device))
+    with staged_dir(out, overwrite) as staging:
+        copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
+        base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
         obs_dim = flat_state(demos[0].observations[0]).shape[0]
         learner = ResidualTD3(obs_dim, env.action_space.shape[0], learner_config, device)
         learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
@@ -84,20 +111,23 @@ def create_residual_run(
         fill_demo_buffer(demo_buffer, demos, base_policy, reward_source)
         run_config = {"env": spec, "reward": reward, "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
-        (out / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
-        write_policy_manifest(out, RESIDUAL_KIND, spec, reward=reward)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    return ResidualTrainer(out, env, base_policy, learner, demo_buffer, loop_config)
+        (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
+        write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=reward)
+        trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config)
+        trainer.checkpoint()  # a run directory always holds a resumable checkpoint
+    trainer.run_dir = out
+    return trainer
 
 
-def resume_residual_run(out: Path, total_env_steps: int, device: torch.device | str = "cpu") -> ResidualTrainer:
+def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.device | str = "cpu") -> ResidualTrainer:
     out = Path(out)
-    if not (out / LATEST_CHECKPOINT).is_dir():
+    if not readable_checkpoint(out / LATEST_CHECKPOINT).is_dir():
         raise RoboRewardError(f"--resume: {out} has no checkpoint to resume from")
-    run = json.loads((out / RUN_CONFIG_FILE).read_text())
+    try:
+        run = json.loads((out / RUN_CONFIG_FILE).read_text())
+        loop_config = LoopConfig(**{**run["loop"], "total_env_steps": total_env_steps or run["loop"]["total_env_steps"]})
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RoboRewardError(f"--resume: {out / RUN_CONFIG_FILE} is missing or malformed ({exc})") from exc
     base, _ = load_policy(out / BASE_SUBDIR, str(device))
     env = RewardWrapper(make_sim_env(run["env"]), make_reward_source(run["reward"]))
-    loop_config = LoopConfig(**{**run["loop"], "total_env_steps": total_env_steps})
     return ResidualTrainer.resume(out, env, base, loop_config, device)
