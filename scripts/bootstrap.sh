@@ -44,7 +44,11 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 # editable install of this checkout (re-done when the venv last pointed at another clone)
 if [ "$(cat "$venv/.project_path" 2>/dev/null)" != "$here" ]; then
-  pip_quiet "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$here" >&2
+  # setuptools' editable-install warnings are noise; show the log only if the install fails
+  if ! log=$("$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$here" 2>&1); then
+    echo "$log" >&2
+    exit 1
+  fi
   echo "$here" > "$venv/.project_path"
 fi
 ln -sfn "$venv" "$here/.venv"
