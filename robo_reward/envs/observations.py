@@ -19,6 +19,3 @@ def flat_state(obs: Mapping[str, np.ndarray]) -> np.ndarray:
         raise KeyError(f"observation has none of {STATE_KEYS}; keys: {sorted(obs)}")
     return np.concatenate(parts)
 
-
-def image_keys(obs: Mapping[str, np.ndarray]) -> list[str]:
-    return sorted(k for k in obs if k.startswith(IMAGE_PREFIX))

@@ -104,6 +104,7 @@ class ResidualTrainer:
             config.buffer_capacity, learner.obs_dim, learner.act_dim, cfg.n_step, cfg.gamma
         )
         self.state = state or TrainingState(next_eval=0, next_checkpoint=config.checkpoint_every)
+        self.checkpointed_at: int | None = None
         self.rng = np.random.default_rng(config.seed)
         if self.state.rng_state:
             self.rng.bit_generator.state = self.state.rng_state
@@ -119,6 +120,7 @@ class ResidualTrainer:
         return cls(run_dir, env, base, learner, demo, config, online, state)
 
     def checkpoint(self) -> None:
+        self.checkpointed_at = self.state.env_step
         self.state.rng_state = self.rng.bit_generator.state
         save_checkpoint(
             self.run_dir / LATEST_CHECKPOINT,
@@ -158,7 +160,7 @@ class ResidualTrainer:
         s.episodes.append(record)
         return record
 
-    def evaluate_now(self, progress: bool) -> dict[str, Any]:
+    def evaluate_now(self) -> dict[str, Any]:
         result = evaluate(
             self.env, ResidualPolicy(self.base, self.learner), self.config.eval_episodes,
             seed=self.config.seed, progress=False,
@@ -178,7 +180,7 @@ class ResidualTrainer:
             finished = s.env_step >= cfg.total_env_steps
             already_evaluated = bool(s.evals) and s.evals[-1]["env_step"] == s.env_step
             if (s.env_step >= s.next_eval or finished) and not already_evaluated:
-                entry = self.evaluate_now(progress)
+                entry = self.evaluate_now()
                 bar.set_postfix(eval_success=f"{entry['success_rate']:.2f}")
                 if on_eval:
                     on_eval(entry)
@@ -194,7 +196,8 @@ class ResidualTrainer:
                     s.next_checkpoint += cfg.checkpoint_every
                 self.checkpoint()
         bar.close()
-        self.checkpoint()
+        if self.checkpointed_at != s.env_step:  # the last periodic save may already be this step
+            self.checkpoint()
         return s
 
 
