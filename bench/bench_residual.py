@@ -98,7 +98,7 @@ def run_sac(args, manifest_env: dict) -> list[dict]:
         def __init__(self, model):
             self.model = model
 
-        def reset(self):
+        def reset(self, seed=None):
             pass
 
         def act(self, obs):

@@ -1,0 +1,104 @@
+"""Episodes for reward models: from an mp4 file (PyAV) or a LeRobotDataset episode (lerobot's decoder).
+
+Both return uint8 RGB frames (T, H, W, 3); a file that cannot be decoded, or decodes to zero
+frames, is a DatasetError naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robo_reward.data.lerobot_io import open_dataset
+from robo_reward.envs.observations import IMAGE_PREFIX
+from robo_reward.errors import DatasetError
+from robo_reward.rewards.base import Episode
+
+
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """All frames of a video file as uint8 RGB (T, H, W, 3)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: video file not found")
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DatasetError(f"{path}: no video stream")
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except DatasetError:
+        raise
+    except Exception as exc:  # PyAV raises InvalidDataError, EOFError, ... for corrupt files
+        raise DatasetError(f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from exc
+    if not frames:
+        raise DatasetError(f"{path}: video has zero frames")
+    return np.stack(frames)
+
+
+@dataclass
+class LabeledEpisode:
+    """An episode plus what the dataset knows about it (the simulator's success check, per step)."""
+
+    episode: Episode
+    success: np.ndarray  # (T,) bool: success after each step
+    source: str
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.success.any())
+
+
+def camera_keys(dataset) -> list[str]:
+    return [k.removeprefix(IMAGE_PREFIX) for k in dataset.meta.video_keys]
+
+
+def load_episode(root: str | Path, episode_index: int, cameras: Sequence[str] | None = None,
+                 dataset=None) -> LabeledEpisode:
+    """Decode one episode of a LeRobotDataset (all cameras unless `cameras` is given)."""
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    dataset = dataset or open_dataset(root)
+    available = camera_keys(dataset)
+    if not available:
+        raise DatasetError(f"{root}: dataset has no camera videos (record with --cameras)")
+    cameras = list(cameras or available)
+    missing = [c for c in cameras if c not in available]
+    if missing:
+        raise DatasetError(f"{root}: cameras {missing} not in dataset; it has {available}")
+    if not 0 <= episode_index < dataset.meta.total_episodes:
+        raise DatasetError(f"{root}: episode {episode_index} out of range (dataset has {dataset.meta.total_episodes})")
+    meta = dataset.meta.episodes[episode_index]
+    rows = dataset.hf_dataset.with_format("numpy")[meta["dataset_from_index"]:meta["dataset_to_index"]]
+    timestamps = [float(t) for t in np.asarray(rows["timestamp"]).reshape(-1)]
+    frames = {}
+    for cam in cameras:
+        key = IMAGE_PREFIX + cam
+        path = dataset.root / dataset.meta.get_video_file_path(episode_index, key)
+        start = meta[f"videos/{key}/from_timestamp"]
+        try:
+            decoded = decode_video_frames(path, [start + t for t in timestamps], dataset.tolerance_s,
+                                          dataset.video_backend)
+        except Exception as exc:
+            raise DatasetError(f"{path}: cannot decode episode {episode_index} ({type(exc).__name__}: {exc})") from exc
+        frames[cam] = (decoded.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    state = np.asarray(rows["observation.state"], np.float32) if "observation.state" in rows else None
+    task = meta["tasks"][0] if len(meta["tasks"]) else ""
+    success = np.asarray(rows["next.success"]).reshape(-1).astype(bool) if "next.success" in rows \
+        else np.zeros(len(timestamps), bool)
+    return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}")
+
+
+def load_episodes(root: str | Path, cameras: Sequence[str] | None = None,
+                  indices: Sequence[int] | None = None) -> list[LabeledEpisode]:
+    dataset = open_dataset(root)
+    indices = range(dataset.meta.total_episodes) if indices is None else indices
+    return [load_episode(root, i, cameras, dataset) for i in indices]

@@ -1,0 +1,67 @@
+"""Turning any progress estimate Phi in [0, 1] into an RL reward — once, outside every model.
+
+Default: policy-invariant (potential-based, Ng et al. 1999) shaping as in Robo-Dopamine,
+    r_t = r_gold + gamma * Phi(s_{t+1}) - Phi(s_t),   r_gold = 1 if Phi(s_{t+1}) >= 1 - delta else 0,
+which leaves the optimal policy of the r_gold task unchanged. Raw progress differences
+(r_t = Phi(s_{t+1}) - Phi(s_t)) stay available under an explicit name: they are the "semantic trap"
+(a policy can farm reward by parking in a state the model over-rates), so never the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from robo_reward.errors import ConfigError
+
+SHAPING_MODES = ("policy-invariant", "raw-progress-difference", "progress")
+
+
+@dataclass(frozen=True)
+class ShapingConfig:
+    mode: str = "policy-invariant"
+    gamma: float = 0.99  # must equal the learner's discount for the invariance to hold
+    delta: float = 0.05  # Robo-Dopamine's success tolerance for r_gold
+
+    def __post_init__(self) -> None:
+        if self.mode not in SHAPING_MODES:
+            raise ConfigError(f"shaping mode {self.mode!r} unknown; choose one of {SHAPING_MODES}")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"shaping gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.delta < 1.0:
+            raise ConfigError(f"shaping delta must be in [0, 1), got {self.delta}")
+
+
+def shaped_rewards(progress: np.ndarray, config: ShapingConfig = ShapingConfig()) -> np.ndarray:
+    """Rewards for the T transitions between T+1 progress values (progress[0] = initial state)."""
+    phi = np.clip(np.asarray(progress, dtype=np.float64), 0.0, 1.0)
+    if phi.ndim != 1 or len(phi) < 2:
+        raise ValueError(f"need a 1-D progress sequence with >= 2 values, got shape {phi.shape}")
+    before, after = phi[:-1], phi[1:]
+    if config.mode == "policy-invariant":
+        gold = (after >= 1.0 - config.delta).astype(np.float64)
+        rewards = gold + config.gamma * after - before
+    elif config.mode == "raw-progress-difference":
+        rewards = after - before
+    else:  # "progress": Phi(s') itself as a dense reward (VLM-RM / CLIP style)
+        rewards = after
+    return rewards.astype(np.float32)
+
+
+class ProgressShaper:
+    """The online form of `shaped_rewards`: feed Phi(s_0) to reset, then Phi(s_{t+1}) per step."""
+
+    def __init__(self, config: ShapingConfig = ShapingConfig()):
+        self.config = config
+        self._previous: float | None = None
+
+    def reset(self, progress: float) -> None:
+        self._previous = float(progress)
+
+    def step(self, progress: float) -> float:
+        if self._previous is None:
+            raise RuntimeError("ProgressShaper.step before reset")
+        reward = float(shaped_rewards(np.array([self._previous, progress]), self.config)[0])
+        self._previous = float(progress)
+        return reward
