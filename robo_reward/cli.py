@@ -29,6 +29,8 @@ def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.cameras:
         spec["cameras"] = list(args.cameras)
         spec["image_size"] = [args.image_size, args.image_size]
+    if getattr(args, "keep_going", False):
+        spec["terminate_on_success"] = False
     return spec
 
 
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--noise", type=float, default=0.3, help="demonstrator imperfection (0 = clean)")
     p.add_argument("--successful-only", action="store_true", help="drop failed episodes")
+    p.add_argument("--keep-going", action="store_true",
+                   help="run every episode to the time limit instead of ending on success "
+                        "(reward-model data: the success state stays in view)")
     p.add_argument("--out", required=True)
 
     base = groups.add_parser("base", help="behaviour-cloned base policies").add_subparsers(dest="cmd", required=True)

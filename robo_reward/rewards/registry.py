@@ -1,0 +1,115 @@
+"""Load any reward model from one argument, and wrap it as the RL learner's reward source.
+
+`--model` accepts a reward-model directory (robo_reward_reward.json says its kind), an open_clip
+directory (open_clip_config.json + weights) or `clip:NAME` (open_clip architecture + hub-cache tag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
+from robo_reward.rewards.base import RewardModel, RewardModelError
+from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig
+from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
+
+
+def _load_hop(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.process import load_hop_model
+
+    return load_hop_model(path, device)
+
+
+def _load_classifier(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.classifier import load_success_classifier
+
+    return load_success_classifier(path, device)
+
+
+def _load_clip_manifest(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
+
+    cfg = read_manifest(path)["config"]
+    known = {f.name for f in fields(ClipRewardConfig)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise RewardModelError(f"{path / MANIFEST}: unknown CLIP settings {unknown}; known: {sorted(known)}")
+    return ClipReward(ClipRewardConfig(**{**cfg, "device": device}))
+
+
+REWARD_MODEL_LOADERS: dict[str, Callable[[Path, str], RewardModel]] = {
+    "hop": _load_hop,
+    "success-classifier": _load_classifier,
+    "clip": _load_clip_manifest,
+}
+
+
+def register_reward_model(kind: str, loader: Callable[[Path, str], RewardModel]) -> None:
+    REWARD_MODEL_LOADERS[kind] = loader
+
+
+def load_reward_model(spec: str | Path, device: str = "auto", **clip_overrides: Any) -> RewardModel:
+    from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
+
+    text = str(spec)
+    path = Path(text)
+    if text.startswith("clip:") or (path / "open_clip_config.json").is_file():
+        model = text.removeprefix("clip:")
+        return ClipReward(ClipRewardConfig(model=model, device=device, **clip_overrides))
+    if not path.exists():
+        raise RewardModelError(f"reward model {text!r} not found: expected a reward-model directory, an open_clip "
+                               "directory, or clip:ARCHITECTURE")
+    kind = read_manifest(path)["kind"]
+    try:
+        loader = REWARD_MODEL_LOADERS[kind]
+    except KeyError:
+        raise RewardModelError(f"{path}: unknown reward model kind {kind!r}; "
+                               f"known: {sorted(REWARD_MODEL_LOADERS)}") from None
+    return loader(path, device)
+
+
+def save_clip_config(out: str | Path, config, overwrite: bool = False) -> Path:
+    """A calibrated CLIP reward as a reward-model directory (the open_clip weights stay where they are)."""
+    import torch.nn as nn
+
+    from dataclasses import asdict
+
+    settings = {k: v for k, v in asdict(config).items() if k != "device"}
+    return save_model_dir(out, "clip", settings, nn.Module(), overwrite=overwrite)
+
+
+def frames_from_obs(obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k.removeprefix(IMAGE_PREFIX): v for k, v in obs.items() if k.startswith(IMAGE_PREFIX)}
+
+
+class ModelRewardSource:
+    """A reward model as the learner's RewardSource: the model streams progress on the env's camera
+    images, shaping turns progress into reward (policy-invariant by default). A model that reports
+    "no reward" stops training with its reason — the learner never sees a made-up reward."""
+
+    def __init__(self, model: RewardModel, shaping: ShapingConfig | None):
+        self.model, self.shaping = model, shaping
+        self.name = getattr(model, "name", "model")
+        self.cameras = tuple(model.cameras)
+        self._stream = None
+        self._shaper = ProgressShaper(shaping) if shaping else None
+
+    def _check(self, score):
+        if not score.ok:
+            raise RewardModelError(f"reward model {self.name} gave no reward: {score.error}")
+        return score
+
+    def reset(self, obs, task_text):
+        self._stream = self.model.stream(task_text)
+        score = self._check(self._stream.reset(frames_from_obs(obs), obs.get(STATE_KEY)))
+        if self._shaper:
+            self._shaper.reset(score.progress)
+
+    def reward(self, obs, action, next_obs, info) -> float:
+        score = self._check(self._stream.step(frames_from_obs(next_obs), next_obs.get(STATE_KEY)))
+        return self._shaper.step(score.progress) if self._shaper else float(score.reward)

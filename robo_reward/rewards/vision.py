@@ -1,0 +1,136 @@
+"""Small trainable vision parts shared by the hop model and the success classifier.
+
+- `MultiViewEncoder`: one conv tower shared by all cameras (front + wrist), features concatenated.
+- `TaskEmbedding`: hashed bag of words, so any instruction maps to a learned vector without a
+  tokenizer download; the same text always lands in the same buckets.
+- `augment`: DrQ-style random shift plus brightness/contrast jitter — what lets a model trained on
+  one demonstration tolerate new object positions and lighting.
+- Model directories: `robo_reward_reward.json` (kind + config) beside `model.safetensors`; loading
+  never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from robo_reward.fileutil import staged_dir
+from robo_reward.rewards.base import RewardModelError
+
+MANIFEST = "robo_reward_reward.json"
+WEIGHTS = "model.safetensors"
+
+
+class MultiViewEncoder(nn.Module):
+    """(B, V, 3, H, W) float in [0, 1] -> (B, out_dim)."""
+
+    def __init__(self, views: int, out_dim: int = 128, width: int = 32):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 2 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.project = nn.Sequential(nn.Linear(views * 4 * width, out_dim), nn.LayerNorm(out_dim))
+        self.views = views
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, v = images.shape[:2]
+        if v != self.views:
+            raise RewardModelError(f"encoder expects {self.views} camera views, got {v}")
+        features = self.conv(images.flatten(0, 1) * 2.0 - 1.0)
+        return self.project(features.view(b, -1))
+
+
+class TaskEmbedding(nn.Module):
+    def __init__(self, dim: int = 32, buckets: int = 1024):
+        super().__init__()
+        self.buckets = buckets
+        self.bag = nn.EmbeddingBag(buckets, dim, mode="mean")
+
+    def token_ids(self, text: str) -> list[int]:
+        words = text.lower().replace(",", " ").replace(".", " ").split() or [""]
+        return [zlib.crc32(w.encode()) % self.buckets for w in words]
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        ids = [self.token_ids(t) for t in texts]
+        flat = torch.tensor([i for row in ids for i in row], device=self.bag.weight.device)
+        offsets = torch.tensor(np.cumsum([0] + [len(r) for r in ids[:-1]]), device=self.bag.weight.device)
+        return self.bag(flat, offsets)
+
+
+def to_tensor(views: Sequence[np.ndarray], image_size: int, device: torch.device) -> torch.Tensor:
+    """Per-camera uint8 (N, H, W, 3) -> float (N, V, 3, S, S) in [0, 1], resized to the model's size."""
+    out = []
+    for frames in views:
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[-2:] != (image_size, image_size):
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(x)
+    return torch.stack(out, dim=1)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, jitter: float = 0.2) -> torch.Tensor:
+    """Random shift by up to `pad` pixels (replicate padding) and brightness/contrast jitter, per image."""
+    b, v, c, h, w = images.shape
+    x = F.pad(images.flatten(0, 1), (pad,) * 4, mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b * v,), generator=generator).tolist()
+    dy = torch.randint(0, 2 * pad + 1, (b * v,), generator=generator).tolist()
+    x = torch.stack([x[i, :, y:y + h, s:s + w] for i, (s, y) in enumerate(zip(dx, dy))])
+    gain = 1 + jitter * (2 * torch.rand(b * v, 1, 1, 1, generator=generator) - 1).to(x.device)
+    bias = jitter / 2 * (2 * torch.rand(b * v, 1, 1, 1, generator=generator) - 1).to(x.device)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * gain + mean + bias).clamp(0, 1).view(b, v, c, h, w)
+
+
+def save_model_dir(out: str | Path, kind: str, config: Mapping[str, Any], module: nn.Module,
+                   extra_arrays: Mapping[str, np.ndarray] | None = None, overwrite: bool = False) -> Path:
+    """Write manifest + safetensors (+ npz of reference frames) into a staged directory, then publish it."""
+    from safetensors.torch import save_file
+
+    with staged_dir(out, overwrite=overwrite) as staging:
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(staging / WEIGHTS))
+        if extra_arrays:
+            np.savez(staging / "arrays.npz", **extra_arrays)
+        (staging / MANIFEST).write_text(json.dumps({"kind": kind, "config": dict(config)}, indent=2))
+    return Path(out)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    manifest = Path(path) / MANIFEST
+    if not manifest.is_file():
+        raise RewardModelError(f"{path}: not a reward model directory ({MANIFEST} missing)")
+    try:
+        data = json.loads(manifest.read_text())
+        data["kind"], data["config"]  # noqa: B018 - presence check
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise RewardModelError(f"{manifest}: invalid manifest ({exc}); expected {{'kind': ..., 'config': {{...}}}}") \
+            from exc
+    return data
+
+
+def load_weights(path: str | Path, module: nn.Module, device: torch.device) -> dict[str, np.ndarray]:
+    """safetensors weights into `module`, plus the reference arrays; shape mismatches name the file."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        state = load_file(str(path / WEIGHTS), device=str(device))
+        module.load_state_dict(state)
+    except Exception as exc:
+        raise RewardModelError(f"{path / WEIGHTS}: cannot load weights ({type(exc).__name__}: {exc})") from exc
+    arrays_file = path / "arrays.npz"
+    if not arrays_file.is_file():
+        return {}
+    with np.load(arrays_file, allow_pickle=False) as arrays:
+        return {k: arrays[k] for k in arrays.files}
