@@ -1,4 +1,4 @@
-"""`robo-reward`: collect demos, train a base policy, fine-tune it with residual RL, evaluate.
+"""`robo-reward`: collect demos, train a base policy, fine-tune it with residual RL, evaluate; reward models.
 
 User mistakes (bad names, missing or corrupt files, a policy emitting NaN) end with one clear
 line on stderr and exit status 2; outputs appear only when complete.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from robo_reward.errors import RoboRewardError
+from robo_reward.reward_cli import add_reward_parsers
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (Mesa EGL on CPU machines)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a model hub at run time
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--out", required=True)
+
+    add_reward_parsers(groups, command)
 
     p = command(groups, "eval", cmd_eval, "success rate over N seeded episodes, with videos")
     p.add_argument("--policy", required=True, help="policy directory (base or RL run)")

@@ -51,6 +51,7 @@ class LabeledEpisode:
     episode: Episode
     success: np.ndarray  # (T,) bool: success after each step
     source: str
+    score: float | None = None  # a 1-5 end-of-episode label (RoboReward rubric), when one exists
 
     @property
     def succeeded(self) -> bool:

@@ -1,0 +1,177 @@
+"""`robo-reward reward ...`: train, score and evaluate reward models (wired into robo_reward.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from robo_reward.errors import RoboRewardError
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _episodes_arg(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise RoboRewardError(f"--episodes expects comma-separated episode indices, got {text!r}") from None
+
+
+def cmd_reward_train(args: argparse.Namespace) -> None:
+    from robo_reward.data.episodes import load_episodes
+    from robo_reward.data.lerobot_io import load_demonstrations
+    from robo_reward.fileutil import check_output_dir, refuse_output_inside_inputs
+
+    refuse_output_inside_inputs(Path(args.out), [Path(args.dataset)])
+    check_output_dir(Path(args.out), args.overwrite)
+    indices = _episodes_arg(args.episodes)
+    labeled = load_episodes(args.dataset, args.cameras or None, indices)
+    if args.kind == "hop":
+        from robo_reward.rewards.process import (
+            HopNetConfig,
+            HopTrainConfig,
+            gripper_keyframes,
+            save_hop_model,
+            train_hop_model,
+        )
+
+        demos = [e for e in labeled if e.succeeded]
+        if not demos:
+            raise RoboRewardError(f"{args.dataset}: no successful episode among {len(labeled)} to adapt from")
+        actions = {d.episode_index: d.actions for d in load_demonstrations(args.dataset)}
+        keyframes = [gripper_keyframes(actions[int(e.source.rsplit("#", 1)[1])]) for e in demos]
+        cameras = tuple(demos[0].episode.cameras)
+        net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size)
+        train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device)
+        net, log = train_hop_model([d.episode for d in demos], net_cfg, train_cfg, keyframes, not args.quiet)
+        goal = {c: demos[0].episode.frames[c][-1] for c in cameras}
+        log.update(demos=[d.source for d in demos], keyframes=keyframes)
+        save_hop_model(args.out, net, goal, train_log=log, overwrite=args.overwrite)
+        print(f"hop model adapted from {len(demos)} successful episode(s), cameras {list(cameras)} -> {args.out}")
+    elif args.kind == "classifier":
+        from robo_reward.rewards.classifier import (
+            ClassifierTrainConfig,
+            SuccessNetConfig,
+            save_success_classifier,
+            train_success_classifier,
+        )
+
+        cameras = tuple(labeled[0].episode.cameras)
+        net_cfg = SuccessNetConfig(cameras=cameras, image_size=args.image_size)
+        train_cfg = ClassifierTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed,
+                                          device=args.device)
+        net, log = train_success_classifier(labeled, net_cfg, train_cfg, not args.quiet)
+        save_success_classifier(args.out, net, log, overwrite=args.overwrite)
+        print(f"success classifier trained on {log['frames']} frames ({log['positive_frames']} success) -> {args.out}")
+    else:  # clip: calibrate the progress scale on first/last frames of successful episodes
+        from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
+        from robo_reward.rewards.registry import save_clip_config
+
+        good = [e for e in labeled if e.succeeded]
+        if not good:
+            raise RoboRewardError(f"{args.dataset}: no successful episode to calibrate CLIP on")
+        camera = good[0].episode.cameras[0]
+        model = ClipReward(ClipRewardConfig(model=args.clip_model, pretrained=args.clip_pretrained, camera=camera,
+                                            device=args.device))
+        model.calibrate(np.stack([e.episode.frames[camera][0] for e in good]),
+                        np.stack([e.episode.frames[camera][-1] for e in good]), good[0].episode.task)
+        save_clip_config(args.out, model.config, overwrite=args.overwrite)
+        print(f"CLIP reward calibrated on {len(good)} episodes (progress 0 at R={model.config.progress_low:.4f}, "
+              f"1 at R={model.config.progress_high:.4f}) -> {args.out}")
+
+
+def cmd_reward_eval(args: argparse.Namespace) -> None:
+    from robo_reward.data.episodes import load_episodes
+    from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
+    from robo_reward.rewards.evaluation import evaluate_reward_model, plot_progress
+    from robo_reward.rewards.registry import load_reward_model
+
+    refuse_output_inside_inputs(Path(args.out), [Path(args.dataset), Path(args.model)])
+    model = load_reward_model(args.model, args.device)
+    episodes = load_episodes(args.dataset, list(model.cameras), _episodes_arg(args.episodes))
+    summary, rows, results = evaluate_reward_model(model, episodes, progress=not args.quiet)
+    with staged_dir(args.out, args.overwrite) as tmp:
+        _write_json(tmp / "reward_eval.json", {"model": str(args.model), "dataset": str(args.dataset),
+                                                "summary": summary, "episodes": rows})
+        plot_progress(tmp / "progress.png", episodes, results)
+    print(json.dumps(summary, indent=2))
+    print(f"per-episode results {Path(args.out) / 'reward_eval.json'}, figure {Path(args.out) / 'progress.png'}")
+
+
+def cmd_reward_score(args: argparse.Namespace) -> None:
+    from robo_reward.data.episodes import LabeledEpisode, load_episode, read_video
+    from robo_reward.fileutil import staged_dir
+    from robo_reward.rewards.base import Episode
+    from robo_reward.rewards.evaluation import plot_progress
+    from robo_reward.rewards.registry import load_reward_model
+    from robo_reward.rewards.shaping import ShapingConfig, shaped_rewards
+
+    model = load_reward_model(args.model, args.device)
+    source = Path(args.source)
+    if source.is_dir():
+        item = load_episode(source, args.episode, list(model.cameras))
+        episode = Episode(item.episode.frames, args.task or item.episode.task, item.episode.state)
+        item = LabeledEpisode(episode, item.success, item.source)
+    else:
+        if not args.task:
+            raise RoboRewardError("--task is required when scoring a video file")
+        if len(model.cameras) != 1:
+            raise RoboRewardError(f"model needs {len(model.cameras)} cameras {list(model.cameras)}; a video file "
+                                  "has one view — score a LeRobotDataset episode instead")
+        episode = Episode({model.cameras[0]: read_video(source)}, args.task)
+        item = LabeledEpisode(episode, np.zeros(episode.length, bool), str(source))
+    result = model.score_episode(item.episode)
+    if not result.ok:
+        raise RoboRewardError(f"{args.model} gave no reward for {source}: {result.error}")
+    rewards = shaped_rewards(result.progress, ShapingConfig(mode=args.shaping)) if len(result.progress) > 1 \
+        else np.zeros(0, np.float32)
+    print(f"{'step':>5} {'progress':>9} {'success':>8} {'reward':>9}")
+    for t in range(item.episode.length):
+        r = f"{rewards[t - 1]:9.4f}" if t else f"{'':>9}"
+        print(f"{t:5d} {result.progress[t]:9.4f} {str(bool(result.success[t])):>8} {r}")
+    if result.score is not None:
+        print(f"episode score {result.score}")
+    with staged_dir(args.out, args.overwrite) as tmp:
+        _write_json(tmp / "scores.json", {"source": str(source), "task": item.episode.task, "model": str(args.model),
+                                          "shaping": args.shaping, "score": result.score,
+                                          "progress": result.progress.tolist(), "success": result.success.tolist(),
+                                          "reward": rewards.tolist()})
+        plot_progress(tmp / "progress.png", [item], [result])
+    print(f"figure {Path(args.out) / 'progress.png'}, values {Path(args.out) / 'scores.json'}")
+
+
+def add_reward_parsers(groups, command) -> None:
+    from robo_reward.rewards.shaping import SHAPING_MODES
+
+    reward = groups.add_parser("reward", help="reward models").add_subparsers(dest="cmd", required=True)
+    p = command(reward, "train", cmd_reward_train, "train a hop model / success classifier, or calibrate CLIP")
+    p.add_argument("kind", choices=["hop", "classifier", "clip"])
+    p.add_argument("--dataset", required=True, help="LeRobotDataset with camera videos")
+    p.add_argument("--episodes", help="comma-separated episode indices (hop: e.g. 0 for one-shot adaptation)")
+    p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=None, help="gradient steps")
+    p.add_argument("--clip-model", default="ViT-B-32", help="clip: open_clip name or local directory")
+    p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="clip: tag or weights file")
+    p.add_argument("--out", required=True)
+
+    p = command(reward, "eval", cmd_reward_eval, "VOC, success accuracy/F1, preference accuracy, score MAE")
+    p.add_argument("--model", required=True, help="reward-model directory, open_clip directory or clip:NAME")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--episodes", help="comma-separated episode indices (default: all)")
+    p.add_argument("--out", required=True)
+
+    p = command(reward, "score", cmd_reward_score, "per-step progress and reward of one video or dataset episode")
+    p.add_argument("source", help="an mp4 file or a LeRobotDataset directory")
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", help="instruction (default for datasets: the episode's task)")
+    p.add_argument("--episode", type=int, default=0, help="episode index in a dataset")
+    p.add_argument("--shaping", choices=SHAPING_MODES, default="policy-invariant")
+    p.add_argument("--out", required=True)

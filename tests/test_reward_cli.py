@@ -1,0 +1,94 @@
+"""`robo-reward reward train | eval | score` on real simulated Lift episodes with camera videos."""
+
+import json
+
+import numpy as np
+import pytest
+from reward_helpers import save_tiny_open_clip
+
+from robo_reward.cli import main
+from robo_reward.data.episodes import load_episodes, read_video
+from robo_reward.rewards.registry import load_reward_model
+
+
+@pytest.fixture(scope="module")
+def camera_demos(tmp_path_factory):
+    """Four Panda Lift episodes (two cameras, 32 px) run to the time limit: successes and failures."""
+    out = tmp_path_factory.mktemp("camdemos") / "lift"
+    assert main(["demos", "collect", "--task", "lift", "--episodes", "4", "--noise", "1.0", "--horizon", "80",
+                 "--keep-going", "--cameras", "agentview", "robot0_eye_in_hand", "--image-size", "32",
+                 "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_dataset_episodes_decode_with_labels(camera_demos):
+    episodes = load_episodes(camera_demos)
+    assert len(episodes) == 4
+    for e in episodes:
+        assert e.episode.cameras == ("agentview", "robot0_eye_in_hand")
+        assert e.episode.frames["agentview"].shape == (80, 32, 32, 3)
+        assert e.episode.task == "lift the red cube" and e.episode.state.shape[0] == 80
+    outcomes = [e.succeeded for e in episodes]
+    assert any(outcomes) and not all(outcomes), outcomes
+
+
+def test_hop_train_eval_score_through_the_cli(camera_demos, tmp_path, capsys):
+    first_success = next(i for i, e in enumerate(load_episodes(camera_demos)) if e.succeeded)
+    hop = tmp_path / "hop"
+    assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first_success),
+                 "--steps", "60", "--image-size", "32", "--out", str(hop), "--quiet", "--device", "cpu"]) == 0
+    assert main(["reward", "eval", "--model", str(hop), "--dataset", str(camera_demos), "--out",
+                 str(tmp_path / "eval"), "--quiet", "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "eval" / "reward_eval.json").read_text())
+    assert report["summary"]["episodes"] == 4 and "voc_mean" in report["summary"]
+    assert "accuracy" in report["summary"]["success"] and "preference_accuracy" in report["summary"]
+    assert (tmp_path / "eval" / "progress.png").stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["reward", "score", str(camera_demos), "--episode", "1", "--model", str(hop), "--out",
+                 str(tmp_path / "score"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text())
+    assert len(scores["progress"]) == 80 and len(scores["reward"]) == 79
+    assert f"{scores['progress'][79]:9.4f}" in printed
+    # the reward printed is the policy-invariant shaping of the printed progress
+    phi = np.array(scores["progress"])
+    np.testing.assert_allclose(scores["reward"], (phi[1:] >= 0.95) + 0.99 * phi[1:] - phi[:-1], atol=1e-5)
+
+
+def test_classifier_and_clip_score_a_video_file(camera_demos, tmp_path, capsys):
+    import av
+
+    clf = tmp_path / "clf"
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--cameras", "agentview",
+                 "--steps", "40", "--image-size", "32", "--out", str(clf), "--quiet", "--device", "cpu"]) == 0
+    frames = load_episodes(camera_demos, ["agentview"], [0])[0].episode.frames["agentview"]
+    video = tmp_path / "episode.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for f in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        container.mux(stream.encode(None))
+    assert read_video(video).shape == (80, 32, 32, 3)
+    assert main(["reward", "score", str(video), "--task", "lift the red cube", "--model", str(clf),
+                 "--shaping", "progress", "--out", str(tmp_path / "s1"), "--device", "cpu"]) == 0
+    clip_dir = save_tiny_open_clip(tmp_path / "tiny-clip")
+    assert main(["reward", "score", str(video), "--task", "lift the red cube", "--model", str(clip_dir),
+                 "--out", str(tmp_path / "s-clip"), "--device", "cpu"]) == 0
+    assert len(json.loads((tmp_path / "s-clip" / "scores.json").read_text())["progress"]) == 80
+    capsys.readouterr()
+    # bad inputs: one clear line, exit 2, nothing written
+    (tmp_path / "bad.mp4").write_bytes(b"not a video at all")
+    assert main(["reward", "score", str(tmp_path / "bad.mp4"), "--task", "lift", "--model", str(clf),
+                 "--out", str(tmp_path / "s2"), "--device", "cpu"]) == 2
+    assert "bad.mp4: cannot decode video" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+    assert main(["reward", "score", str(video), "--task", "   ", "--model", str(clf),
+                 "--out", str(tmp_path / "s3"), "--device", "cpu"]) == 2
+    assert "task text is empty" in capsys.readouterr().err and not (tmp_path / "s3").exists()
+    assert main(["reward", "score", str(video), "--model", str(clf), "--out", str(tmp_path / "s4")]) == 2
+    assert "--task is required" in capsys.readouterr().err
+    assert main(["reward", "eval", "--model", str(tmp_path / "missing"), "--dataset", str(camera_demos),
+                 "--out", str(tmp_path / "e2")]) == 2
+    assert "not found" in capsys.readouterr().err
+    model = load_reward_model(clf, device="cpu")
+    assert model.cameras == ("agentview",)
