@@ -136,3 +136,40 @@ def test_success_classifier_learns_where_the_square_is(tmp_path):
     with pytest.raises(RewardInputError, match="both success and failure"):
         train_success_classifier([labeled(25, 0, 0.6)], cfg, ClassifierTrainConfig(steps=1, device="cpu"),
                                  progress=False)
+
+
+def test_rapl_ot_reward_matches_pot_and_preferences_train_the_encoder(tmp_path):
+    import ot
+
+    from robo_reward.rewards.rapl import RaplConfig, RaplTrainConfig, cosine_cost, train_rapl
+
+    expert = Episode({"front": moving_square_frames(20, seed=0)}, "slide right")
+
+    def partial(seed, reach):
+        frames = moving_square_frames(20, seed=seed)
+        stop = int(19 * reach)
+        frames[stop:] = frames[stop]  # the square stops part-way and stays there
+        return Episode({"front": frames}, "slide right")
+
+    prefs = [(partial(s, 1.0), partial(s + 50, 0.3)) for s in range(1, 4)] + \
+            [(partial(s, 0.7), partial(s + 50, 0.2)) for s in range(4, 6)]
+    cfg = RaplConfig(cameras=("front",), image_size=32, feature_dim=16)
+    model, log = train_rapl([expert], prefs, cfg, RaplTrainConfig(epochs=12, lr=1e-3, device="cpu"), progress=False)
+    assert log["loss"][-1] < log["loss"][0]
+    held_out = [(partial(100 + s, 1.0), partial(200 + s, 0.4)) for s in range(4)]
+    wins = [model.score_episode(a).score > model.score_episode(b).score for a, b in held_out]
+    assert np.mean(wins) >= 0.75
+    # r_t = -sum_j P_tj C_tj with P from POT's Sinkhorn on the same cost
+    from robo_reward.rewards.rapl import load_rapl, save_rapl
+
+    reloaded = load_rapl(save_rapl(tmp_path / "rapl", model, log), device="cpu")
+    episode = held_out[0][0]
+    result = reloaded.score_episode(episode)
+    with torch.inference_mode():
+        robot = reloaded.embed(episode.select(("front",)))
+        cost = cosine_cost(robot, reloaded.expert_embeddings()[0]).double().numpy()
+    coupling = ot.sinkhorn(np.full(20, 1 / 20), np.full(20, 1 / 20), cost, cfg.sinkhorn_reg, method="sinkhorn_log",
+                           numItermax=cfg.sinkhorn_iters)
+    np.testing.assert_allclose(result.reward, -(coupling * cost).sum(1), atol=1e-4)
+    assert result.score == pytest.approx(float(result.reward.sum()), rel=1e-5)
+    assert np.all((result.progress >= 0) & (result.progress <= 1))

@@ -31,6 +31,12 @@ def _load_classifier(path: Path, device: str) -> RewardModel:
     return load_success_classifier(path, device)
 
 
+def _load_rapl(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.rapl import load_rapl
+
+    return load_rapl(path, device)
+
+
 def _load_clip_manifest(path: Path, device: str) -> RewardModel:
     from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
 
@@ -46,6 +52,7 @@ REWARD_MODEL_LOADERS: dict[str, Callable[[Path, str], RewardModel]] = {
     "hop": _load_hop,
     "success-classifier": _load_classifier,
     "clip": _load_clip_manifest,
+    "rapl": _load_rapl,
 }
 
 
