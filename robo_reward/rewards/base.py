@@ -22,6 +22,10 @@ class RewardInputError(RoboRewardError):
     """Frames, task text or state given to a reward model are unusable (shape, dtype, count, empty)."""
 
 
+class NoRewardError(RoboRewardError):
+    """A model produced no usable score (unparsable reply, endpoint down or too slow)."""
+
+
 class RewardModelError(RoboRewardError):
     """A reward model cannot be loaded or configured."""
 

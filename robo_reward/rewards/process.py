@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from robo_reward.device import pick_device
 from robo_reward.rewards.base import (
     Episode,
+    NoRewardError,
     RewardInputError,
     RewardModelError,
     RewardResult,
@@ -239,7 +240,10 @@ class ProcessReward:
             before = [np.concatenate([v[:-1], np.repeat(v[:1], n, 0), np.repeat(g, n, 0)]) for v, g in
                       zip(views, self.goal)]
             after = [np.concatenate([v[1:]] * 3) for v in views]
-            hops = self.predictor.hops(before, after, episode.task)  # one batch: incremental, forward, backward
+            try:  # one batch: incremental, forward, backward
+                hops = self.predictor.hops(before, after, episode.task)
+            except NoRewardError as exc:
+                return RewardResult.no_reward(str(exc))
             progress = self._progress(hops[:n], hops[n:2 * n], hops[2 * n:])
         return RewardResult(progress=progress, success=progress >= 1 - self.fusion.success_delta, reward=progress)
 
@@ -266,7 +270,10 @@ class _HopStream:
         current = [single_frame(frames, self.model.cameras)[c] for c in self.model.cameras]
         before = [np.concatenate([p, f, g]) for p, f, g in zip(self.previous, self.first, self.model.goal)]
         after = [np.concatenate([c] * 3) for c in current]
-        h = self.model.predictor.hops(before, after, self.task)
+        try:
+            h = self.model.predictor.hops(before, after, self.task)
+        except NoRewardError as exc:
+            return StepScore(self.phi, False, self.phi, ok=False, error=str(exc))
         self.phi = fuse_step(self.phi, h[0], h[1], h[2], self.model.fusion)
         self.previous = current
         success = self.phi >= 1 - self.model.fusion.success_delta

@@ -81,14 +81,20 @@ def to_tensor(views: Sequence[np.ndarray], image_size: int, device: torch.device
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, jitter: float = 0.2) -> torch.Tensor:
-    """Random shift by up to `pad` pixels (replicate padding) and brightness/contrast jitter, per image."""
+    """Random shift by up to `pad` pixels (border padding, one grid_sample for the whole batch) and
+    brightness/contrast jitter, independently per image."""
     b, v, c, h, w = images.shape
-    x = F.pad(images.flatten(0, 1), (pad,) * 4, mode="replicate")
-    dx = torch.randint(0, 2 * pad + 1, (b * v,), generator=generator).tolist()
-    dy = torch.randint(0, 2 * pad + 1, (b * v,), generator=generator).tolist()
-    x = torch.stack([x[i, :, y:y + h, s:s + w] for i, (s, y) in enumerate(zip(dx, dy))])
-    gain = 1 + jitter * (2 * torch.rand(b * v, 1, 1, 1, generator=generator) - 1).to(x.device)
-    bias = jitter / 2 * (2 * torch.rand(b * v, 1, 1, 1, generator=generator) - 1).to(x.device)
+    x = images.flatten(0, 1)
+    n = x.shape[0]
+    shift = (torch.randint(-pad, pad + 1, (n, 2), generator=generator).float() * 2
+             / torch.tensor([w, h], dtype=torch.float32)).to(x.device)
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+    gain = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1).to(x.device)
+    bias = jitter / 2 * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * gain + mean + bias).clamp(0, 1).view(b, v, c, h, w)
 
