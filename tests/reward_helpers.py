@@ -40,3 +40,78 @@ def moving_square_frames(length: int, size: int = 32, seed: int = 0) -> np.ndarr
         x = int(round(t / max(length - 1, 1) * (size - 8)))
         frames[t, 12:20, x:x + 8] = (230, 30, 30)
     return frames
+
+
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                "<|video_pad|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def save_tiny_qwen2_vl(directory: Path, teach: list[tuple[list[np.ndarray], str, str]] = (), steps: int = 60) -> Path:
+    """A ~0.2M-parameter Qwen2-VL (tokenizer trained here, real Qwen2-VL processor and architecture),
+    optionally fine-tuned to give `answer` for (images, prompt) — so the transformers path can be
+    checked end to end, including parsing, without downloading a checkpoint."""
+    import torch
+    from PIL import Image
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        Qwen2TokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["ANSWER: 1 2 3 4 5 <score>+NN%</score> lift the red cube robot episode frames task score progress"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIAL,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 56),
+                                 tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                                 chat_template=QWEN_CHAT_TEMPLATE)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "patch_size": 14,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )
+    torch.manual_seed(0)
+    model = Qwen2VLForConditionalGeneration(config)
+    if teach:
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        batches = []
+        for images, prompt, answer in teach:
+            messages = [{"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": prompt}]}]
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            full = processor(text=[text + answer + "<|im_end|>"], images=[Image.fromarray(i) for i in images],
+                             return_tensors="pt")
+            prompt_len = processor(text=[text], images=[Image.fromarray(i) for i in images],
+                                   return_tensors="pt")["input_ids"].shape[1]
+            labels = full["input_ids"].clone()
+            labels[:, :prompt_len] = -100
+            batches.append((full, labels))
+        model.train()
+        for step in range(steps):
+            full, labels = batches[step % len(batches)]
+            loss = model(**full, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory

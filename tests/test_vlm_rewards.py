@@ -167,3 +167,24 @@ def test_grm_hops_through_the_endpoint_drive_fusion(endpoint):
     np.testing.assert_allclose(result.progress, true_phi, atol=2e-3)
     endpoint.reply = "no idea"
     assert not model.score_episode(Episode({"agentview": frames}, "slide right")).ok
+
+
+def test_transformers_backend_scores_with_a_local_checkpoint(tmp_path):
+    from reward_helpers import save_tiny_qwen2_vl
+
+    from robo_reward.rewards.base import RewardModelError, subsample_indices
+    from robo_reward.rewards.vlm import ROBOREWARD_RUBRIC, TransformersVLM
+
+    ep = Episode({"agentview": moving_square_frames(40)}, "lift the red cube")
+    frames = [ep.frames["agentview"][i] for i in subsample_indices(40, 4)]
+    prompt = ROBOREWARD_RUBRIC.format(task=ep.task)
+    path = save_tiny_qwen2_vl(tmp_path / "tiny-vl", teach=[(frames, prompt, "ANSWER: 4")], steps=40)
+    backend = TransformersVLM(path, device="cpu", max_new_tokens=8)
+    result = VLMProgressReward(backend, VLMProgressConfig(frames=4)).score_episode(ep)
+    assert result.ok, result.error
+    assert result.score == 4 and result.progress[-1] == pytest.approx(0.75)
+    untrained = TransformersVLM(save_tiny_qwen2_vl(tmp_path / "random-vl"), device="cpu", max_new_tokens=8)
+    random_result = VLMProgressReward(untrained, VLMProgressConfig(frames=4)).score_episode(ep)
+    assert not random_result.ok and "no 'ANSWER" in random_result.error  # gibberish is no reward, not a 0
+    with pytest.raises(RewardModelError, match="local checkpoint"):
+        TransformersVLM(tmp_path / "does-not-exist", device="cpu")
