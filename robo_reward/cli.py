@@ -17,6 +17,8 @@ from typing import Any
 
 from robo_reward.errors import RoboRewardError
 from robo_reward.reward_cli import add_reward_parsers
+from robo_reward.rewards.shaping import SHAPING_MODES
+from robo_reward.rewards.sources import REWARD_SOURCES, RewardSpec
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (Mesa EGL on CPU machines)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a model hub at run time
@@ -114,8 +116,9 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
             total_env_steps=args.steps or 30_000, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
             checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
-        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config(args.set, args.seed), loop_config,
-                                      reward=args.reward, device=device, base_noise=args.base_noise,
+        reward = RewardSpec(args.reward, args.reward_model, args.shaping)
+        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config(args.set, args.seed),
+                                      loop_config, reward=reward, device=device, base_noise=args.base_noise,
                                       overwrite=args.overwrite)
     state = trainer.run(progress=not args.quiet)
     first, last = state.evals[0], state.evals[-1]
@@ -203,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="policy directory, or 'scripted'")
     p.add_argument("--base-noise", type=float, default=0.3, help="noise of a scripted base")
     p.add_argument("--dataset", help="demonstrations (LeRobotDataset) for the 50/50 batches")
-    p.add_argument("--reward", default="sparse", help="reward source (default: sparse success)")
+    p.add_argument("--reward", default="sparse", choices=REWARD_SOURCES,
+                   help="reward source (default: sparse success from the simulator's check)")
+    p.add_argument("--reward-model", help="reward-model directory for --reward other than sparse")
+    p.add_argument("--shaping", choices=[*SHAPING_MODES, "none"],
+                   help="how progress becomes reward (default: policy-invariant; none for success-classifier)")
     p.add_argument("--steps", type=int, default=None, help="total env steps (default 30000; on --resume: the run's)")
     p.add_argument("--eval-every", type=int, default=2_000)
     p.add_argument("--eval-episodes", type=int, default=20)

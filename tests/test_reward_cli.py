@@ -92,3 +92,36 @@ def test_classifier_and_clip_score_a_video_file(camera_demos, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     model = load_reward_model(clf, device="cpu")
     assert model.cameras == ("agentview",)
+
+
+def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp_path, capsys):
+    first_success = next(i for i, e in enumerate(load_episodes(camera_demos)) if e.succeeded)
+    hop = tmp_path / "hop"
+    assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first_success),
+                 "--steps", "30", "--image-size", "32", "--out", str(hop), "--quiet", "--device", "cpu"]) == 0
+    run = tmp_path / "run"
+    common = ["--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set", "critic_warmup_updates=20",
+              "--set", "batch_size=32", "--set", "utd_ratio=1"]
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "hop",
+                 "--reward-model", str(hop), "--steps", "120", "--eval-every", "120", "--eval-episodes", "1",
+                 "--out", str(run), *common]) == 0
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["reward"] == {"source": "hop", "model": str(hop), "shaping": "policy-invariant"}
+    assert config["env"]["terminate_on_success"] is False and "robot0_eye_in_hand" in config["env"]["cameras"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    returns = [e["return"] for e in metrics["episodes"]]
+    assert len(returns) >= 1 and all(np.isfinite(returns)) and any(r != 0 for r in returns)
+    assert main(["rl", "train", "--resume", "--steps", "200", "--out", str(run), "--quiet", "--device", "cpu"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["episodes"][-1]["env_step"] >= 200
+    capsys.readouterr()
+    # wrong combinations fail before anything is written
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "hop",
+                 "--out", str(tmp_path / "r1"), "--quiet"]) == 2
+    assert "needs --reward-model" in capsys.readouterr().err
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward",
+                 "success-classifier", "--reward-model", str(hop), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "is a 'hop' reward model" in capsys.readouterr().err
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(lift_demos), "--reward", "hop",
+                 "--reward-model", str(hop), "--out", str(tmp_path / "r3"), "--quiet"]) == 2
+    assert "no camera videos" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in ("r1", "r2", "r3"))

@@ -1,5 +1,5 @@
-"""Reward sources: anything that turns observations (+ task text) into a scalar reward."""
+"""Reward sources and reward models: anything that turns observations (+ task text) into a reward."""
 
-from robo_reward.rewards.sources import REWARD_SOURCES, RewardSource, SparseSuccessReward, make_reward_source
+from robo_reward.rewards.sources import REWARD_SOURCES, RewardSource, RewardSpec, SparseSuccessReward, make_reward_source
 
-__all__ = ["REWARD_SOURCES", "RewardSource", "SparseSuccessReward", "make_reward_source"]
+__all__ = ["REWARD_SOURCES", "RewardSource", "RewardSpec", "SparseSuccessReward", "make_reward_source"]

@@ -57,6 +57,7 @@ class SuccessClassifier(FrameRewardModel):
         self.net, self.device, self.batch_size = net.to(device).eval(), device, batch_size
         self.cameras = tuple(net.cfg.cameras)
         self.success_threshold = net.cfg.threshold
+        self.render_size = (net.cfg.image_size,) * 2
 
     @torch.inference_mode()
     def score_frames(self, frames, task, state):

@@ -224,6 +224,8 @@ class ProcessReward:
         self.goal = [np.asarray(goal_frames[c])[None] if np.asarray(goal_frames[c]).ndim == 3
                      else np.asarray(goal_frames[c]) for c in self.cameras]
         self.fusion = fusion or FusionConfig()
+        net = getattr(predictor, "net", None)
+        self.render_size = (net.cfg.image_size,) * 2 if net is not None else None
 
     def _progress(self, hops_inc: np.ndarray, hops_fwd: np.ndarray, hops_bwd: np.ndarray) -> np.ndarray:
         phi = [0.0]

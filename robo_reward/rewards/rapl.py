@@ -82,6 +82,7 @@ class RaplReward:
         self.cameras = tuple(cfg.cameras)
         self.experts = [[np.asarray(v) for v in views] for views in experts]
         self._expert_embeddings = None
+        self.render_size = (cfg.image_size,) * 2
 
     def embed(self, views: Sequence[np.ndarray]) -> torch.Tensor:
         return self.encoder(to_tensor(views, self.cfg.image_size, self.device))

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
-from robo_reward.rewards.base import RewardModel, RewardModelError
-from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig
+from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
+from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig, shaped_rewards
 from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
 
 
@@ -37,6 +37,27 @@ def _load_rapl(path: Path, device: str) -> RewardModel:
     return load_rapl(path, device)
 
 
+def _load_vlm(path: Path, device: str) -> RewardModel:
+    """A VLM reward directory only holds settings: which backend (an OpenAI-compatible endpoint or a
+    local transformers checkpoint) and the RoboReward scoring options."""
+    from robo_reward.rewards.vlm import OpenAIChatConfig, OpenAIChatVLM, TransformersVLM, VLMProgressConfig, VLMProgressReward
+
+    cfg = read_manifest(path)["config"]
+    try:
+        progress = VLMProgressConfig(**cfg.get("progress", {}))
+        if cfg["backend"] == "openai":
+            backend = OpenAIChatVLM(OpenAIChatConfig(**cfg.get("endpoint", {})))
+        elif cfg["backend"] == "transformers":
+            checkpoint = Path(cfg["checkpoint"])
+            backend = TransformersVLM(checkpoint if checkpoint.is_absolute() else path / checkpoint, device,
+                                      **cfg.get("generation", {}))
+        else:
+            raise RewardModelError(f"{path / MANIFEST}: backend must be 'openai' or 'transformers', got {cfg['backend']!r}")
+    except (KeyError, TypeError) as exc:
+        raise RewardModelError(f"{path / MANIFEST}: invalid VLM reward config ({type(exc).__name__}: {exc})") from exc
+    return VLMProgressReward(backend, progress)
+
+
 def _load_clip_manifest(path: Path, device: str) -> RewardModel:
     from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
 
@@ -53,6 +74,7 @@ REWARD_MODEL_LOADERS: dict[str, Callable[[Path, str], RewardModel]] = {
     "success-classifier": _load_classifier,
     "clip": _load_clip_manifest,
     "rapl": _load_rapl,
+    "vlm": _load_vlm,
 }
 
 
@@ -103,6 +125,7 @@ class ModelRewardSource:
         self.model, self.shaping = model, shaping
         self.name = getattr(model, "name", "model")
         self.cameras = tuple(model.cameras)
+        self.image_size = getattr(model, "render_size", None)  # camera resolution the model was trained at
         self._stream = None
         self._shaper = ProgressShaper(shaping) if shaping else None
 
@@ -120,3 +143,13 @@ class ModelRewardSource:
     def reward(self, obs, action, next_obs, info) -> float:
         score = self._check(self._stream.step(frames_from_obs(next_obs), next_obs.get(STATE_KEY)))
         return self._shaper.step(score.progress) if self._shaper else float(score.reward)
+
+    def episode_rewards(self, episode: Episode) -> np.ndarray:
+        """Rewards of a recorded episode's T transitions (demonstrations), batched through score_episode.
+        A LeRobot episode stores T frames; the observation after the last action repeats the last frame."""
+        result = self.model.score_episode(episode)
+        if not result.ok:
+            raise RewardModelError(f"reward model {self.name} gave no reward for a demonstration: {result.error}")
+        if self._shaper:
+            return shaped_rewards(np.append(result.progress, result.progress[-1]), self.shaping)
+        return np.append(result.reward[1:], result.reward[-1]).astype(np.float32)

@@ -1,17 +1,19 @@
 """The pluggable reward interface the RL loop consumes, and the default sparse success reward.
 
-Reward models (CLIP, VLM scores, process/hop models, RAPL, success classifiers) register here
-so `robo-reward rl train --reward NAME` can pick one without if-chains.
+Reward models (CLIP, VLM scores, process/hop models, RAPL, success classifiers) plug in through
+`RewardSpec` (source name + model directory + shaping); `robo-reward rl train --reward NAME`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from robo_reward.errors import ConfigError
+from robo_reward.rewards.shaping import SHAPING_MODES, ShapingConfig
 
 
 class RewardSource(Protocol):
@@ -42,12 +44,50 @@ class SparseSuccessReward:
         return 1.0 if info.get("success", False) else 0.0
 
 
-REWARD_SOURCES: dict[str, Callable[..., RewardSource]] = {"sparse": SparseSuccessReward}
+MODEL_SOURCES = ("success-classifier", "hop", "clip", "vlm", "rapl")
+REWARD_SOURCES = ("sparse", *MODEL_SOURCES)
+DEFAULT_SHAPING = {"success-classifier": "none"}  # progress models default to policy-invariant shaping
 
 
-def make_reward_source(name: str, **kwargs: Any) -> RewardSource:
-    try:
-        factory = REWARD_SOURCES[name]
-    except KeyError:
-        raise ConfigError(f"unknown reward source {name!r}; choose one of {sorted(REWARD_SOURCES)}") from None
-    return factory(**kwargs)
+@dataclass(frozen=True)
+class RewardSpec:
+    """What a run's reward is, saved in the run config so --resume rebuilds the same reward."""
+
+    source: str = "sparse"
+    model: str | None = None  # reward-model directory / open_clip directory / clip:NAME
+    shaping: str | None = None  # policy-invariant | raw-progress-difference | progress | none (default per source)
+
+    def __post_init__(self) -> None:
+        if self.source not in REWARD_SOURCES:
+            raise ConfigError(f"unknown reward source {self.source!r}; choose one of {list(REWARD_SOURCES)}")
+        if self.source == "sparse":
+            if self.model or self.shaping:
+                raise ConfigError("--reward sparse takes no --reward-model or --shaping")
+            return
+        if not self.model:
+            raise ConfigError(f"--reward {self.source} needs --reward-model DIR (train one with `robo-reward reward train`)")
+        shaping = self.shaping or DEFAULT_SHAPING.get(self.source, "policy-invariant")
+        if shaping != "none" and shaping not in SHAPING_MODES:
+            raise ConfigError(f"shaping {shaping!r} unknown; choose one of {[*SHAPING_MODES, 'none']}")
+        object.__setattr__(self, "shaping", shaping)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "RewardSpec":
+        if isinstance(data, str):  # runs written before reward models existed stored only the name
+            return cls(source=data)
+        return cls(**data)
+
+
+def make_reward_source(spec: RewardSpec | str, device: str = "auto", gamma: float = 0.99) -> RewardSource:
+    """The learner's reward: sparse success, or a reward model streamed on camera images + shaping."""
+    from robo_reward.rewards.registry import ModelRewardSource, load_reward_model
+
+    spec = RewardSpec(source=spec) if isinstance(spec, str) else spec
+    if spec.source == "sparse":
+        return SparseSuccessReward()
+    model = load_reward_model(spec.model, device)
+    kind = getattr(model, "name", None)
+    if kind != spec.source:
+        raise ConfigError(f"--reward {spec.source} but {spec.model} is a {kind!r} reward model")
+    shaping = None if spec.shaping == "none" else ShapingConfig(mode=spec.shaping, gamma=gamma)
+    return ModelRewardSource(model, shaping)

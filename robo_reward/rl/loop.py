@@ -57,28 +57,38 @@ class TrainingState:
 
 
 def fill_demo_buffer(
-    buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, reward_source: RewardSource
+    buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, reward_source: RewardSource,
+    rewards: Sequence[np.ndarray] | None = None, terminate_on_success: bool = True,
 ) -> None:
-    """Demo transitions with the base action at every state and rewards from the run's reward source.
+    """Demo transitions with the base action at every state and rewards from the run's reward source
+    (or `rewards`, one array per demo, when a reward model scored the recorded videos in a batch).
+    With a learned reward the simulator's success does not end episodes (`terminate_on_success=False`):
+    the demo's success step is then a truncation that bootstraps, like the online episodes.
 
     LeRobot frames do not store the observation after an episode's last action. A successful demo
     ends in a terminal transition (no bootstrap, so that missing observation is never used); a
     failed demo drops its last action and is truncated at the last real observation instead.
     """
-    for demo in demos:
+    for i, demo in enumerate(demos):
         base.reset(demo.episode_index)
-        reward_source.reset(demo.observations[0], demo.task)
+        if rewards is None:
+            reward_source.reset(demo.observations[0], demo.task)
         base_actions = [np.asarray(base.act(o), dtype=np.float32) for o in demo.observations]
         first_success = np.flatnonzero(demo.successes)
         usable = int(first_success[0]) + 1 if len(first_success) else len(demo.actions) - 1
         for t in range(usable):
             success = bool(demo.successes[t])
             action = np.clip(demo.actions[t], -1.0, 1.0)
-            reward = reward_source.reward(demo.observations[t], action, demo.observations[t + 1], {"success": success})
+            if rewards is None:
+                reward = reward_source.reward(demo.observations[t], action, demo.observations[t + 1],
+                                              {"success": success})
+            else:
+                reward = float(rewards[i][t])
             buffer.add(
                 flat_state(demo.observations[t]), base_actions[t], action, reward,
                 flat_state(demo.observations[t + 1]), base_actions[t + 1],
-                terminated=success, truncated=(t == usable - 1 and not success),
+                terminated=success and terminate_on_success,
+                truncated=t == usable - 1 and not (success and terminate_on_success),
             )
 
 

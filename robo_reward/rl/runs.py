@@ -22,7 +22,7 @@ from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
-from robo_reward.rewards import make_reward_source
+from robo_reward.rewards import RewardSpec, make_reward_source
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, fill_demo_buffer
@@ -81,13 +81,34 @@ def copy_base(base: str | Path, spec: dict[str, Any], target: Path, base_noise: 
     shutil.copytree(base, target)
 
 
+def training_env_spec(spec: dict[str, Any], reward_source) -> dict[str, Any]:
+    """The env the learner trains in: a reward model needs its cameras rendered, and with a learned
+    reward the simulator's success check no longer ends episodes (it is only logged and evaluated)."""
+    cameras = tuple(getattr(reward_source, "cameras", ()))
+    if not cameras:
+        return dict(spec)
+    size = getattr(reward_source, "image_size", None) or spec.get("image_size", [84, 84])
+    merged = list(dict.fromkeys([*spec.get("cameras", []), *cameras]))
+    return {**spec, "cameras": merged, "image_size": list(size), "terminate_on_success": False}
+
+
+def demo_rewards_from_videos(dataset: Path, demos, reward_source) -> list[np.ndarray] | None:
+    """Rewards of the demonstrations from a reward model scoring their recorded camera videos."""
+    if not hasattr(reward_source, "episode_rewards"):
+        return None
+    from robo_reward.data.episodes import load_episodes
+
+    episodes = load_episodes(dataset, list(reward_source.cameras), [d.episode_index for d in demos])
+    return [reward_source.episode_rewards(e.episode) for e in episodes]
+
+
 def create_residual_run(
     out: Path,
     dataset: Path,
     base: str | Path,
     learner_config: ResidualTD3Config,
     loop_config: LoopConfig,
-    reward: str = "sparse",
+    reward: RewardSpec | str = "sparse",
     device: torch.device | str = "cpu",
     base_noise: float = 0.3,
     overwrite: bool = False,
@@ -98,8 +119,11 @@ def create_residual_run(
     refuse_output_inside_inputs(out, [dataset] + ([] if str(base) == "scripted" else [Path(base)]))
     spec = read_env_spec(dataset)
     demos = load_demonstrations(dataset)
-    reward_source = make_reward_source(reward)
-    env = RewardWrapper(make_sim_env(spec), reward_source)
+    reward = RewardSpec(source=reward) if isinstance(reward, str) else reward
+    reward_source = make_reward_source(reward, str(device), learner_config.gamma)
+    train_spec = training_env_spec(spec, reward_source)
+    env = RewardWrapper(make_sim_env(train_spec), reward_source)
+    demo_rewards = demo_rewards_from_videos(dataset, demos, reward_source)
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
@@ -108,11 +132,12 @@ def create_residual_run(
         learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
         demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos), obs_dim, learner.act_dim,
                                         learner_config.n_step, learner_config.gamma)
-        fill_demo_buffer(demo_buffer, demos, base_policy, reward_source)
-        run_config = {"env": spec, "reward": reward, "dataset": str(dataset), "base": str(base),
+        fill_demo_buffer(demo_buffer, demos, base_policy, reward_source, demo_rewards,
+                         terminate_on_success=train_spec.get("terminate_on_success", True))
+        run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
-        write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=reward)
+        write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
         trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config)
         trainer.checkpoint()  # a run directory always holds a resumable checkpoint
     trainer.run_dir = out
@@ -129,5 +154,7 @@ def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.de
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise RoboRewardError(f"--resume: {out / RUN_CONFIG_FILE} is missing or malformed ({exc})") from exc
     base, _ = load_policy(out / BASE_SUBDIR, str(device))
-    env = RewardWrapper(make_sim_env(run["env"]), make_reward_source(run["reward"]))
+    learner_gamma = run.get("learner", {}).get("gamma", 0.99)
+    reward = make_reward_source(RewardSpec.from_json(run["reward"]), str(device), learner_gamma)
+    env = RewardWrapper(make_sim_env(run["env"]), reward)
     return ResidualTrainer.resume(out, env, base, loop_config, device)
