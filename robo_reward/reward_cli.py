@@ -70,6 +70,21 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         net, log = train_success_classifier(labeled, net_cfg, train_cfg, not args.quiet)
         save_success_classifier(args.out, net, log, overwrite=args.overwrite)
         print(f"success classifier trained on {log['frames']} frames ({log['positive_frames']} success) -> {args.out}")
+    elif args.kind == "rapl":
+        from robo_reward.rewards.rapl import RaplConfig, RaplTrainConfig, save_rapl, train_rapl
+
+        experts = [e for e in labeled if e.succeeded][: args.experts]
+        if not experts:
+            raise RoboRewardError(f"{args.dataset}: no successful episode to use as the expert video")
+        preferences = preference_pairs(load_episodes(args.dataset, list(experts[0].episode.cameras)))
+        cfg = RaplConfig(cameras=tuple(experts[0].episode.cameras), image_size=args.image_size)
+        train_cfg = RaplTrainConfig(**({"epochs": args.steps} if args.steps else {}), seed=args.seed,
+                                    device=args.device)
+        model, log = train_rapl([e.episode for e in experts], preferences, cfg, train_cfg, progress=not args.quiet)
+        save_rapl(args.out, model, {**log, "experts": [e.source for e in experts], "pairs": len(preferences)},
+                  overwrite=args.overwrite)
+        print(f"RAPL encoder fine-tuned on {len(preferences)} preference pairs against {len(experts)} expert "
+              f"video(s) (final preference accuracy {log['accuracy'][-1]:.0%}) -> {args.out}")
     else:  # clip: calibrate the progress scale on first/last frames of successful episodes
         from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
         from robo_reward.rewards.registry import save_clip_config
@@ -87,15 +102,54 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
               f"1 at R={model.config.progress_high:.4f}) -> {args.out}")
 
 
-def cmd_reward_eval(args: argparse.Namespace) -> None:
+def load_labeled(root: str, cameras: list[str], indices: list[int] | None):
+    """A LeRobotDataset (success labels from the simulator) or a `reward augment` set (1-5 labels)."""
+    from robo_reward.data.augment import LABELS_FILE, load_training_set
     from robo_reward.data.episodes import load_episodes
+
+    if (Path(root) / LABELS_FILE).is_file():
+        items = load_training_set(root)
+        return items if indices is None else [items[i] for i in indices]
+    return load_episodes(root, cameras, indices)
+
+
+def preference_pairs(episodes) -> list:
+    """Preferences from the simulator's labels: every success is preferred over every failure, and a
+    full successful episode over its own first half (progress made beats progress not yet made)."""
+    good = [e for e in episodes if e.succeeded]
+    bad = [e for e in episodes if not e.succeeded]
+    pairs = [(g.episode, b.episode) for g in good for b in bad]
+    pairs += [(g.episode, g.episode.clip(max(2, g.episode.length // 2))) for g in good]
+    if not pairs:
+        raise RoboRewardError("need successful episodes to derive preferences from")
+    return pairs
+
+
+def cmd_reward_augment(args: argparse.Namespace) -> None:
+    from robo_reward.data.augment import build_training_set
+    from robo_reward.fileutil import refuse_output_inside_inputs
+
+    refuse_output_inside_inputs(Path(args.out), [Path(args.dataset)])
+    counterfactuals = {}
+    for item in args.counterfactual:
+        task, _, score = item.rpartition("=")
+        if not task or not score.isdigit():
+            raise RoboRewardError(f"--counterfactual expects 'TASK=SCORE' (score 1-5), got {item!r}")
+        counterfactuals[task] = int(score)
+    counts = build_training_set(args.dataset, args.out, args.camera, args.clip_fractions, counterfactuals,
+                                overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {counts['samples']} samples ({counts['original']} original, {counts['temporal_clip']} temporal "
+          f"clips, {counts['counterfactual']} counterfactual) -> {Path(args.out) / 'labels.jsonl'}")
+
+
+def cmd_reward_eval(args: argparse.Namespace) -> None:
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.rewards.evaluation import evaluate_reward_model, plot_progress
     from robo_reward.rewards.registry import load_reward_model
 
     refuse_output_inside_inputs(Path(args.out), [Path(args.dataset), Path(args.model)])
     model = load_reward_model(args.model, args.device)
-    episodes = load_episodes(args.dataset, list(model.cameras), _episodes_arg(args.episodes))
+    episodes = load_labeled(args.dataset, list(model.cameras), _episodes_arg(args.episodes))
     summary, rows, results = evaluate_reward_model(model, episodes, progress=not args.quiet)
     with staged_dir(args.out, args.overwrite) as tmp:
         _write_json(tmp / "reward_eval.json", {"model": str(args.model), "dataset": str(args.dataset),
@@ -152,19 +206,29 @@ def add_reward_parsers(groups, command) -> None:
 
     reward = groups.add_parser("reward", help="reward models").add_subparsers(dest="cmd", required=True)
     p = command(reward, "train", cmd_reward_train, "train a hop model / success classifier, or calibrate CLIP")
-    p.add_argument("kind", choices=["hop", "classifier", "clip"])
+    p.add_argument("kind", choices=["hop", "classifier", "clip", "rapl"])
     p.add_argument("--dataset", required=True, help="LeRobotDataset with camera videos")
     p.add_argument("--episodes", help="comma-separated episode indices (hop: e.g. 0 for one-shot adaptation)")
     p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=None, help="gradient steps")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (rapl: epochs over the pairs)")
+    p.add_argument("--experts", type=int, default=1, help="rapl: successful episodes used as expert videos")
     p.add_argument("--clip-model", default="ViT-B-32", help="clip: open_clip name or local directory")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="clip: tag or weights file")
     p.add_argument("--out", required=True)
 
+    p = command(reward, "augment", cmd_reward_augment,
+                "RoboReward negative augmentation: temporal clips + counterfactual tasks -> 1-5 training set")
+    p.add_argument("--dataset", required=True, help="LeRobotDataset with successful episodes and camera videos")
+    p.add_argument("--camera", help="camera to use (default: the first)")
+    p.add_argument("--clip-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.75])
+    p.add_argument("--counterfactual", action="append", default=[], metavar="TASK=SCORE",
+                   help="another instruction and the 1-5 score the episodes' final state deserves for it")
+    p.add_argument("--out", required=True)
+
     p = command(reward, "eval", cmd_reward_eval, "VOC, success accuracy/F1, preference accuracy, score MAE")
     p.add_argument("--model", required=True, help="reward-model directory, open_clip directory or clip:NAME")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="LeRobotDataset, or a `reward augment` training set")
     p.add_argument("--episodes", help="comma-separated episode indices (default: all)")
     p.add_argument("--out", required=True)
 

@@ -1,8 +1,10 @@
 """Tiny real models and synthetic episodes for reward-model tests (nothing can be downloaded here)."""
 
-from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +117,48 @@ def save_tiny_qwen2_vl(directory: Path, teach: list[tuple[list[np.ndarray], str,
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+class FakeEndpoint:
+    """A real HTTP server speaking the OpenAI chat-completions protocol, with scripted behaviour."""
+
+    def __init__(self):
+        import uvicorn
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+
+        self.mode, self.requests, self.in_flight, self.max_in_flight, self.fail_first = "answer", [], 0, 0, 0
+        self.reply = "The cube is held above the table.\nANSWER: 4"
+        app = FastAPI()
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):
+            body = await request.json()
+            self.requests.append({"body": body, "auth": request.headers.get("authorization")})
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(0.05)
+                if self.mode == "slow":
+                    await asyncio.sleep(1.0)
+                if self.fail_first > 0:
+                    self.fail_first -= 1
+                    return JSONResponse({"error": "overloaded"}, status_code=503)
+                if self.mode == "bad-json":
+                    return JSONResponse({"nothing": True})
+                text = self.reply(body) if callable(self.reply) else self.reply
+                return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+            finally:
+                self.in_flight -= 1
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(5)

@@ -125,3 +125,54 @@ def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp
                  "--reward-model", str(hop), "--out", str(tmp_path / "r3"), "--quiet"]) == 2
     assert "no camera videos" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in ("r1", "r2", "r3"))
+
+
+def test_augment_builds_a_scored_training_set_and_vlm_eval_reports_mae(camera_demos, tmp_path, capsys):
+    from reward_helpers import FakeEndpoint
+
+    from robo_reward.data.augment import load_training_set
+
+    out = tmp_path / "set"
+    assert main(["reward", "augment", "--dataset", str(camera_demos), "--camera", "agentview",
+                 "--counterfactual", "open the drawer=1", "--counterfactual", "push the cube=3",
+                 "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    successes = sum(e.succeeded for e in load_episodes(camera_demos))
+    assert len(rows) == successes * 6  # original + 3 clips + 2 counterfactuals
+    assert {r["kind"] for r in rows} == {"original", "temporal_clip", "counterfactual"}
+    assert all(r["score"] == 5 for r in rows if r["kind"] == "original")
+    assert all(1 <= r["score"] <= 4 for r in rows if r["kind"] == "temporal_clip")
+    assert all(r["answer"] == f"ANSWER: {r['score']}" and r["frame_indices"][-1] == r["end_frame"] - 1 for r in rows)
+    items = load_training_set(out)
+    assert len(items) == len(rows) and items[0].episode.length == rows[0]["end_frame"]
+    # a VLM reward behind an OpenAI-compatible endpoint, configured by a reward-model directory
+    server = FakeEndpoint()
+    try:
+        server.reply = "ANSWER: 5"
+        vlm = tmp_path / "vlm"
+        vlm.mkdir()
+        (vlm / "robo_reward_reward.json").write_text(json.dumps({"kind": "vlm", "config": {
+            "backend": "openai", "endpoint": {"base_url": server.url}, "progress": {"camera": "agentview"}}}))
+        assert main(["reward", "eval", "--model", str(vlm), "--dataset", str(out), "--out", str(tmp_path / "ev"),
+                     "--quiet"]) == 0
+        summary = json.loads((tmp_path / "ev" / "reward_eval.json").read_text())["summary"]
+        expected = np.mean([abs(5 - r["score"]) for r in rows])
+        assert summary["score_mae"] == pytest.approx(expected)
+    finally:
+        server.stop()
+    capsys.readouterr()
+    assert main(["reward", "augment", "--dataset", str(camera_demos), "--counterfactual", "open=7",
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "score in 1..5" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_rapl_trains_from_simulator_preferences(camera_demos, tmp_path):
+    out = tmp_path / "rapl"
+    assert main(["reward", "train", "rapl", "--dataset", str(camera_demos), "--cameras", "agentview",
+                 "--steps", "2", "--image-size", "32", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    model = load_reward_model(out, device="cpu")
+    assert model.name == "rapl" and model.cameras == ("agentview",)
+    assert main(["reward", "eval", "--model", str(out), "--dataset", str(camera_demos), "--out",
+                 str(tmp_path / "ev"), "--quiet", "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "ev" / "reward_eval.json").read_text())["summary"]
+    assert 0.0 <= summary["preference_accuracy"] <= 1.0 and summary["no_reward"] == 0

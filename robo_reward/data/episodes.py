@@ -44,6 +44,21 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
+    """H.264 mp4 through PyAV (what LeRobot uses), playable in browsers and ROS tools."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+        for frame in frames:
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode())
+
+
 @dataclass
 class LabeledEpisode:
     """An episode plus what the dataset knows about it (the simulator's success check, per step)."""

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from robo_reward.data.episodes import write_video
 from robo_reward.rl.policies import Policy, checked_action
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap training-episode seeds
@@ -37,21 +38,6 @@ class EvalResult:
             "successes": self.successes,
             "videos": self.videos,
         }
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """H.264 mp4 through PyAV (what LeRobot uses), playable in browsers and ROS tools."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        for frame in frames:
-            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
-            container.mux(stream.encode(image))
-        container.mux(stream.encode())
 
 
 def evaluate(
