@@ -42,7 +42,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
             train_hop_model,
         )
 
-        demos = [e for e in labeled if e.succeeded]
+        demos = [e.until_success() for e in labeled if e.succeeded]
         if not demos:
             raise RoboRewardError(f"{args.dataset}: no successful episode among {len(labeled)} to adapt from")
         actions = {d.episode_index: d.actions for d in load_demonstrations(args.dataset)}

@@ -42,7 +42,7 @@ def build_training_set(dataset: str | Path, out: str | Path, camera: str | None 
                        overwrite: bool = False, progress: bool = True) -> dict:
     episodes = load_episodes(dataset, [camera] if camera else None)
     camera = camera or episodes[0].episode.cameras[0]
-    successful = [e for e in episodes if e.succeeded]
+    successful = [e.until_success() for e in episodes if e.succeeded]
     if not successful:
         raise DatasetError(f"{dataset}: no successful episode to augment")
     for fraction in clip_fractions:

@@ -72,6 +72,15 @@ class LabeledEpisode:
     def succeeded(self) -> bool:
         return bool(self.success.any())
 
+    def until_success(self) -> "LabeledEpisode":
+        """The episode up to the first frame that shows success (frame t+1 shows step t's outcome);
+        unchanged when it never succeeds. Demos that ran on past success end where the task was done."""
+        hits = np.flatnonzero(self.success)
+        if not len(hits):
+            return self
+        end = min(self.episode.length, int(hits[0]) + 2)
+        return LabeledEpisode(self.episode.clip(end), self.success[:end], self.source, self.score)
+
 
 def camera_keys(dataset) -> list[str]:
     return [k.removeprefix(IMAGE_PREFIX) for k in dataset.meta.video_keys]

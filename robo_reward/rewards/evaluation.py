@@ -32,8 +32,8 @@ def evaluate_reward_model(model: RewardModel, episodes: Sequence[LabeledEpisode]
         if result.ok:
             row.update(predicted_success=result.final_success, final_progress=float(result.progress[-1]),
                        score=result.score)
-            if item.succeeded:
-                row["voc"] = value_order_correlation(result.progress)
+            if item.succeeded:  # VOC up to the moment of success, as on expert videos that end there
+                row["voc"] = value_order_correlation(result.progress[:item.until_success().episode.length])
         else:
             row["error"] = result.error
         if item.score is not None:

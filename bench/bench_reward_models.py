@@ -1,0 +1,97 @@
+"""Reward quality on simulated episodes: VOC and success accuracy of the hop model and the success
+classifier, judged against the simulator's own success check on held-out seeds.
+
+  python bench/bench_reward_models.py --task lift      # -> bench/results/reward_models_lift.json
+
+Stages (each skipped when its output exists under --work): training demos (low noise, run past
+success so the success state stays in view) -> held-out rollouts (high noise: successes, failures,
+partial lifts) -> hop model (one-shot from one demo, and from all demos) and success classifier
+-> `robo-reward reward eval` of each on the held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+from robo_reward.cli import main as cli
+
+RESULTS = Path(__file__).parent / "results"
+CAMERAS = ["agentview", "robot0_eye_in_hand"]
+
+
+def run(argv: list[str]) -> None:
+    code = cli(argv)
+    if code != 0:
+        raise SystemExit(f"command failed ({code}): robo-reward {' '.join(argv)}")
+
+
+def collect(out: Path, task: str, episodes: int, noise: float, seed: int, image_size: int) -> None:
+    if not out.exists():
+        run(["demos", "collect", "--task", task, "--episodes", str(episodes), "--noise", str(noise), "--seed",
+             str(seed), "--keep-going", "--cameras", *CAMERAS, "--image-size", str(image_size), "--out", str(out),
+             "--quiet"])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="lift")
+    p.add_argument("--train-episodes", type=int, default=10)
+    p.add_argument("--heldout-episodes", type=int, default=24)
+    p.add_argument("--train-noise", type=float, default=0.3)
+    p.add_argument("--heldout-noise", type=float, default=1.2)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--hop-steps", type=int, default=3000)
+    p.add_argument("--classifier-steps", type=int, default=2000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work or f"runs/bench/rewards/{args.task}")
+    train, heldout = work / "train", work / "heldout"
+    collect(train, args.task, args.train_episodes, args.train_noise, 0, args.image_size)
+    collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size)
+    models = {
+        "hop_one_demo": ["reward", "train", "hop", "--dataset", str(train), "--episodes", "0",
+                         "--steps", str(args.hop_steps)],
+        "hop_all_demos": ["reward", "train", "hop", "--dataset", str(train), "--steps", str(args.hop_steps)],
+        "success_classifier": ["reward", "train", "classifier", "--dataset", str(train), "--steps",
+                               str(args.classifier_steps)],
+    }
+    out = RESULTS / f"reward_models_{args.task}.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for name, argv in models.items():
+        model_dir = work / name
+        start = time.time()
+        if not model_dir.exists():
+            run([*argv, "--image-size", str(args.image_size), "--out", str(model_dir), "--quiet"])
+        train_s = time.time() - start
+        run(["reward", "eval", "--model", str(model_dir), "--dataset", str(heldout), "--out",
+             str(work / f"eval_{name}"), "--quiet", "--overwrite"])
+        report = json.loads((work / f"eval_{name}" / "reward_eval.json").read_text())
+        results[name] = {
+            "summary": report["summary"], "train_s": round(train_s, 1),
+            "command": "python bench/bench_reward_models.py " + " ".join(os.sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} threads",
+            "settings": {k: v for k, v in vars(args).items() if k != "work"},
+            "figure": str(work / f"eval_{name}" / "progress.png"),
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
+        s = report["summary"]
+        print(f"{name}: VOC {s.get('voc_mean', float('nan')):.3f} (min {s.get('voc_min', float('nan')):.3f}), "
+              f"success accuracy {s['success']['accuracy']:.3f}, F1 {s['success']['f1']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
