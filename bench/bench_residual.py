@@ -2,6 +2,8 @@
 
   python bench/bench_residual.py --task lift --method all          # the docs/BENCHMARKS.md figure
   python bench/bench_residual.py --task lift --method residual --steps 30000 --set utd_ratio=1
+  python bench/bench_residual.py --method residual --reward hop --reward-model DIR --dataset CAMERA_DEMOS \
+      --base BASE --label "residual, hop reward (shaped)" --results reward_rl_lift   # learned-reward runs
 
 Every method is evaluated on the same seeded episodes (robo_reward.rl.evaluation seeds) at the
 same env-step marks. Stages: demos -> MLP BC base -> {base, residual, sac}. Writes
@@ -27,6 +29,7 @@ from robo_reward.cli import main as cli  # noqa: E402
 from robo_reward.rl.evaluation import evaluate  # noqa: E402
 from robo_reward.rl.loop import LoopConfig, plot_success_curves  # noqa: E402
 from robo_reward.rl.policies import load_policy  # noqa: E402
+from robo_reward.rewards import RewardSpec  # noqa: E402
 from robo_reward.rl.runs import create_residual_run, learner_config, make_sim_env  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,6 +41,8 @@ def machine() -> str:
 
 
 def prepare(args, work: Path) -> tuple[Path, Path]:
+    if args.dataset and args.base:
+        return Path(args.dataset), Path(args.base)
     demos, base = work / "demos", work / "base"
     if not demos.exists():
         assert cli(["demos", "collect", "--task", args.task, "--robot", args.robot, "--episodes", str(args.demos),
@@ -59,9 +64,11 @@ def run_residual(args, work: Path, demos: Path, base: Path) -> list[dict]:
     learner = learner_config(args.set, args.seed)
     loop = LoopConfig(total_env_steps=args.steps, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
                       checkpoint_every=args.steps, seed=args.seed)
-    trainer = create_residual_run(work / "residual", demos, base, learner, loop, overwrite=True)
-    state = trainer.run(on_eval=lambda e: print(f"[residual] step {e['env_step']}: {e['success_rate']:.2f}",
-                                                flush=True))
+    reward = RewardSpec(args.reward, args.reward_model, args.shaping)
+    run_dir = work / ("residual" if args.reward == "sparse" else f"residual_{args.reward}_{reward.shaping}")
+    trainer = create_residual_run(run_dir, demos, base, learner, loop, reward=reward, overwrite=True)
+    state = trainer.run(on_eval=lambda e: print(f"[{args.label or 'residual'}] step {e['env_step']}: "
+                                                f"{e['success_rate']:.2f}", flush=True))
     return [{"env_step": e["env_step"], "success_rate": e["success_rate"]} for e in state.evals]
 
 
@@ -136,11 +143,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="residual learner override")
     p.add_argument("--work", default=None, help="work directory (default runs/bench/<task>)")
+    p.add_argument("--dataset", help="use these demonstrations (with --base) instead of collecting")
+    p.add_argument("--base", help="use this base policy directory (with --dataset) instead of training one")
+    p.add_argument("--reward", default="sparse", help="residual: reward source (sparse, hop, ...)")
+    p.add_argument("--reward-model", help="residual: reward-model directory")
+    p.add_argument("--shaping", help="residual: shaping mode for a progress reward")
+    p.add_argument("--label", help="curve name in the results (default: the method)")
+    p.add_argument("--results", help="results file stem (default residual_<task>)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work or f"runs/bench/{args.task}")
     demos, base = prepare(args, work)
-    out = RESULTS / f"residual_{args.task}.json"
+    out = RESULTS / f"{args.results or 'residual_' + args.task}.json"
     methods = ["base", "residual", "sac"] if args.method == "all" else [args.method]
     for method in methods:
         start = time.time()
@@ -152,8 +166,9 @@ def main() -> None:
             curve = run_sac(args, json.loads((demos / "robo_reward_env.json").read_text()))
         # re-read just before writing: methods may run as parallel processes (one per core)
         results = json.loads(out.read_text()) if out.exists() else {"curves": {}, "runs": {}}
-        results["curves"][method] = curve
-        results["runs"][method] = {
+        key = args.label or method
+        results["curves"][key] = curve
+        results["runs"][key] = {
             "wall_s": round(time.time() - start, 1), "machine": machine(),
             "command": "python bench/bench_residual.py " + " ".join(os.sys.argv[1:]),
             "settings": {k: v for k, v in vars(args).items() if k not in ("work",)},
@@ -161,7 +176,7 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
     labels = {"base": "BC base alone", "residual": "residual RL (ours)", "sac": "SAC from scratch (SB3)"}
-    plot_success_curves(out.with_suffix(".png"), {labels[k]: v for k, v in results["curves"].items()})
+    plot_success_curves(out.with_suffix(".png"), {labels.get(k, k): v for k, v in results["curves"].items()})
     print(json.dumps({k: v[-1] for k, v in results["curves"].items()}, indent=2))
 
 
