@@ -4,11 +4,11 @@ RUN ?= runs/demo
 TASK ?= lift
 ROBOT ?= Panda
 DEMOS ?= 20
-NOISE ?= 1.0
+NOISE ?= 0.5
 RL_STEPS ?= 10000
 EVAL_EPISODES ?= 50
 # ResFiT's update-to-data ratio is 4; two CPU cores afford 1 (see docs/BENCHMARKS.md)
-RL_SET ?= --set utd_ratio=1 --set actor_lr=3e-4 --set critic_lr=3e-4
+RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean
@@ -20,7 +20,7 @@ demo: install
 	$(RR) demos collect --task $(TASK) --robot $(ROBOT) --episodes $(DEMOS) --noise $(NOISE) --out $(RUN)/demos --overwrite
 	$(RR) base train --dataset $(RUN)/demos --out $(RUN)/base --overwrite
 	$(RR) eval --policy $(RUN)/base --episodes $(EVAL_EPISODES) --videos 2 --out $(RUN)/eval_base --overwrite
-	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) $(RL_SET) --out $(RUN)/rl --overwrite
+	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) $(RL_SET) --eval-every 2500 --eval-episodes 10 --out $(RUN)/rl --overwrite
 	$(RR) eval --policy $(RUN)/rl --episodes $(EVAL_EPISODES) --videos 3 --out $(RUN)/eval_rl --overwrite --compare $(RUN)/eval_base
 
 test: install

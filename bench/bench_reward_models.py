@@ -50,8 +50,9 @@ def main() -> None:
     p.add_argument("--train-noise", type=float, default=0.3)
     p.add_argument("--heldout-noise", type=float, default=1.2)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--hop-steps", type=int, default=3000)
-    p.add_argument("--classifier-steps", type=int, default=2000)
+    p.add_argument("--hop-steps", type=int, default=1500)
+    p.add_argument("--classifier-steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default=None)
     args = p.parse_args()
@@ -71,15 +72,17 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.exists() else {}
     for name, argv in models.items():
         model_dir = work / name
-        start = time.time()
+        train_s = results.get(name, {}).get("train_s")
         if not model_dir.exists():
-            run([*argv, "--image-size", str(args.image_size), "--out", str(model_dir), "--quiet"])
-        train_s = time.time() - start
+            start = time.time()
+            run([*argv, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
+                 "--out", str(model_dir), "--quiet"])
+            train_s = round(time.time() - start, 1)
         run(["reward", "eval", "--model", str(model_dir), "--dataset", str(heldout), "--out",
              str(work / f"eval_{name}"), "--quiet", "--overwrite"])
         report = json.loads((work / f"eval_{name}" / "reward_eval.json").read_text())
         results[name] = {
-            "summary": report["summary"], "train_s": round(train_s, 1),
+            "summary": report["summary"], "train_s": train_s,
             "command": "python bench/bench_reward_models.py " + " ".join(os.sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                        f"{torch.get_num_threads()} threads",

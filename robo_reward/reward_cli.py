@@ -49,7 +49,8 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         keyframes = [gripper_keyframes(actions[int(e.source.rsplit("#", 1)[1])]) for e in demos]
         cameras = tuple(demos[0].episode.cameras)
         net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size)
-        train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device)
+        train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device,
+                                   **({"batch_size": args.batch_size} if args.batch_size else {}))
         net, log = train_hop_model([d.episode for d in demos], net_cfg, train_cfg, keyframes, not args.quiet)
         goal = {c: demos[0].episode.frames[c][-1] for c in cameras}
         log.update(demos=[d.source for d in demos], keyframes=keyframes)
@@ -66,7 +67,8 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         cameras = tuple(labeled[0].episode.cameras)
         net_cfg = SuccessNetConfig(cameras=cameras, image_size=args.image_size)
         train_cfg = ClassifierTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed,
-                                          device=args.device)
+                                          device=args.device,
+                                          **({"batch_size": args.batch_size} if args.batch_size else {}))
         net, log = train_success_classifier(labeled, net_cfg, train_cfg, not args.quiet)
         save_success_classifier(args.out, net, log, overwrite=args.overwrite)
         print(f"success classifier trained on {log['frames']} frames ({log['positive_frames']} success) -> {args.out}")
@@ -212,6 +214,7 @@ def add_reward_parsers(groups, command) -> None:
     p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=None, help="gradient steps (rapl: epochs over the pairs)")
+    p.add_argument("--batch-size", type=int, default=None, help="hop: state pairs, classifier: frames per step")
     p.add_argument("--experts", type=int, default=1, help="rapl: successful episodes used as expert videos")
     p.add_argument("--clip-model", default="ViT-B-32", help="clip: open_clip name or local directory")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="clip: tag or weights file")

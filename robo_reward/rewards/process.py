@@ -227,6 +227,18 @@ class ProcessReward:
         net = getattr(predictor, "net", None)
         self.render_size = (net.cfg.image_size,) * 2 if net is not None else None
 
+    def goal_like(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The reference goal frames at the resolution of the incoming camera frames."""
+        import cv2
+
+        out = []
+        for goal, view in zip(self.goal, frames):
+            h, w = view.shape[1:3]
+            if goal.shape[1:3] != (h, w):
+                goal = np.stack([cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA) for g in goal])
+            out.append(goal)
+        return out
+
     def _progress(self, hops_inc: np.ndarray, hops_fwd: np.ndarray, hops_bwd: np.ndarray) -> np.ndarray:
         phi = [0.0]
         for t in range(len(hops_inc)):
@@ -240,7 +252,7 @@ class ProcessReward:
         else:
             n = episode.length - 1
             before = [np.concatenate([v[:-1], np.repeat(v[:1], n, 0), np.repeat(g, n, 0)]) for v, g in
-                      zip(views, self.goal)]
+                      zip(views, self.goal_like(views))]
             after = [np.concatenate([v[1:]] * 3) for v in views]
             try:  # one batch: incremental, forward, backward
                 hops = self.predictor.hops(before, after, episode.task)
@@ -270,7 +282,8 @@ class _HopStream:
         if self.first is None:
             raise RewardInputError("hop stream: step() before reset()")
         current = [single_frame(frames, self.model.cameras)[c] for c in self.model.cameras]
-        before = [np.concatenate([p, f, g]) for p, f, g in zip(self.previous, self.first, self.model.goal)]
+        goal = self.model.goal_like(current)
+        before = [np.concatenate([p, f, g]) for p, f, g in zip(self.previous, self.first, goal)]
         after = [np.concatenate([c] * 3) for c in current]
         try:
             h = self.model.predictor.hops(before, after, self.task)

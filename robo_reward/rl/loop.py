@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from robo_reward.data.lerobot_io import Demonstration
 from robo_reward.envs.observations import flat_state
+from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError
 from robo_reward.rewards.sources import RewardSource
 from robo_reward.rl.buffers import NStepReplayBuffer
@@ -171,8 +172,10 @@ class ResidualTrainer:
         return record
 
     def evaluate_now(self) -> dict[str, Any]:
+        # success is the simulator's check; the reward model has no say in evaluation (and costs time there)
+        env = self.env.env if isinstance(self.env, RewardWrapper) else self.env
         result = evaluate(
-            self.env, ResidualPolicy(self.base, self.learner), self.config.eval_episodes,
+            env, ResidualPolicy(self.base, self.learner), self.config.eval_episodes,
             seed=self.config.seed, progress=False,
         )
         entry = {"env_step": self.state.env_step, **{k: v for k, v in result.summary().items() if k != "videos"}}
