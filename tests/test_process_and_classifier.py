@@ -173,3 +173,27 @@ def test_rapl_ot_reward_matches_pot_and_preferences_train_the_encoder(tmp_path):
     np.testing.assert_allclose(result.reward, -(coupling * cost).sum(1), atol=1e-4)
     assert result.score == pytest.approx(float(result.reward.sum()), rel=1e-5)
     assert np.all((result.progress >= 0) & (result.progress <= 1))
+
+
+def test_reward_model_loads_from_the_hub_cache(tmp_path, monkeypatch):
+    import shutil
+
+    demo = square_episode(8, seed=0)
+    cfg = HopNetConfig(cameras=("front", "wrist"), image_size=32, feature_dim=16, hidden=32)
+    net, _ = train_hop_model([demo], cfg, HopTrainConfig(steps=2, batch_size=4, device="cpu"), progress=False)
+    local = save_hop_model(tmp_path / "hop", net, {c: demo.frames[c][-1] for c in cfg.cameras})
+    # the layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/<commit>/...}
+    cache = tmp_path / "hub"
+    commit = "0" * 40
+    repo = cache / "models--lab--lift-hop"
+    shutil.copytree(local, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    model = load_reward_model("hf:lab/lift-hop", device="cpu")
+    assert model.score_episode(demo).progress.shape == (8,)
+    with pytest.raises(RewardModelError, match="not in the hub cache"):
+        load_reward_model("hf:lab/missing", device="cpu")

@@ -1,7 +1,8 @@
 """Load any reward model from one argument, and wrap it as the RL learner's reward source.
 
-`--model` accepts a reward-model directory (robo_reward_reward.json says its kind), an open_clip
-directory (open_clip_config.json + weights) or `clip:NAME` (open_clip architecture + hub-cache tag).
+`--model` accepts a reward-model directory (robo_reward_reward.json says its kind), `hf:ORG/NAME`
+(such a directory in the Hugging Face hub cache), an open_clip directory (open_clip_config.json +
+weights) or `clip:NAME` (open_clip architecture + hub-cache tag).
 """
 
 from __future__ import annotations
@@ -82,10 +83,23 @@ def register_reward_model(kind: str, loader: Callable[[Path, str], RewardModel])
     REWARD_MODEL_LOADERS[kind] = loader
 
 
+def hub_cache_dir(repo_id: str) -> Path:
+    """A reward-model repository already in the Hugging Face hub cache (never downloads)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as exc:
+        raise RewardModelError(f"hf:{repo_id} is not in the hub cache ({type(exc).__name__}); "
+                               "download it where the hub is reachable or pass a local directory") from exc
+
+
 def load_reward_model(spec: str | Path, device: str = "auto", **clip_overrides: Any) -> RewardModel:
     from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
 
     text = str(spec)
+    if text.startswith("hf:"):
+        text = str(hub_cache_dir(text.removeprefix("hf:")))
     path = Path(text)
     if text.startswith("clip:") or (path / "open_clip_config.json").is_file():
         model = text.removeprefix("clip:")
