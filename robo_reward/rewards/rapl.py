@@ -103,13 +103,19 @@ class RaplReward:
         positions = torch.linspace(0.0, 1.0, expert.shape[0], device=expert.device)
         return weights @ positions
 
+    def best_expert(self, robot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(expert embeddings, per-step OT rewards) of the expert video the robot video matches best."""
+        experts = self.expert_embeddings()
+        per_expert = [self.ot_rewards(robot, e) for e in experts]
+        best = int(torch.stack([r.sum() for r in per_expert]).argmax())
+        return experts[best], per_expert[best]
+
     @torch.inference_mode()
     def score_episode(self, episode: Episode) -> RewardResult:
         robot = self.embed(episode.select(self.cameras))
-        per_expert = [self.ot_rewards(robot, e) for e in self.expert_embeddings()]
-        best = int(torch.stack([r.sum() for r in per_expert]).argmax())
-        rewards = per_expert[best].cpu().numpy()
-        progress = self.progress_from(robot, self.expert_embeddings()[best]).cpu().numpy()
+        expert, ot_rewards = self.best_expert(robot)
+        rewards = ot_rewards.cpu().numpy()
+        progress = self.progress_from(robot, expert).cpu().numpy()
         return RewardResult(progress=progress.astype(np.float32), success=progress >= self.cfg.success_progress,
                             reward=rewards.astype(np.float32), score=float(rewards.sum()))
 
@@ -129,10 +135,9 @@ class _RaplStream:
         views = single_frame(frames, self.model.cameras)
         self.embeddings.append(self.model.embed([views[c] for c in self.model.cameras])[0])
         robot = torch.stack(self.embeddings)
-        experts = self.model.expert_embeddings()
-        best = max(range(len(experts)), key=lambda i: float(self.model.ot_rewards(robot, experts[i]).sum()))
-        progress = float(self.model.progress_from(robot[-1:], experts[best])[0])
-        reward = float(self.model.ot_rewards(robot, experts[best])[-1])
+        expert, ot_rewards = self.model.best_expert(robot)
+        progress = float(self.model.progress_from(robot[-1:], expert)[0])
+        reward = float(ot_rewards[-1])
         return StepScore(progress, progress >= self.model.cfg.success_progress, reward)
 
     def reset(self, frames, state=None) -> StepScore:
