@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from robo_reward.errors import RoboRewardError
+from robo_reward.fileutil import write_json
 from robo_reward.reward_cli import add_reward_parsers
 from robo_reward.rewards.shaping import SHAPING_MODES
 from robo_reward.rewards.sources import REWARD_SOURCES, RewardSpec
@@ -35,10 +36,6 @@ def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "keep_going", False):
         spec["terminate_on_success"] = False
     return spec
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str))
 
 
 # ---------------------------------------------------------------- commands

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from robo_reward.errors import RoboRewardError
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Indented JSON; numpy scalars become numbers, anything else unknown its str()."""
+    path.write_text(json.dumps(data, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:

@@ -9,10 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from robo_reward.errors import RoboRewardError
-
-
-def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+from robo_reward.fileutil import write_json
 
 
 def _episodes_arg(text: str | None) -> list[int] | None:
@@ -154,7 +151,7 @@ def cmd_reward_eval(args: argparse.Namespace) -> None:
     episodes = load_labeled(args.dataset, list(model.cameras), _episodes_arg(args.episodes))
     summary, rows, results = evaluate_reward_model(model, episodes, progress=not args.quiet)
     with staged_dir(args.out, args.overwrite) as tmp:
-        _write_json(tmp / "reward_eval.json", {"model": str(args.model), "dataset": str(args.dataset),
+        write_json(tmp / "reward_eval.json", {"model": str(args.model), "dataset": str(args.dataset),
                                                 "summary": summary, "episodes": rows})
         plot_progress(tmp / "progress.png", episodes, results)
     print(json.dumps(summary, indent=2))
@@ -195,7 +192,7 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
     if result.score is not None:
         print(f"episode score {result.score}")
     with staged_dir(args.out, args.overwrite) as tmp:
-        _write_json(tmp / "scores.json", {"source": str(source), "task": item.episode.task, "model": str(args.model),
+        write_json(tmp / "scores.json", {"source": str(source), "task": item.episode.task, "model": str(args.model),
                                           "shaping": args.shaping, "score": result.score,
                                           "progress": result.progress.tolist(), "success": result.success.tolist(),
                                           "reward": rewards.tolist()})

@@ -140,9 +140,7 @@ def save_success_classifier(out: str | Path, net: SuccessNet, train_log: dict | 
 
 
 def load_success_classifier(path: str | Path, device: str = "auto") -> SuccessClassifier:
-    manifest = read_manifest(path)
-    if manifest["kind"] != CLASSIFIER_KIND:
-        raise RewardModelError(f"{path}: reward model kind is {manifest['kind']!r}, expected {CLASSIFIER_KIND!r}")
+    manifest = read_manifest(path, CLASSIFIER_KIND)
     try:
         cfg = manifest["config"]["net"]
         net_cfg = SuccessNetConfig(**{**cfg, "cameras": tuple(cfg["cameras"])})

@@ -355,9 +355,7 @@ def save_hop_model(out: str | Path, net: HopNet, goal_frames: Mapping[str, np.nd
 
 
 def load_hop_model(path: str | Path, device: str = "auto", fusion: FusionConfig | None = None) -> ProcessReward:
-    manifest = read_manifest(path)
-    if manifest["kind"] != HOP_KIND:
-        raise RewardModelError(f"{path}: reward model kind is {manifest['kind']!r}, expected {HOP_KIND!r}")
+    manifest = read_manifest(path, HOP_KIND)
     cfg = manifest["config"]
     try:
         net_cfg = HopNetConfig(**{**cfg["net"], "cameras": tuple(cfg["net"]["cameras"])})

@@ -208,9 +208,7 @@ def save_rapl(out: str | Path, model: RaplReward, train_log: dict | None = None,
 
 
 def load_rapl(path: str | Path, device: str = "auto") -> RaplReward:
-    manifest = read_manifest(path)
-    if manifest["kind"] != RAPL_KIND:
-        raise RewardModelError(f"{path}: reward model kind is {manifest['kind']!r}, expected {RAPL_KIND!r}")
+    manifest = read_manifest(path, RAPL_KIND)
     try:
         raw = manifest["config"]["rapl"]
         cfg = RaplConfig(**{**raw, "cameras": tuple(raw["cameras"])})

@@ -112,7 +112,8 @@ def save_model_dir(out: str | Path, kind: str, config: Mapping[str, Any], module
     return Path(out)
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The directory's manifest; with `kind`, a directory holding another kind of model is an error."""
     manifest = Path(path) / MANIFEST
     if not manifest.is_file():
         raise RewardModelError(f"{path}: not a reward model directory ({MANIFEST} missing)")
@@ -122,6 +123,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise RewardModelError(f"{manifest}: invalid manifest ({exc}); expected {{'kind': ..., 'config': {{...}}}}") \
             from exc
+    if kind is not None and data["kind"] != kind:
+        raise RewardModelError(f"{path}: reward model kind is {data['kind']!r}, expected {kind!r}")
     return data
 
 
