@@ -5,8 +5,9 @@ classifier, judged against the simulator's own success check on held-out seeds.
 
 Stages (each skipped when its output exists under --work): training demos (low noise, run past
 success so the success state stays in view) -> held-out rollouts (high noise: successes, failures,
-partial lifts) -> hop model (one-shot from one demo, and from all demos) and success classifier
--> `robo-reward reward eval` of each on the held-out set.
+partial lifts) -> labeled training rollouts (same noise, other seeds: the failures a success
+classifier needs as negatives) -> hop model (one-shot from one demo, and from all demos) and success
+classifier (demos only, and demos + rollouts) -> `robo-reward reward eval` of each on the held-out set.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     p.add_argument("--task", default="lift")
     p.add_argument("--train-episodes", type=int, default=10)
     p.add_argument("--heldout-episodes", type=int, default=24)
+    p.add_argument("--rollout-episodes", type=int, default=16)
     p.add_argument("--train-noise", type=float, default=0.3)
     p.add_argument("--heldout-noise", type=float, default=1.2)
     p.add_argument("--image-size", type=int, default=64)
@@ -58,15 +60,18 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work or f"runs/bench/rewards/{args.task}")
-    train, heldout = work / "train", work / "heldout"
+    train, heldout, rollouts = work / "train", work / "heldout", work / "rollouts"
     collect(train, args.task, args.train_episodes, args.train_noise, 0, args.image_size)
     collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size)
+    collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size)
     models = {
         "hop_one_demo": ["reward", "train", "hop", "--dataset", str(train), "--episodes", "0",
                          "--steps", str(args.hop_steps)],
         "hop_all_demos": ["reward", "train", "hop", "--dataset", str(train), "--steps", str(args.hop_steps)],
         "success_classifier": ["reward", "train", "classifier", "--dataset", str(train), "--steps",
                                str(args.classifier_steps)],
+        "success_classifier_rollouts": ["reward", "train", "classifier", "--dataset", str(train), str(rollouts),
+                                        "--steps", str(args.classifier_steps)],
     }
     out = RESULTS / f"reward_models_{args.task}.json"
     results = json.loads(out.read_text()) if out.exists() else {}

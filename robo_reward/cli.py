@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- commands
 def cmd_demos_collect(args: argparse.Namespace) -> None:
-    from robo_reward.rl.runs import make_sim_env
     from robo_reward.data.collect import collect_episodes
     from robo_reward.data.lerobot_io import EpisodeRecorder
     from robo_reward.fileutil import staged_dir
+    from robo_reward.rl.runs import make_sim_env
     from sim.demonstrators import make_demonstrator
 
     spec = env_spec_from_args(args)
@@ -64,7 +65,11 @@ def cmd_demos_collect(args: argparse.Namespace) -> None:
 
 def cmd_base_train(args: argparse.Namespace) -> None:
     from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
-    from robo_reward.fileutil import check_output_dir, refuse_output_inside_inputs, staged_dir
+    from robo_reward.fileutil import (
+        check_output_dir,
+        refuse_output_inside_inputs,
+        staged_dir,
+    )
 
     dataset = Path(args.dataset)
     refuse_output_inside_inputs(Path(args.out), [dataset])
@@ -101,7 +106,11 @@ def cmd_base_train(args: argparse.Namespace) -> None:
 def cmd_rl_train(args: argparse.Namespace) -> None:
     from robo_reward.device import pick_device
     from robo_reward.rl.loop import LoopConfig
-    from robo_reward.rl.runs import create_residual_run, learner_config, resume_residual_run
+    from robo_reward.rl.runs import (
+        create_residual_run,
+        learner_config,
+        resume_residual_run,
+    )
 
     out = Path(args.out)
     device = pick_device(args.device)
@@ -125,10 +134,10 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from robo_reward.rl.runs import make_sim_env
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import load_policy
+    from robo_reward.rl.runs import make_sim_env
 
     refuse_output_inside_inputs(Path(args.out), [Path(args.policy)])
     compare = Path(args.compare) / "eval.json" if args.compare else None
@@ -217,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     add_reward_parsers(groups, command)
+    for plugin in entry_points(group="robo_reward.cli"):  # e.g. `ros` from ros_nodes (needs no rclpy to parse)
+        plugin.load()(groups, command)
 
     p = command(groups, "eval", cmd_eval, "success rate over N seeded episodes, with videos")
     p.add_argument("--policy", required=True, help="policy directory (base or RL run)")

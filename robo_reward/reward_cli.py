@@ -26,10 +26,13 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
     from robo_reward.data.lerobot_io import load_demonstrations
     from robo_reward.fileutil import check_output_dir, refuse_output_inside_inputs
 
-    refuse_output_inside_inputs(Path(args.out), [Path(args.dataset)])
+    refuse_output_inside_inputs(Path(args.out), [Path(d) for d in args.dataset])
     check_output_dir(Path(args.out), args.overwrite)
     indices = _episodes_arg(args.episodes)
-    labeled = load_episodes(args.dataset, args.cameras or None, indices)
+    if indices is not None and len(args.dataset) > 1:
+        raise RoboRewardError("--episodes selects episodes of one dataset; give a single --dataset with it")
+    datasets = ", ".join(args.dataset)
+    labeled = [e for root in args.dataset for e in load_episodes(root, args.cameras or None, indices)]
     if args.kind == "hop":
         from robo_reward.rewards.process import (
             HopNetConfig,
@@ -41,9 +44,10 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
 
         demos = [e.until_success() for e in labeled if e.succeeded]
         if not demos:
-            raise RoboRewardError(f"{args.dataset}: no successful episode among {len(labeled)} to adapt from")
-        actions = {d.episode_index: d.actions for d in load_demonstrations(args.dataset)}
-        keyframes = [gripper_keyframes(actions[int(e.source.rsplit("#", 1)[1])]) for e in demos]
+            raise RoboRewardError(f"{datasets}: no successful episode among {len(labeled)} to adapt from")
+        actions = {f"{root}#{d.episode_index}": d.actions for root in args.dataset
+                   for d in load_demonstrations(root)}
+        keyframes = [gripper_keyframes(actions[e.source]) for e in demos]
         cameras = tuple(demos[0].episode.cameras)
         net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size)
         train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device,
@@ -70,12 +74,17 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         save_success_classifier(args.out, net, log, overwrite=args.overwrite)
         print(f"success classifier trained on {log['frames']} frames ({log['positive_frames']} success) -> {args.out}")
     elif args.kind == "rapl":
-        from robo_reward.rewards.rapl import RaplConfig, RaplTrainConfig, save_rapl, train_rapl
+        from robo_reward.rewards.rapl import (
+            RaplConfig,
+            RaplTrainConfig,
+            save_rapl,
+            train_rapl,
+        )
 
         experts = [e for e in labeled if e.succeeded][: args.experts]
         if not experts:
-            raise RoboRewardError(f"{args.dataset}: no successful episode to use as the expert video")
-        preferences = preference_pairs(load_episodes(args.dataset, list(experts[0].episode.cameras)))
+            raise RoboRewardError(f"{datasets}: no successful episode to use as the expert video")
+        preferences = preference_pairs(labeled)
         cfg = RaplConfig(cameras=tuple(experts[0].episode.cameras), image_size=args.image_size)
         train_cfg = RaplTrainConfig(**({"epochs": args.steps} if args.steps else {}), seed=args.seed,
                                     device=args.device)
@@ -90,7 +99,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
 
         good = [e for e in labeled if e.succeeded]
         if not good:
-            raise RoboRewardError(f"{args.dataset}: no successful episode to calibrate CLIP on")
+            raise RoboRewardError(f"{datasets}: no successful episode to calibrate CLIP on")
         camera = good[0].episode.cameras[0]
         model = ClipReward(ClipRewardConfig(model=args.clip_model, pretrained=args.clip_pretrained, camera=camera,
                                             device=args.device))
@@ -206,7 +215,8 @@ def add_reward_parsers(groups, command) -> None:
     reward = groups.add_parser("reward", help="reward models").add_subparsers(dest="cmd", required=True)
     p = command(reward, "train", cmd_reward_train, "train a hop model / success classifier, or calibrate CLIP")
     p.add_argument("kind", choices=["hop", "classifier", "clip", "rapl"])
-    p.add_argument("--dataset", required=True, help="LeRobotDataset with camera videos")
+    p.add_argument("--dataset", required=True, nargs="+",
+                   help="LeRobotDataset(s) with camera videos (e.g. demonstrations plus labeled rollouts)")
     p.add_argument("--episodes", help="comma-separated episode indices (hop: e.g. 0 for one-shot adaptation)")
     p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
     p.add_argument("--image-size", type=int, default=64)

@@ -356,6 +356,62 @@ class RobosuiteEnv(gym.Env):
             obs[f"observation.images.{cam}"] = self._render_cam(cam, self.image_size)
         return obs
 
+    # ------------------------------------------------------------------ driver view (ROS sim robot)
+    def joint_names(self) -> list[str]:
+        """Arm joints, then gripper/hand joints: the names a real driver reports in /joint_states."""
+        robot = self._env.robots[0]
+        return list(robot.robot_joints) + [j for arm in self.arms for j in robot.gripper_joints[arm]]
+
+    def robot_readings(self) -> dict[str, Any]:
+        """What a real arm's driver reports: joint positions and velocities (named), each end
+        effector's pose (world frame, quaternion xyzw) and the wrench at the first wrist sensor."""
+        robot, sim = self._env.robots[0], self._env.sim
+        names = self.joint_names()
+        raw = self._env._get_observations(force_update=True)
+        poses = [(np.asarray(raw[self._state_keys[2 * i]], float), np.asarray(raw[self._state_keys[2 * i + 1]], float))
+                 for i in range(len(self.arms))]
+        return {
+            "names": names,
+            "positions": np.array([sim.data.qpos[sim.model.get_joint_qpos_addr(n)] for n in names], float),
+            "velocities": np.array([sim.data.qvel[sim.model.get_joint_qvel_addr(n)] for n in names], float),
+            "ee_poses": poses,
+            "force": np.asarray(robot.ee_force[self.arms[0]], float),
+            "torque": np.asarray(robot.ee_torque[self.arms[0]], float),
+        }
+
+    def observation(self) -> dict[str, np.ndarray]:
+        """The current observation (rendering the cameras), without stepping."""
+        return self._convert_obs(self._env._get_observations(force_update=True))
+
+    def hold_action(self, last_action: np.ndarray | None = None) -> np.ndarray:
+        """An action that keeps the arms where they are: zero OSC deltas, grippers as last commanded."""
+        hold = np.zeros(self.action_dim, np.float32)
+        if last_action is not None:
+            for part, (start, end) in self.action_split.items():
+                if "gripper" in part or "hand" in part:
+                    hold[start:end] = last_action[start:end]
+        return hold
+
+    def hold_position(self) -> None:
+        """Controller goals := the pose the arms have now (robosuite's delta OSC otherwise keeps
+        pushing toward the last commanded goal, e.g. into the table, when the deltas stop)."""
+        controller = self._env.robots[0].composite_controller
+        controller.update_state()
+        controller.reset()
+
+    def move_arm_joints(self, positions: np.ndarray) -> None:
+        """Put the arm joints at `positions` (at rest) — how the sim robot follows a joint-position
+        reset command; the controllers' goals restart from the new pose."""
+        robot, sim = self._env.robots[0], self._env.sim
+        q = np.asarray(positions, float)
+        if q.shape != (len(robot.robot_joints),) or not np.all(np.isfinite(q)):
+            raise ValueError(f"joint positions must be {len(robot.robot_joints)} finite numbers, got {q.tolist()}")
+        sim.data.qpos[robot._ref_joint_pos_indexes] = q
+        sim.data.qvel[robot._ref_joint_vel_indexes] = 0.0
+        sim.forward()
+        self.hold_position()
+        self._env._get_observations(force_update=True)
+
     def check_success(self) -> bool:
         return bool(self._env._check_success())
 

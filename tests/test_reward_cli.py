@@ -59,8 +59,12 @@ def test_classifier_and_clip_score_a_video_file(camera_demos, tmp_path, capsys):
     import av
 
     clf = tmp_path / "clf"
-    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--cameras", "agentview",
-                 "--steps", "40", "--image-size", "32", "--out", str(clf), "--quiet", "--device", "cpu"]) == 0
+    # two datasets (e.g. demonstrations + labeled rollouts) train one classifier
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), str(camera_demos), "--cameras",
+                 "agentview", "--steps", "40", "--image-size", "32", "--out", str(clf), "--quiet",
+                 "--device", "cpu"]) == 0
+    log = json.loads((clf / "robo_reward_reward.json").read_text())["config"]["train_log"]
+    assert log["frames"] == 2 * sum(e.episode.length for e in load_episodes(camera_demos, ["agentview"]))
     frames = load_episodes(camera_demos, ["agentview"], [0])[0].episode.frames["agentview"]
     video = tmp_path / "episode.mp4"
     with av.open(str(video), "w") as container:
@@ -90,6 +94,9 @@ def test_classifier_and_clip_score_a_video_file(camera_demos, tmp_path, capsys):
     assert main(["reward", "eval", "--model", str(tmp_path / "missing"), "--dataset", str(camera_demos),
                  "--out", str(tmp_path / "e2")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), str(camera_demos),
+                 "--episodes", "0", "--out", str(tmp_path / "c2")]) == 2
+    assert "single --dataset" in capsys.readouterr().err and not (tmp_path / "c2").exists()
     model = load_reward_model(clf, device="cpu")
     assert model.cameras == ("agentview",)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,6 @@ class ResidualTD3:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
 
-    @torch.no_grad()
     def act(
         self,
         obs: np.ndarray,
@@ -114,19 +113,12 @@ class ResidualTD3:
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Executed action clip(base + residual [+ noise], -1, 1) for (obs_dim,) or (B, obs_dim) input."""
-        single = np.ndim(obs) == 1
-        obs_t = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32, device=self.device)
-        base_t = torch.as_tensor(np.atleast_2d(base_action), dtype=torch.float32, device=self.device)
-        self.actor.eval()
-        residual = self.actor(self.obs_normalizer(obs_t), base_t).cpu().numpy()
-        if explore:
-            if rng is None:
-                raise ValueError("explore=True needs an rng so exploration is reproducible")
-            noise = rng.normal(0.0, self.cfg.exploration_noise, size=residual.shape)
-            scale = self.cfg.residual_scale
-            residual = np.clip(residual + noise, -scale, scale)
-        action = np.clip(base_t.cpu().numpy() + residual, -1.0, 1.0).astype(np.float32)
-        return action[0] if single else action
+        return residual_action(self.obs_normalizer, self.actor, self.cfg, obs, base_action, explore, rng)
+
+    def actor_tensors(self) -> dict[str, torch.Tensor]:
+        """What a deployed actor needs (normalizer + residual actor), e.g. to ship to a robot."""
+        return {**{f"obs_normalizer.{k}": v for k, v in self.obs_normalizer.state_dict().items()},
+                **{f"actor.{k}": v for k, v in self.actor.state_dict().items()}}
 
     def update(self, batch: dict[str, torch.Tensor], update_actor: bool) -> dict[str, float]:
         """One critic step on all heads, optionally one actor step, then Polyak target updates.
@@ -258,3 +250,23 @@ def _polyak(source: torch.nn.Module, target: torch.nn.Module, tau: float) -> Non
     """target <- (1 - tau) * target + tau * source, for every parameter."""
     for target_param, source_param in zip(target.parameters(), source.parameters()):
         target_param.lerp_(source_param, tau)
+
+
+@torch.no_grad()
+def residual_action(obs_normalizer: ObsNormalizer, actor: ResidualActor, cfg: ResidualTD3Config, obs: np.ndarray,
+                    base_action: np.ndarray, explore: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """clip(base + residual [+ exploration noise clipped to the residual scale], -1, 1); shared by the
+    learner and by a robot's actor process that only holds the normalizer and the actor."""
+    device = obs_normalizer.mean.device
+    single = np.ndim(obs) == 1
+    obs_t = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32, device=device)
+    base_t = torch.as_tensor(np.atleast_2d(base_action), dtype=torch.float32, device=device)
+    actor.eval()
+    residual = actor(obs_normalizer(obs_t), base_t).cpu().numpy()
+    if explore:
+        if rng is None:
+            raise ValueError("explore=True needs an rng so exploration is reproducible")
+        noise = rng.normal(0.0, cfg.exploration_noise, size=residual.shape)
+        residual = np.clip(residual + noise, -cfg.residual_scale, cfg.residual_scale)
+    action = np.clip(base_t.cpu().numpy() + residual, -1.0, 1.0).astype(np.float32)
+    return action[0] if single else action

@@ -26,7 +26,11 @@ from robo_reward.rewards import RewardSpec, make_reward_source
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, fill_demo_buffer
-from robo_reward.rl.policies import load_policy, read_policy_manifest, write_policy_manifest
+from robo_reward.rl.policies import (
+    load_policy,
+    read_policy_manifest,
+    write_policy_manifest,
+)
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
 from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESIDUAL_KIND
 from robo_reward.rl.scripted_policy import save_scripted_policy
@@ -102,6 +106,20 @@ def demo_rewards_from_videos(dataset: Path, demos, reward_source) -> list[np.nda
     return [reward_source.episode_rewards(e.episode) for e in episodes]
 
 
+def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3Config, reward_source,
+                  demo_rewards, train_spec: dict[str, Any], device, extra_demo_capacity: int = 0):
+    """A fresh learner (normalizer fitted on the demonstrations) and its demonstration buffer;
+    `extra_demo_capacity` leaves room for operator interventions added as demonstrations later."""
+    obs_dim = flat_state(demos[0].observations[0]).shape[0]
+    learner = ResidualTD3(obs_dim, act_dim, learner_config, device)
+    learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
+    demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
+                                    learner_config.n_step, learner_config.gamma)
+    fill_demo_buffer(demo_buffer, demos, base_policy, reward_source, demo_rewards,
+                     terminate_on_success=train_spec.get("terminate_on_success", True))
+    return learner, demo_buffer
+
+
 def create_residual_run(
     out: Path,
     dataset: Path,
@@ -127,13 +145,8 @@ def create_residual_run(
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
-        obs_dim = flat_state(demos[0].observations[0]).shape[0]
-        learner = ResidualTD3(obs_dim, env.action_space.shape[0], learner_config, device)
-        learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
-        demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos), obs_dim, learner.act_dim,
-                                        learner_config.n_step, learner_config.gamma)
-        fill_demo_buffer(demo_buffer, demos, base_policy, reward_source, demo_rewards,
-                         terminate_on_success=train_spec.get("terminate_on_success", True))
+        learner, demo_buffer = build_learner(demos, base_policy, env.action_space.shape[0], learner_config,
+                                             reward_source, demo_rewards, train_spec, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))

@@ -1,0 +1,1 @@
+"""Validated hardware and run configs."""

@@ -1,0 +1,239 @@
+"""Hardware configs: one YAML per robot (hardware_configs/*.yaml), validated before anything moves.
+
+Every robot — real or simulated — is described by the same fields, so the ROS 2 nodes, the
+safety monitor and the reset manager never branch on the robot. A bad file is rejected with the
+file, the field and the problem (`HardwareConfigError`), never half-applied.
+
+Units: radians and rad/s for joints, metres for the workspace box (robot base frame), newtons and
+newton-metres for wrench limits, seconds for timeouts. Commands in the `normalized_action`
+interface follow docs/conventions.md (policy actions in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from robo_reward.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "hardware_configs"
+_TOPIC = re.compile(r"^/?[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$")
+
+
+class HardwareConfigError(ConfigError):
+    """A hardware config file is unreadable or has an invalid field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _topic(value: str) -> str:
+    if not _TOPIC.match(value):
+        raise ValueError(f"{value!r} is not a valid ROS topic name (letters, digits, '_' and '/' separators)")
+    return value
+
+
+class Joints(_Strict):
+    """The controlled joints, in the order every joint vector of this robot uses."""
+
+    names: list[str] = Field(min_length=1)
+    position_lower: list[float]
+    position_upper: list[float]
+    velocity_limit: list[float]  # rad/s, > 0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        n = len(self.names)
+        if len(set(self.names)) != n:
+            raise ValueError(f"joint names repeat: {sorted({x for x in self.names if self.names.count(x) > 1})}")
+        for field in ("position_lower", "position_upper", "velocity_limit"):
+            if len(getattr(self, field)) != n:
+                raise ValueError(f"{field} has {len(getattr(self, field))} values for {n} joints")
+        bad = [self.names[i] for i in range(n) if not self.position_lower[i] < self.position_upper[i]]
+        if bad:
+            raise ValueError(f"position_lower must be below position_upper for joints {bad}")
+        bad = [self.names[i] for i in range(n) if not self.velocity_limit[i] > 0]
+        if bad:
+            raise ValueError(f"velocity_limit must be > 0 for joints {bad}")
+        return self
+
+
+class Home(_Strict):
+    """Where the reset manager brings the robot between episodes."""
+
+    positions: list[float]
+    randomize: float | list[float] = 0.0  # uniform +- offset per joint (rad), clipped into the limits
+    tolerance: float = Field(0.02, gt=0)  # rad: the home pose counts as reached within this
+    speed_fraction: float = Field(0.25, gt=0, le=1)  # reset motion at this fraction of the velocity limits
+
+
+class Workspace(_Strict):
+    """Axis-aligned end-effector box in the robot base frame (metres)."""
+
+    min: list[float] = Field(min_length=3, max_length=3)
+    max: list[float] = Field(min_length=3, max_length=3)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not all(lo < hi for lo, hi in zip(self.min, self.max)):
+            raise ValueError(f"min {self.min} must be below max {self.max} on every axis")
+        return self
+
+
+class SafetyLimits(_Strict):
+    # largest change of a command element between control steps: one value, or one per action element
+    # (a gripper that flips open/closed needs 2.0 while the arm deltas stay small)
+    max_command_delta: float | list[float]
+    max_force: float = Field(gt=0)  # N, norm of the measured end-effector force
+    max_torque: float = Field(gt=0)  # N m, norm of the measured end-effector torque
+    stale_timeout_s: float = Field(gt=0)  # state older than this stops commands
+    position_margin: float = Field(0.0, ge=0)  # rad kept clear of the joint limits
+
+
+class Command(_Strict):
+    """How commands reach the driver. `normalized_action`: the policy's [-1, 1] action vector as
+    std_msgs/Float64MultiArray (a ros2_control forward controller or a Cartesian delta controller);
+    `joint_position` / `joint_trajectory`: joint targets for resets (Float64MultiArray / JointTrajectory)."""
+
+    interface: Literal["normalized_action"] = "normalized_action"
+    action_dim: int = Field(gt=0)
+    topic: str = "/robo_reward/command"
+    reset_interface: Literal["joint_position", "joint_trajectory"] = "joint_position"
+    reset_topic: str = "/robo_reward/joint_position_command"
+
+    check_topics = field_validator("topic", "reset_topic")(_topic)
+
+
+class Topics(_Strict):
+    joint_states: str = "/joint_states"
+    # geometry_msgs/PoseStamped per end effector, in the order of observation.state (humanoids: right, left)
+    ee_poses: list[str] = Field(default_factory=lambda: ["/robo_reward/ee_pose"], min_length=1)
+    wrench: str = "/robo_reward/wrench"  # geometry_msgs/WrenchStamped
+    object_state: str = "/robo_reward/object_state"  # std_msgs/Float64MultiArray from perception (or the sim)
+    estop: str = "/robo_reward/estop"  # std_msgs/Bool, True = stop
+
+    check_topics = field_validator("*")(lambda v: [_topic(x) for x in v] if isinstance(v, list) else _topic(v))
+
+
+class Camera(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    topic: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    rate_hz: float = Field(gt=0)
+    source: int | str | None = None  # camera node: device index, video file or stream URL; None in sim
+
+    check_topics = field_validator("topic")(_topic)
+
+
+class Simulation(_Strict):
+    task: str
+    robot: str
+    image_size: int = Field(64, gt=0)  # rendered camera size (square) published by the sim robot
+
+
+class HardwareConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["arm", "humanoid", "sim"]
+    description: str = ""
+    control_rate_hz: float = Field(gt=0, le=1000)
+    joints: Joints
+    gripper_joints: list[str] = []  # reported in /joint_states, not limited by the monitor
+    home: Home
+    workspace: Workspace
+    safety: SafetyLimits
+    command: Command
+    topics: Topics = Topics()
+    cameras: list[Camera] = []
+    operator_confirmation: bool = True  # real hardware: an operator confirms every episode start
+    sim: Simulation | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        n = len(self.joints.names)
+        if len(self.home.positions) != n:
+            raise ValueError(f"home.positions has {len(self.home.positions)} values for {n} joints")
+        if isinstance(self.home.randomize, list) and len(self.home.randomize) != n:
+            raise ValueError(f"home.randomize has {len(self.home.randomize)} values for {n} joints")
+        lo, hi = np.asarray(self.joints.position_lower), np.asarray(self.joints.position_upper)
+        home = np.asarray(self.home.positions)
+        m = self.safety.position_margin
+        outside = [self.joints.names[i] for i in np.flatnonzero((home < lo + m) | (home > hi - m))]
+        if outside:
+            raise ValueError(f"home.positions outside the joint limits (with margin {m}) for {outside}")
+        delta = self.safety.max_command_delta
+        if isinstance(delta, list) and len(delta) != self.command.action_dim:
+            raise ValueError(f"safety.max_command_delta has {len(delta)} values for command.action_dim "
+                             f"{self.command.action_dim}")
+        if min(np.atleast_1d(delta)) <= 0:
+            raise ValueError("safety.max_command_delta must be > 0")
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names repeat: {names}")
+        if (self.kind == "sim") != (self.sim is not None):
+            raise ValueError("kind 'sim' needs a 'sim' section (task, robot), and only sim robots have one")
+        return self
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints.names)
+
+    @property
+    def control_period_s(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+
+def _format(error: ValidationError) -> list[str]:
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"field '{where}': {msg}")
+    return lines
+
+
+def parse_hardware_config(data: object, source: str = "<config>") -> HardwareConfig:
+    if not isinstance(data, dict):
+        raise HardwareConfigError(f"{source}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    try:
+        return HardwareConfig.model_validate(data)
+    except ValidationError as exc:
+        raise HardwareConfigError(f"{source}: " + "; ".join(_format(exc))) from None
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A YAML path, or the name of a shipped config (e.g. `franka_panda`, `sim_panda_lift`)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if shipped.exists():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise HardwareConfigError(f"no hardware config {str(name_or_path)!r}: not a file, and not one of {names}")
+
+
+def load_hardware_config(name_or_path: str | Path) -> HardwareConfig:
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise HardwareConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise HardwareConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_hardware_config(data, str(path))

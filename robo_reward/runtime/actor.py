@@ -1,0 +1,133 @@
+"""The actor a robot runs at its control rate: frozen base + the learner's latest residual.
+
+Weights arrive as versioned safetensors blobs and are swapped in whole (one reference
+assignment), so a control step never mixes two versions. Until the first blob arrives the
+residual is zero: the robot executes the base policy. Every command passes `CommandGate` first —
+no command without a fresh state, a safety OK and a running episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from robo_reward.config.hardware import HardwareConfig
+from robo_reward.envs.observations import ENV_STATE_KEY, STATE_KEY, flat_state
+from robo_reward.rl.networks import ObsNormalizer, ResidualActor
+from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.residual import ResidualTD3Config, residual_action
+from robo_reward.runtime.codecs import MessageError, decode_weights
+from robo_reward.safety.monitor import joint_vector
+
+
+@dataclass(frozen=True)
+class _Weights:
+    session: str  # one learner process's lifetime: versions count up within it
+    version: int
+    cfg: ResidualTD3Config
+    normalizer: ObsNormalizer
+    actor: ResidualActor
+
+
+class RuntimeActor:
+    def __init__(self, base: Policy, obs_dim: int | None, act_dim: int, exploration_noise: float = 0.05,
+                 residual_scale: float = 0.1, seed: int = 0, device: str = "cpu"):
+        self.base, self.obs_dim, self.act_dim = base, obs_dim, act_dim
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self._noise_cfg = ResidualTD3Config(exploration_noise=exploration_noise, residual_scale=residual_scale)
+        self._weights: _Weights | None = None
+
+    @property
+    def version(self) -> int:
+        w = self._weights
+        return w.version if w else 0
+
+    def load_weights(self, blob: bytes) -> int:
+        """Decode, check and build the new actor off to the side, then swap it in. Raises MessageError
+        (the old weights stay) for a blob from another robot, a replayed version, or corrupt bytes."""
+        tensors, meta = decode_weights(blob)
+        try:
+            version, obs_dim, act_dim = int(meta["version"]), int(meta["obs_dim"]), int(meta["act_dim"])
+            session = str(meta["session"])
+            cfg = ResidualTD3Config.from_dict(meta["learner"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MessageError(f"actor weights metadata is incomplete ({exc})") from exc
+        if (obs_dim, act_dim) != (self.obs_dim or obs_dim, self.act_dim):
+            raise MessageError(f"actor weights are for obs {obs_dim} / action {act_dim}, this robot has "
+                               f"obs {self.obs_dim} / action {self.act_dim}")
+        current = self._weights
+        if current is not None and session == current.session and version <= current.version:
+            # a replay of what is running (latched topic); a restarted learner starts a new session
+            raise MessageError(f"actor weights version {version} is not newer than the running {current.version}")
+        normalizer = ObsNormalizer(obs_dim)
+        actor = ResidualActor(obs_dim, act_dim, cfg.actor_hidden, cfg.residual_scale)
+        try:
+            normalizer.load_state_dict({k.removeprefix("obs_normalizer."): v for k, v in tensors.items()
+                                        if k.startswith("obs_normalizer.")})
+            actor.load_state_dict({k.removeprefix("actor."): v for k, v in tensors.items() if k.startswith("actor.")})
+        except RuntimeError as exc:
+            raise MessageError(f"actor weights do not fit the network ({exc})") from exc
+        self.obs_dim = obs_dim
+        self._weights = _Weights(session, version, cfg, normalizer.to(self.device), actor.to(self.device))
+        return version
+
+    def act(self, obs: Mapping[str, np.ndarray], explore: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(base action, executed action); both checked for shape and finiteness."""
+        base_action = checked_action(self.base.act(obs), self.act_dim, "base policy")
+        flat = flat_state(obs)
+        if self.obs_dim is None:
+            self.obs_dim = flat.size
+        elif flat.size != self.obs_dim:
+            raise MessageError(f"observation has {flat.size} values, the policy expects {self.obs_dim}")
+        w = self._weights  # one read: the whole step uses one version
+        if w is None:
+            noise = self.rng.normal(0.0, self._noise_cfg.exploration_noise, self.act_dim) if explore else 0.0
+            scale = self._noise_cfg.residual_scale
+            action = np.clip(base_action + np.clip(noise, -scale, scale), -1.0, 1.0).astype(np.float32)
+        else:
+            action = residual_action(w.normalizer, w.actor, w.cfg, flat, base_action, explore, self.rng)
+        return base_action, checked_action(action, self.act_dim, "residual actor")
+
+
+@dataclass
+class CommandGate:
+    """Decides, every control period, whether a command may go out (and says why not)."""
+
+    stale_timeout_s: float
+
+    def check(self, now: float, safety_ok: bool, episode_running: bool,
+              input_times: Mapping[str, float]) -> tuple[bool, str]:
+        if not safety_ok:
+            return False, "safety monitor not OK"
+        if not episode_running:
+            return False, "no episode running"
+        stale = [k for k, t in input_times.items() if now - t > self.stale_timeout_s]
+        if stale:
+            return False, f"stale observation: {stale}"
+        return True, "ok"
+
+
+def observation_from_parts(state: np.ndarray, env_state: np.ndarray | None,
+                           images: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The observation dict of docs/conventions.md from what the robot's topics delivered."""
+    obs = {STATE_KEY: np.asarray(state, np.float32)}
+    if env_state is not None:
+        obs[ENV_STATE_KEY] = np.asarray(env_state, np.float32)
+    for name, image in (images or {}).items():
+        obs[f"observation.images.{name}"] = image
+    return obs
+
+
+def proprio_state(config: HardwareConfig, names: Sequence[str], positions: Sequence[float],
+                  ee_poses: Sequence[tuple[Sequence[float], Sequence[float]]]) -> np.ndarray:
+    """observation.state in docs/conventions.md's layout from /joint_states and the end-effector
+    poses: per end effector position + quaternion (x, y, z, w), gripper joints, arm joints."""
+    joints = joint_vector(config.joints.names, names, positions)
+    grippers = joint_vector(config.gripper_joints, names, positions, "gripper position") \
+        if config.gripper_joints else np.zeros(0)
+    parts = [np.r_[np.asarray(p, float), np.asarray(q, float)] for p, q in ee_poses]
+    return np.concatenate([*parts, grippers, joints]).astype(np.float32)

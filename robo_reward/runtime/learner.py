@@ -1,0 +1,164 @@
+"""The learner a robot feeds: the same ResidualTD3, buffers and checkpoints as `robo-reward rl train`,
+driven by transitions that arrive from an actor process instead of a local env loop.
+
+Rewards: each transition names the source time of its next observation; the reward for it is the
+one the reward server published for that time (`RewardJoin`), or the robot's own success signal
+when the run uses the sparse reward. A transition whose reward never arrives is dropped and
+counted — the learner never invents one. Operator interventions (HIL-SERL) go to the
+demonstration buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
+from robo_reward.device import pick_device
+from robo_reward.errors import RoboRewardError
+from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
+from robo_reward.rewards import RewardSpec, make_reward_source
+from robo_reward.rl.buffers import NStepReplayBuffer
+from robo_reward.rl.checkpoint import (
+    load_buffers,
+    load_learner,
+    load_progress,
+    readable_checkpoint,
+    save_checkpoint,
+)
+from robo_reward.rl.policies import load_policy, write_policy_manifest
+from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
+from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESIDUAL_KIND
+from robo_reward.rl.runs import (
+    RUN_CONFIG_FILE,
+    build_learner,
+    copy_base,
+    demo_rewards_from_videos,
+    training_env_spec,
+)
+from robo_reward.runtime.codecs import Transition, encode_weights
+
+INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
+
+
+@dataclass
+class RewardJoin:
+    """Pairs transitions with rewards published for the same source time (within `tolerance_s`)."""
+
+    tolerance_s: float
+    max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its reward
+    dropped: int = 0
+    _pending: deque = field(default_factory=deque)  # (arrival, transition)
+    _rewards: deque = field(default_factory=lambda: deque(maxlen=1000))  # (stamp, reward, success)
+
+    def add_reward(self, stamp: float, reward: float, success: bool) -> None:
+        self._rewards.append((stamp, float(reward), bool(success)))
+
+    def add_transition(self, t: Transition, now: float) -> None:
+        self._pending.append((now, t))
+
+    def ready(self, now: float) -> list[tuple[Transition, float, bool]]:
+        """Transitions whose reward has arrived, in order; the overdue ones are dropped."""
+        out = []
+        while self._pending:
+            arrived, t = self._pending[0]
+            match = min(self._rewards, key=lambda r: abs(r[0] - t.stamp), default=None)
+            if match is not None and abs(match[0] - t.stamp) <= self.tolerance_s:
+                out.append((t, match[1], match[2]))
+            elif now - arrived > self.max_wait_s:
+                self.dropped += 1
+            else:
+                break  # keep order: later transitions wait behind this one
+            self._pending.popleft()
+        return out
+
+
+class RuntimeLearner:
+    def __init__(self, run_dir: Path, learner: ResidualTD3, demo_buffer: NStepReplayBuffer,
+                 online_buffer: NStepReplayBuffer, progress: dict[str, Any], seed: int = 0):
+        self.run_dir, self.learner = Path(run_dir), learner
+        self.demo_buffer, self.online_buffer = demo_buffer, online_buffer
+        self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0, **progress}
+        self.rng = np.random.default_rng(seed)
+        if "rng_state" in self.progress:
+            self.rng.bit_generator.state = self.progress["rng_state"]
+        self.metrics: dict[str, float] = {}
+        self.session = uuid.uuid4().hex  # weights published by this process; a restart is a new session
+
+    # ------------------------------------------------------------------ create / resume
+    @classmethod
+    def create(cls, out: Path, dataset: Path, base: Path, learner_config: ResidualTD3Config,
+               reward: RewardSpec, device: str = "cpu", overwrite: bool = False,
+               buffer_capacity: int = 1_000_000) -> RuntimeLearner:
+        out, dataset, device = Path(out), Path(dataset), str(pick_device(device))
+        refuse_output_inside_inputs(out, [dataset, Path(base)])
+        spec = read_env_spec(dataset)
+        demos = load_demonstrations(dataset)
+        reward_source = make_reward_source(reward, device, learner_config.gamma)
+        train_spec = training_env_spec(spec, reward_source)
+        act_dim = int(np.asarray(demos[0].actions).shape[1])
+        with staged_dir(out, overwrite) as staging:
+            copy_base(base, spec, staging / BASE_SUBDIR, 0.0, learner_config.seed)
+            base_policy, _ = load_policy(staging / BASE_SUBDIR, device)
+            learner, demo_buffer = build_learner(demos, base_policy, act_dim, learner_config, reward_source,
+                                                 demo_rewards_from_videos(dataset, demos, reward_source),
+                                                 train_spec, device, INTERVENTION_CAPACITY)
+            online = NStepReplayBuffer(buffer_capacity, learner.obs_dim, act_dim, learner_config.n_step,
+                                       learner_config.gamma)
+            (staging / RUN_CONFIG_FILE).write_text(json.dumps(
+                {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
+                 "learner": learner_config.to_dict(), "runtime": True}, indent=2))
+            write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
+            runtime = cls(staging, learner, demo_buffer, online, {}, learner_config.seed)
+            runtime.checkpoint()
+        runtime.run_dir = out
+        return runtime
+
+    @classmethod
+    def resume(cls, run_dir: Path, device: str = "cpu") -> RuntimeLearner:
+        ckpt = Path(run_dir) / LATEST_CHECKPOINT
+        if not readable_checkpoint(ckpt).is_dir():
+            raise RoboRewardError(f"{run_dir}: no learner checkpoint to resume from")
+        learner = load_learner(ckpt, pick_device(device))
+        buffers = load_buffers(ckpt)
+        return cls(run_dir, learner, NStepReplayBuffer.from_state_dict(buffers["demo"]),
+                   NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), learner.cfg.seed)
+
+    # ------------------------------------------------------------------ learning
+    def add(self, t: Transition, reward: float) -> dict[str, float]:
+        """Store one rewarded transition, then the learner's UTD updates once past learning_starts."""
+        if (t.obs.size, t.action.size) != (self.learner.obs_dim, self.learner.act_dim):
+            raise RoboRewardError(f"transition dims ({t.obs.size}, {t.action.size}) do not match the learner's "
+                                  f"({self.learner.obs_dim}, {self.learner.act_dim})")
+        if not math.isfinite(reward):
+            raise RoboRewardError(f"reward {reward} is not finite")
+        buffer = self.demo_buffer if t.intervention else self.online_buffer
+        buffer.add(t.obs, t.base_action, t.action, float(reward), t.next_obs, t.next_base_action,
+                   terminated=t.terminated, truncated=t.truncated)
+        p = self.progress
+        p["env_step"] += 1
+        p["interventions"] += int(t.intervention)
+        p["episodes"] += int(t.terminated or t.truncated)
+        if p["env_step"] > self.learner.cfg.learning_starts and len(self.online_buffer) > 0:
+            self.metrics = self.learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+        return self.metrics
+
+    def actor_weights(self) -> bytes:
+        """The deployable actor (normalizer + residual actor) as safetensors bytes, versioned."""
+        self.progress["weights_version"] += 1
+        cfg = self.learner.cfg
+        return encode_weights(self.learner.actor_tensors(), {
+            "session": self.session, "version": self.progress["weights_version"], "env_step": self.progress["env_step"],
+            "obs_dim": self.learner.obs_dim, "act_dim": self.learner.act_dim, "learner": cfg.to_dict()})
+
+    def checkpoint(self) -> None:
+        self.progress["rng_state"] = self.rng.bit_generator.state
+        save_checkpoint(self.run_dir / LATEST_CHECKPOINT, self.learner,
+                        {"demo": self.demo_buffer, "online": self.online_buffer}, self.progress)

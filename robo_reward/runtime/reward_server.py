@@ -1,0 +1,112 @@
+"""What the reward server does between messages: score aligned camera frames (+ joint state) with
+any reward model, shape progress into reward per episode, and never fail on one bad sample.
+
+Frame models (CLIP, success classifier) score a backlog of samples in one batched forward;
+progress models with per-episode state (hop fusion, RAPL) step through it in order. A sample the
+model cannot score becomes an explicit "no reward" output with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from robo_reward.errors import RoboRewardError
+from robo_reward.rewards.base import (
+    FrameRewardModel,
+    RewardModel,
+    check_task,
+    single_frame,
+)
+from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig
+
+
+@dataclass(frozen=True)
+class Sample:
+    stamp: float
+    frames: Mapping[str, np.ndarray]
+    state: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RewardOutput:
+    stamp: float
+    progress: float = float("nan")
+    reward: float = float("nan")
+    success: bool = False
+    ok: bool = True
+    error: str | None = None
+
+
+class RewardServerCore:
+    def __init__(self, model: RewardModel, task: str, shaping: ShapingConfig | None):
+        """`shaping` None: publish the model's native reward (e.g. a classifier's sparse success)."""
+        self.model, self.shaping = model, shaping
+        self.task = check_task(task)
+        self._stream = None
+        self._shaper: ProgressShaper | None = None
+
+    def set_task(self, task: str) -> None:
+        """A new instruction takes effect at the next sample (the progress stream restarts)."""
+        self.task = check_task(task)
+        self._stream = None
+
+    def new_episode(self) -> None:
+        self._stream = None
+
+    def process(self, samples: Sequence[Sample]) -> list[RewardOutput]:
+        if not samples:
+            return []
+        if isinstance(self.model, FrameRewardModel) and self._stream is not None and len(samples) > 1:
+            return self._process_batch(samples)
+        return [self._process_one(s) for s in samples]
+
+    def _shape(self, stamp: float, progress: float, success: bool, native: float, first: bool) -> RewardOutput:
+        if self._shaper is None:
+            return RewardOutput(stamp, progress, native, success)
+        if first:
+            self._shaper.reset(progress)
+            return RewardOutput(stamp, progress, 0.0, success)
+        return RewardOutput(stamp, progress, self._shaper.step(progress), success)
+
+    def _process_one(self, sample: Sample) -> RewardOutput:
+        try:
+            first = self._stream is None
+            if first:
+                self._stream = self.model.stream(self.task)
+                self._shaper = ProgressShaper(self.shaping) if self.shaping else None
+                score = self._stream.reset(sample.frames, sample.state)
+            else:
+                score = self._stream.step(sample.frames, sample.state)
+        except RoboRewardError as exc:
+            return RewardOutput(sample.stamp, ok=False, error=str(exc))
+        if not score.ok:
+            return RewardOutput(sample.stamp, ok=False, error=score.error)
+        return self._shape(sample.stamp, score.progress, score.success, score.reward, first)
+
+    def _process_batch(self, samples: Sequence[Sample]) -> list[RewardOutput]:
+        """One forward for the backlog; a sample with bad frames is dropped from the batch and
+        reported on its own, the others are still scored."""
+        model: FrameRewardModel = self.model  # type: ignore[assignment]
+        outputs: dict[int, RewardOutput] = {}
+        good, views = [], []
+        for i, s in enumerate(samples):
+            try:
+                views.append(single_frame(s.frames, model.cameras))
+                good.append(i)
+            except RoboRewardError as exc:
+                outputs[i] = RewardOutput(s.stamp, ok=False, error=str(exc))
+        if good:
+            frames = [np.concatenate([v[c] for v in views]) for c in model.cameras]
+            states = [samples[i].state for i in good]
+            state = None if any(st is None for st in states) else np.stack(states).astype(np.float32)
+            try:
+                progress, prob, native = model.score_frames(frames, self.task, state)
+            except RoboRewardError as exc:
+                return [RewardOutput(s.stamp, ok=False, error=str(exc)) for s in samples]
+            for k, i in enumerate(good):
+                outputs[i] = self._shape(samples[i].stamp, float(progress[k]),
+                                         bool(prob[k] >= model.success_threshold), float(native[k]), False)
+        return [outputs[i] for i in range(len(samples))]

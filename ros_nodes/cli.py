@@ -1,0 +1,73 @@
+"""`robo-reward ros ...` (plugged into the robo-reward command through the `robo_reward.cli` entry
+point, so the library itself never imports rclpy): check a hardware config, or bring up a node set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from robo_reward.errors import ConfigError
+
+
+def cmd_ros_check(args: argparse.Namespace) -> None:
+    from robo_reward.config.hardware import load_hardware_config
+
+    cfg = load_hardware_config(args.config)
+    print(f"{cfg.name}: OK ({cfg.kind}, {cfg.num_joints} joints, {cfg.control_rate_hz:g} Hz, "
+          f"{cfg.command.interface} x{cfg.command.action_dim}, cameras {[c.name for c in cfg.cameras]})")
+
+
+def options_from(args: argparse.Namespace):
+    from ros_nodes.graph import StackOptions
+
+    return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task,
+                        base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
+                        record_dir=args.record_dir, mcap=args.mcap or "", learner_set=",".join(args.set),
+                        max_episode_steps=args.max_episode_steps, seed=args.seed, device=args.device)
+
+
+def cmd_ros_up(args: argparse.Namespace) -> None:
+    from ros_nodes.graph import node_set
+
+    try:
+        specs = node_set(args.profile, args.config, options_from(args))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.only:
+        unknown = sorted(set(args.only) - {s.name for s in specs})
+        if unknown:
+            raise ConfigError(f"--only {unknown}: not in the {args.profile} node set {[s.name for s in specs]}")
+        specs = [s for s in specs if s.name in args.only]
+    if args.print_nodes:
+        print(json.dumps([{"name": s.name, "executable": s.executable, "parameters": s.parameters}
+                          for s in specs], indent=2))
+        return
+    from ros_nodes.runner import run_stack
+
+    code = run_stack(specs, args.duration)
+    if code:
+        raise SystemExit(code)
+
+
+def add_ros_parsers(groups, command) -> None:
+    from ros_nodes.graph import PROFILES
+
+    ros = groups.add_parser("ros", help="ROS 2 runtime").add_subparsers(dest="cmd", required=True)
+    p = command(ros, "check", cmd_ros_check, "validate a hardware config (file, field and problem on error)")
+    p.add_argument("config", help="hardware config YAML, or a shipped name (e.g. franka_panda)")
+    p = command(ros, "up", cmd_ros_up, "run a node set in one process (as `ros2 launch robo_reward ...` would)")
+    p.add_argument("config", help="hardware config YAML, or a shipped name (e.g. sim_panda_lift)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="sim_rehearsal")
+    p.add_argument("--reward", default="sparse", help="sparse, or the reward source of --reward-model")
+    p.add_argument("--reward-model", help="reward-model directory for the reward server")
+    p.add_argument("--task", default="lift the red cube", help="instruction for the reward model")
+    p.add_argument("--base", help="base policy directory for the actor and a new learner run")
+    p.add_argument("--dataset", help="demonstrations for a new learner run")
+    p.add_argument("--run-dir", default="runs/ros/learner", help="learner run (resumed when it exists)")
+    p.add_argument("--record-dir", default="runs/ros/recording", help="LeRobotDataset the recorder writes")
+    p.add_argument("--mcap", help="also record every topic into this MCAP file")
+    p.add_argument("--max-episode-steps", type=int, default=100)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
+    p.add_argument("--only", nargs="+", metavar="NODE", help="run only these nodes of the set")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--print-nodes", action="store_true", help="print the node set and parameters, run nothing")

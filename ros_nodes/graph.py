@@ -1,0 +1,93 @@
+"""Which nodes run, with which parameters, for each way of running the stack. The launch files and
+`robo-reward ros up` both build their node set here, so they cannot drift apart.
+
+Profiles: sim_rehearsal (sim robot + reward + actor + learner + safety + reset + recorder),
+real_arm and real_humanoid (one camera node per configured camera instead of the sim robot),
+reward_server (cameras + reward server only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from robo_reward.config.hardware import load_hardware_config, resolve_config_path
+
+EXECUTABLES = {  # executable name (setup entry point) -> node class
+    "sim_robot": "ros_nodes.sim_robot_node:SimRobotNode",
+    "camera": "ros_nodes.camera_node:CameraNode",
+    "reward_server": "ros_nodes.reward_server_node:RewardServerNode",
+    "actor": "ros_nodes.actor_node:ActorNode",
+    "learner": "ros_nodes.learner_node:LearnerNode",
+    "safety_monitor": "ros_nodes.safety_monitor_node:SafetyMonitorNode",
+    "reset_manager": "ros_nodes.reset_manager_node:ResetManagerNode",
+    "recorder": "ros_nodes.recorder_node:RecorderNode",
+}
+PROFILES = {
+    "sim_rehearsal": ("sim_robot", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
+    "real_arm": ("camera", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
+    "real_humanoid": ("camera", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
+    "reward_server": ("camera", "reward_server"),
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    executable: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StackOptions:
+    """The user's choices; empty strings mean "not given" (launch arguments are strings too)."""
+
+    reward: str = "sparse"  # sparse: the robot's own success signal, no reward server; else a reward source
+    reward_model: str = ""  # the model directory for a learned reward (robo-reward reward train ...)
+    task: str = "lift the red cube"
+    base_policy: str = ""
+    dataset: str = ""  # demonstrations for a new learner run
+    run_dir: str = "runs/ros/learner"
+    record_dir: str = "runs/ros/recording"
+    mcap: str = ""
+    learner_set: str = ""  # comma-separated KEY=VALUE learner overrides
+    max_episode_steps: int = 100
+    seed: int = 0
+    device: str = "auto"
+
+
+def node_set(profile: str, hardware_config: str, options: StackOptions | None = None) -> list[NodeSpec]:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    o = options or StackOptions()
+    config_path = str(resolve_config_path(hardware_config))
+    cfg = load_hardware_config(config_path)
+    if (cfg.sim is not None) != (profile == "sim_rehearsal") and profile != "reward_server":
+        kind = "a simulated" if cfg.sim is not None else "a real"
+        raise ValueError(f"profile {profile} does not fit {cfg.name}, which is {kind} robot")
+    hw = {"hardware_config": config_path}
+    learned = o.reward != "sparse"
+    if learned and not o.reward_model:
+        raise ValueError(f"reward {o.reward!r} needs a reward model directory")
+    specs: dict[str, list[NodeSpec]] = {
+        "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed})],
+        "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
+        "reward_server": [NodeSpec("reward_server", "reward_server",
+                                   {**hw, "model": o.reward_model, "task": o.task, "device": o.device})]
+        if learned or profile == "reward_server" else [],
+        "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
+                                              "device": "cpu"})],
+        "learner": [NodeSpec("learner", "learner", {
+            **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
+            "reward": o.reward, "reward_model": o.reward_model,
+            "learner_set": o.learner_set, "seed": o.seed, "device": o.device})],
+        "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
+        "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
+            **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,
+            "success_source": "robot" if cfg.sim is not None else ("reward" if learned else "operator"),
+            "scene_reset_service": "/sim_robot/reset_scene" if cfg.sim is not None else "",
+            "auto_recover": cfg.sim is not None})],
+        "recorder": [NodeSpec("recorder", "recorder", {**hw, "dataset_out": o.record_dir, "mcap_out": o.mcap,
+                                                       "task": o.task})],
+    }
+    return [spec for kind in PROFILES[profile] for spec in specs[kind]]

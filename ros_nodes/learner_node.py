@@ -1,0 +1,130 @@
+"""Learner: the residual learner of robo_reward.rl fed by the actor's transitions. Rewards come from
+the reward server (joined by source time) or, with the sparse reward, from the robot's own success
+signal. Publishes actor weights periodically and a heartbeat; checkpoints periodically and on
+shutdown, and resumes from its run directory after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
+
+from robo_reward.errors import RoboRewardError
+from robo_reward.rewards import RewardSpec
+from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
+from robo_reward.rl.runs import learner_config
+from robo_reward.runtime.codecs import MessageError, decode_transition
+from robo_reward.runtime.learner import RewardJoin, RuntimeLearner
+from ros_nodes.common import (
+    HEARTBEAT_TOPIC,
+    LATCHED,
+    RELIABLE,
+    REWARD_TOPIC,
+    TRANSITIONS_TOPIC,
+    WEIGHTS_TOPIC,
+    declare,
+    json_msg,
+    monotonic,
+    read_named_values,
+    to_sec,
+)
+
+
+class LearnerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(kwargs.pop("node_name", "learner"), **kwargs)
+        run_dir = Path(str(declare(self, "run_dir", "runs/ros_learner")))
+        device = str(declare(self, "device", "cpu"))
+        self.reward_source = str(declare(self, "reward", "sparse"))
+        if (run_dir / LATEST_CHECKPOINT).exists() or (run_dir / f".{LATEST_CHECKPOINT.name}.old").exists():
+            self.learner = RuntimeLearner.resume(run_dir, device)
+            self.get_logger().info(f"resumed {run_dir} at env step {self.learner.progress['env_step']}")
+        else:
+            dataset, base = str(declare(self, "dataset", "")), str(declare(self, "base_policy", ""))
+            if not dataset or not base:
+                raise RoboRewardError("learner: a new run needs parameters dataset and base_policy")
+            settings = [s for s in str(declare(self, "learner_set", "")).split(",") if s]
+            spec = RewardSpec(source=self.reward_source,
+                              model=str(declare(self, "reward_model", "")) or None) \
+                if self.reward_source != "sparse" else RewardSpec(source="sparse")
+            self.learner = RuntimeLearner.create(run_dir, Path(dataset), Path(base),
+                                                 learner_config(settings, int(declare(self, "seed", 0))), spec,
+                                                 device)
+            self.get_logger().info(f"new run {run_dir}")
+        self.join = RewardJoin(tolerance_s=float(declare(self, "reward_tolerance_s", 0.02)))
+        self.checkpoint_every = int(declare(self, "checkpoint_every", 500))
+        self.since_checkpoint = 0
+        self.rejected = 0
+        self.published_at_update = -1
+        self.pub_weights = self.create_publisher(UInt8MultiArray, WEIGHTS_TOPIC, LATCHED)
+        self.pub_heartbeat = self.create_publisher(String, HEARTBEAT_TOPIC, RELIABLE)
+        self.create_subscription(Float64MultiArray, TRANSITIONS_TOPIC, self.on_transition, RELIABLE)
+        self.create_subscription(JointState, REWARD_TOPIC, self.on_reward, RELIABLE)
+        self.create_timer(float(declare(self, "publish_period_s", 2.0)), self.publish_weights)
+        self.create_timer(0.5, self.heartbeat)
+        self.publish_weights()
+
+    def on_reward(self, msg: JointState) -> None:
+        values = read_named_values(msg)
+        if "reward" in values and np.isfinite(values["reward"]):
+            self.join.add_reward(to_sec(msg.header.stamp), values["reward"], values.get("success", 0.0) > 0.5)
+        self.drain()
+
+    def on_transition(self, msg: Float64MultiArray) -> None:
+        try:
+            t = decode_transition(np.asarray(msg.data), self.learner.learner.obs_dim, self.learner.learner.act_dim)
+        except MessageError as exc:
+            self.rejected += 1
+            self.get_logger().warning(f"transition rejected: {exc}")
+            return
+        if self.reward_source == "sparse":  # the robot's own success signal is the reward
+            self.add(t, 1.0 if t.env_reward > 0.5 else 0.0)
+        else:
+            self.join.add_transition(t, monotonic())
+            self.drain()
+
+    def drain(self) -> None:
+        for t, reward, _ in self.join.ready(monotonic()):
+            self.add(t, reward)
+
+    def add(self, t, reward: float) -> None:
+        self.learner.add(t, reward)
+        self.since_checkpoint += 1
+        if self.since_checkpoint >= self.checkpoint_every:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.learner.checkpoint()
+        self.since_checkpoint = 0
+
+    def publish_weights(self) -> None:
+        """New weights only when the actor changed (the first publish always goes out)."""
+        updates = self.learner.learner.num_updates
+        if updates != self.published_at_update:
+            self.published_at_update = updates
+            self.pub_weights.publish(UInt8MultiArray(data=self.learner.actor_weights()))
+
+    def heartbeat(self) -> None:
+        self.drain()  # transitions whose reward never came are dropped (and counted) here
+        p = self.learner.progress
+        self.pub_heartbeat.publish(json_msg({"env_step": p["env_step"], "episodes": p["episodes"],
+                                             "weights_version": p["weights_version"],
+                                             "no_reward_dropped": self.join.dropped, "rejected": self.rejected,
+                                             "updates": self.learner.learner.num_updates}))
+
+    def destroy_node(self):
+        self.checkpoint()  # nothing learned is lost on a clean shutdown
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    from ros_nodes.runner import run_single
+
+    run_single(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Reward server: N camera topics (+ /joint_states) aligned by source time within a tolerance,
+scored by any robo_reward reward model (batched when it falls behind, on the GPU when present),
+published on /robo_reward/reward stamped with the source time, with its own latency.
+
+Parameters: model (directory / hf:ORG/NAME / clip:NAME), task (changeable at runtime with
+`ros2 param set`), shaping, tolerance_s, use_joint_states, device. Bad images or a model that
+cannot score give an explicit no-reward output (success = 0, reward NaN, logged), never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from robo_reward.errors import RoboRewardError
+from robo_reward.rewards.registry import load_reward_model
+from robo_reward.rewards.shaping import ShapingConfig
+from robo_reward.runtime.codecs import MessageError
+from robo_reward.runtime.reward_server import RewardServerCore, Sample
+from robo_reward.runtime.sync import ApproximateTimeSync
+from robo_reward.safety.monitor import JointStateError, joint_vector
+from ros_nodes.common import (
+    EPISODE_TOPIC,
+    LATCHED,
+    RELIABLE,
+    REWARD_TOPIC,
+    SENSOR,
+    declare,
+    hardware,
+    image_to_array,
+    named_values,
+    to_sec,
+)
+
+JOINTS = "joint_states"
+
+
+class RewardServerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(kwargs.pop("node_name", "reward_server"), **kwargs)
+        self.config = cfg = hardware(self)
+        model_path = str(declare(self, "model", ""))
+        if not model_path:
+            raise RoboRewardError("reward_server: parameter model is required")
+        shaping = str(declare(self, "shaping", "policy-invariant"))
+        self.model = load_reward_model(model_path, str(declare(self, "device", "auto")))
+        self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")),
+                                     None if shaping == "none" else ShapingConfig(mode=shaping))
+        self.max_batch = int(declare(self, "max_batch", 16))
+        topics = {c.name: c.topic for c in cfg.cameras}
+        missing = [c for c in self.model.cameras if c not in topics]
+        if missing:
+            raise RoboRewardError(f"reward model needs cameras {missing}; {cfg.name} has {sorted(topics)}")
+        streams = list(self.model.cameras)
+        if bool(declare(self, "use_joint_states", True)):
+            streams.append(JOINTS)
+        self.sync = ApproximateTimeSync(streams, float(declare(self, "tolerance_s", 0.02)))
+        self.sync_lock = threading.Lock()
+        self.samples: queue.Queue = queue.Queue(maxsize=256)
+        self.bad_messages = 0
+        self.pub = self.create_publisher(JointState, REWARD_TOPIC, RELIABLE)
+        for cam in self.model.cameras:
+            self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR)
+        if JOINTS in streams:
+            self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR)
+        self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
+        self.add_on_set_parameters_callback(self.on_parameters)
+        self.episode = None
+        self.running = True
+        self.worker = threading.Thread(target=self.serve, name="reward-inference", daemon=True)
+        self.worker.start()
+
+    def on_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "task":
+                try:
+                    self.core.set_task(str(p.value))
+                except RoboRewardError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+                self.get_logger().info(f"task is now {p.value!r}")
+        return SetParametersResult(successful=True)
+
+    def on_episode(self, msg: String) -> None:
+        status = json.loads(msg.data)
+        if status.get("phase") == "running" and status.get("episode") != self.episode:
+            self.episode = status.get("episode")
+            self.samples.put(("new_episode", None))
+
+    def _add(self, stream: str, stamp: float, item) -> None:
+        with self.sync_lock:
+            sets = self.sync.add(stream, stamp, item)
+        for s in sets:
+            try:
+                self.samples.put_nowait(("sample", (s.stamp, s.items, time.monotonic())))
+            except queue.Full:
+                self.bad_messages += 1  # inference cannot keep up: the oldest work is not queued
+
+    def on_image(self, msg: Image, camera: str) -> None:
+        try:
+            frame = image_to_array(msg)
+        except MessageError as exc:
+            self.bad_messages += 1
+            self.get_logger().warning(f"camera {camera}: image skipped ({exc})", throttle_duration_sec=2.0)
+            return
+        self._add(camera, to_sec(msg.header.stamp), frame)
+
+    def on_joints(self, msg: JointState) -> None:
+        try:
+            q = joint_vector(self.config.joints.names, msg.name, msg.position)
+        except JointStateError as exc:
+            self.bad_messages += 1
+            self.get_logger().warning(f"joint_states skipped ({exc})", throttle_duration_sec=2.0)
+            return
+        self._add(JOINTS, to_sec(msg.header.stamp), q.astype(np.float32))
+
+    def serve(self) -> None:
+        """Inference thread: take everything queued (up to max_batch) and score it in one go."""
+        while self.running:
+            try:
+                first = self.samples.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            work = [first]
+            while len(work) < self.max_batch:
+                try:
+                    work.append(self.samples.get_nowait())
+                except queue.Empty:
+                    break
+            batch = []
+            for kind, payload in work + [("end", None)]:
+                if kind != "sample" and batch:
+                    self.score(batch)
+                    batch = []
+                if kind == "new_episode":
+                    self.core.new_episode()
+                elif kind == "sample":
+                    batch.append(payload)
+
+    def score(self, batch) -> None:
+        samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, None) for stamp, items, _ in batch]
+        for (stamp, _, arrived), out in zip(batch, self.core.process(samples)):
+            if not out.ok:
+                self.get_logger().warning(f"no reward at {stamp:.3f}: {out.error}", throttle_duration_sec=2.0)
+            self.pub.publish(named_values(stamp, {"progress": out.progress, "reward": out.reward,
+                                                  "success": float(out.success), "latency_s":
+                                                  time.monotonic() - arrived}))
+
+    def destroy_node(self):
+        self.running = False
+        self.worker.join(timeout=2.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    from ros_nodes.runner import run_single
+
+    run_single(RewardServerNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The robot runtime's library side (no ROS): message codecs, time alignment, reward join, actor
+weight swaps, the reward server's batching and bad samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reward_helpers import moving_square_frames, save_tiny_open_clip
+from robo_reward.rewards.registry import load_reward_model
+from robo_reward.rewards.shaping import ShapingConfig
+from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
+from robo_reward.runtime.actor import CommandGate, RuntimeActor
+from robo_reward.runtime.codecs import (
+    MessageError,
+    Transition,
+    decode_transition,
+    encode_transition,
+    encode_weights,
+    image_to_rgb,
+)
+from robo_reward.runtime.learner import RewardJoin
+from robo_reward.runtime.reward_server import RewardServerCore, Sample
+from robo_reward.runtime.sync import ApproximateTimeSync
+
+
+def test_image_encodings_and_malformed_images():
+    rgb = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
+    pad = 3  # rows padded beyond width*channels, as some drivers do
+    for enc, pixels in [("rgb8", rgb), ("bgr8", rgb[..., ::-1]), ("rgba8", np.dstack([rgb, np.full((4, 5), 7)])),
+                        ("bgra8", np.dstack([rgb[..., ::-1], np.full((4, 5), 7)]))]:
+        c = pixels.shape[2]
+        rows = np.zeros((4, 5 * c + pad), np.uint8)
+        rows[:, : 5 * c] = pixels.reshape(4, -1)
+        np.testing.assert_array_equal(image_to_rgb(enc, 4, 5, 5 * c + pad, rows.tobytes()), rgb)
+    gray = rgb[..., 0]
+    assert np.array_equal(image_to_rgb("mono8", 4, 5, 5, gray.tobytes())[..., 2], gray)
+    with pytest.raises(MessageError, match="encoding '16UC1' not supported"):
+        image_to_rgb("16UC1", 4, 5, 10, bytes(40))
+    with pytest.raises(MessageError, match="has 59 bytes, expected step\\*height = 60"):
+        image_to_rgb("rgb8", 4, 5, 15, bytes(59))
+    with pytest.raises(MessageError, match="step 14 is shorter"):
+        image_to_rgb("rgb8", 4, 5, 14, bytes(56))
+    with pytest.raises(MessageError, match="empty"):
+        image_to_rgb("rgb8", 0, 5, 15, b"")
+
+
+def _transition(obs_dim=4, act_dim=2, **kw):
+    rng = np.random.default_rng(1)
+    return Transition(rng.normal(size=obs_dim).astype(np.float32), rng.normal(size=act_dim).astype(np.float32),
+                      rng.normal(size=act_dim).astype(np.float32), rng.normal(size=obs_dim).astype(np.float32),
+                      rng.normal(size=act_dim).astype(np.float32), stamp=1_795_000_000.123456, episode=3, **kw)
+
+
+def test_transition_round_trip_and_rejects():
+    t = _transition(truncated=True, intervention=True, env_reward=1.0)
+    back = decode_transition(encode_transition(t), 4, 2)
+    assert back.stamp == t.stamp and back.episode == 3 and back.truncated and back.intervention
+    assert not back.terminated and back.env_reward == 1.0
+    for name in ("obs", "base_action", "action", "next_obs", "next_base_action"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(t, name))
+    data = encode_transition(t)
+    with pytest.raises(MessageError, match="do not match the learner's"):
+        decode_transition(data, 5, 2)
+    with pytest.raises(MessageError, match="expected"):
+        decode_transition(data[:-1], 4, 2)
+    bad = data.copy()
+    bad[-1] = np.nan
+    with pytest.raises(MessageError, match="NaN"):
+        decode_transition(bad, 4, 2)
+    with pytest.raises(MessageError, match="header"):
+        decode_transition(data[:3], 4, 2)
+
+
+class _ZeroBase:
+    def reset(self, seed=None):
+        pass
+
+    def act(self, obs):
+        return np.zeros(2, np.float32)
+
+
+def _blob(learner: ResidualTD3, version: int, session: str = "a", **meta) -> bytes:
+    return encode_weights(learner.actor_tensors(), {"session": session, "version": version, "obs_dim": 4,
+                                                     "act_dim": 2, "learner": learner.cfg.to_dict(), **meta})
+
+
+def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
+    cfg = ResidualTD3Config(actor_hidden=(16,), critic_hidden=(16,), num_q=2)
+    learner = ResidualTD3(4, 2, cfg, "cpu")
+    learner.obs_normalizer.fit(np.random.default_rng(0).normal(size=(50, 4)))
+    with torch.no_grad():
+        learner.actor.net[-1].bias.fill_(0.5)  # a trained residual: not the zero init
+    actor = RuntimeActor(_ZeroBase(), None, 2)
+    obs = {"observation.state": np.array([0.1, -0.2, 0.3, 0.4], np.float32)}
+    base, action = actor.act(obs, explore=False)
+    assert np.all(action == 0) and actor.version == 0  # no weights yet: the base alone
+    assert actor.load_weights(_blob(learner, 1)) == 1
+    np.testing.assert_allclose(actor.act(obs, explore=False)[1],
+                               learner.act(obs["observation.state"], base, explore=False), atol=1e-6)
+    assert np.all(actor.act(obs, explore=False)[1] != 0)
+    with pytest.raises(MessageError, match="not newer"):
+        actor.load_weights(_blob(learner, 1))  # the latched replay of what is running
+    assert actor.load_weights(_blob(learner, 1, session="b")) == 1  # a restarted learner: new session
+    with pytest.raises(MessageError, match="obs 5 / action 2"):
+        actor.load_weights(encode_weights(learner.actor_tensors(), {"session": "c", "version": 9, "obs_dim": 5,
+                                                                    "act_dim": 2, "learner": cfg.to_dict()}))
+    with pytest.raises(MessageError, match="cannot be decoded"):
+        actor.load_weights(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(MessageError, match="do not fit the network"):
+        wide = ResidualTD3(4, 2, ResidualTD3Config(actor_hidden=(32,), critic_hidden=(16,), num_q=2), "cpu")
+        actor.load_weights(encode_weights(wide.actor_tensors(), {"session": "d", "version": 1, "obs_dim": 4,
+                                                                 "act_dim": 2, "learner": cfg.to_dict()}))
+    assert actor.version == 1  # every refusal left the running weights in place
+    with pytest.raises(MessageError, match="policy expects 4"):
+        actor.act({"observation.state": np.zeros(5, np.float32)}, explore=False)
+
+
+def test_command_gate():
+    gate = CommandGate(stale_timeout_s=0.1)
+    fresh = {"joints": 10.0, "ee/0": 9.97}
+    assert gate.check(10.05, True, True, fresh) == (True, "ok")
+    assert gate.check(10.05, False, True, fresh) == (False, "safety monitor not OK")
+    assert gate.check(10.05, True, False, fresh) == (False, "no episode running")
+    assert gate.check(10.2, True, True, fresh) == (False, "stale observation: ['joints', 'ee/0']")
+
+
+def test_time_alignment():
+    sync = ApproximateTimeSync(["front", "wrist", "joints"], tolerance_s=0.01)
+    out = []
+    for k in range(5):  # wrist 4 ms late, joints 2 ms early; joints arrive first
+        t = 100.0 + 0.05 * k
+        out += sync.add("joints", t - 0.002, f"j{k}")
+        out += sync.add("front", t, f"f{k}")
+        out += sync.add("wrist", t + 0.004, f"w{k}")
+    assert [s.items for s in out] == [{"front": f"f{k}", "wrist": f"w{k}", "joints": f"j{k}"} for k in range(5)]
+    assert max(s.skew_s for s in out) == pytest.approx(0.004)
+    # the wrist camera drops a frame: that front frame is given up once the wrist has moved past it
+    assert sync.add("front", 100.25, "f5") == [] and sync.add("joints", 100.25, "j5") == []
+    assert sync.add("wrist", 100.304, "w6") == [] and sync.dropped == 1
+    # a clock that jumps back restarts the stream instead of pairing across the jump
+    assert sync.add("front", 50.0, "late") == []
+
+
+def test_reward_join_matches_by_stamp_and_never_invents():
+    join = RewardJoin(tolerance_s=0.01, max_wait_s=1.0)
+    t1, t2 = _transition(), _transition()
+    t1.stamp, t2.stamp = 10.0, 10.05
+    join.add_transition(t1, now=0.0)
+    join.add_transition(t2, now=0.0)
+    assert join.ready(now=0.1) == []  # waits for its reward
+    join.add_reward(10.051, 0.7, False)
+    assert join.ready(now=0.2) == []  # keeps order: t1 is still waiting
+    assert join.ready(now=1.5) == [(t2, 0.7, False)] and join.dropped == 1  # t1 overdue: dropped
+
+
+def test_reward_server_batches_and_reports_bad_samples(tmp_path):
+    model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
+    frames = moving_square_frames(6)
+    samples = [Sample(float(i), {"agentview": frames[i]}) for i in range(6)]
+    one_by_one = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    single = [o for s in samples for o in one_by_one.process([s])]
+    batched_core = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    batched = batched_core.process(samples[:1]) + batched_core.process(samples[1:])  # a backlog of 5
+    np.testing.assert_allclose([o.progress for o in batched], [o.progress for o in single], atol=1e-5)
+    np.testing.assert_allclose([o.reward for o in batched], [o.reward for o in single], atol=1e-5)
+    assert single[0].reward == 0.0 and all(o.ok for o in single)  # the first frame sets the potential
+    bad = [Sample(6.0, {"agentview": frames[0][:, :, :2]}), Sample(7.0, {"wrist": frames[0]}), samples[2]]
+    outputs = batched_core.process(bad)
+    assert [o.ok for o in outputs] == [False, False, True]
+    assert "camera 'agentview'" in outputs[0].error and "lacks camera 'agentview'" in outputs[1].error
+    assert np.isnan(outputs[0].reward)  # no made-up reward
+    with pytest.raises(Exception, match="task text is empty"):
+        batched_core.set_task("  ")
+    batched_core.set_task("open the drawer")
+    assert batched_core.process([samples[3]])[0].reward == 0.0  # a new task restarts the stream

@@ -1,0 +1,208 @@
+"""Hardware configs, the safety monitor and the reset manager: pure logic, no ROS."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from robo_reward.config.hardware import (
+    CONFIG_DIR,
+    HardwareConfigError,
+    load_hardware_config,
+    parse_hardware_config,
+)
+from robo_reward.safety.monitor import SafetyMonitor
+from robo_reward.safety.reset import Phase, ResetManager, plan_joint_motion
+
+SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def test_every_shipped_config_validates():
+    assert {"franka_panda", "ur5e", "so101", "xarm7", "gr1", "unitree_g1", "sim_panda_lift", "sim_panda_can",
+            "sim_gr1_lift"} <= set(SHIPPED)
+    for name in SHIPPED:
+        cfg = load_hardware_config(name)
+        assert cfg.name == name and cfg.num_joints == len(cfg.home.positions)
+        assert (cfg.kind == "sim") == (cfg.sim is not None)
+
+
+def _panda_dict() -> dict:
+    return yaml.safe_load((CONFIG_DIR / "franka_panda.yaml").read_text())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["joints"]["velocity_limit"].pop(), "field 'joints': velocity_limit has 6 values for 7 joints"),
+    (lambda d: d["joints"].__setitem__("position_lower", [3.0] * 7), "position_lower must be below position_upper"),
+    (lambda d: d["home"].__setitem__("positions", [0.0] * 7), "home.positions outside the joint limits"),
+    (lambda d: d["workspace"].__setitem__("max", [0.1, 0.4, 0.6]), "field 'workspace': min"),
+    (lambda d: d["command"].__setitem__("topic", "has space"), "field 'command.topic': 'has space' is not a valid"),
+    (lambda d: d["cameras"][0].__setitem__("width", -1), "field 'cameras.0.width'"),
+    (lambda d: d["cameras"].append(dict(d["cameras"][0])), "camera names repeat"),
+    (lambda d: d.__setitem__("control_rate", 20), "field 'control_rate': unknown field"),
+    (lambda d: d.pop("safety"), "field 'safety': Field required"),
+    (lambda d: d["safety"].__setitem__("max_command_delta", [0.5] * 3), "has 3 values for command.action_dim 7"),
+    (lambda d: d.__setitem__("kind", "sim"), "kind 'sim' needs a 'sim' section"),
+])
+def test_bad_config_names_file_field_and_problem(tmp_path, edit, message):
+    data = _panda_dict()
+    edit(data)
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(HardwareConfigError) as err:
+        load_hardware_config(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_unreadable_config_files(tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(HardwareConfigError, match="broken.yaml: not valid YAML"):
+        load_hardware_config(tmp_path / "broken.yaml")
+    with pytest.raises(HardwareConfigError, match="missing.yaml: file not found"):
+        load_hardware_config(tmp_path / "missing.yaml")
+    with pytest.raises(HardwareConfigError, match="not one of .*franka_panda"):
+        load_hardware_config("no_such_robot")
+    with pytest.raises(HardwareConfigError, match="expected a mapping"):
+        parse_hardware_config([1, 2], "list.yaml")
+
+
+@pytest.fixture
+def panda():
+    return load_hardware_config("franka_panda")
+
+
+def _feed(monitor, cfg, now, q=None, dq=None, ee=(0.5, 0.0, 0.3), force=(0, 0, 5), torque=(0, 0, 0.5)):
+    q = cfg.home.positions if q is None else q
+    names = list(cfg.joints.names) + ["panda_finger_joint1"]
+    vel = list(dq if dq is not None else [0.0] * cfg.num_joints) + [0.0]
+    return [monitor.update_joints(now, names, list(q) + [0.04], vel, now),
+            monitor.update_ee_position(now, ee, now), monitor.update_wrench(now, force, torque, now)]
+
+
+def _recover(monitor, cfg, now):
+    _feed(monitor, cfg, now)
+    assert monitor.reset(now)[0], monitor.status
+
+
+def test_monitor_trips_latches_and_resets_only_when_safe(panda):
+    mon = SafetyMonitor(panda)
+    assert mon.tick(0.0) is None and not mon.ok  # nothing received yet: not OK, but nothing latched
+    assert mon.status == "waiting for first data from ['joints', 'ee_pose/0', 'wrench']"
+    assert mon.reset(0.0) == (False, "no fresh data from ['joints', 'ee_pose/0', 'wrench']")
+    assert _feed(mon, panda, 1.0) == [None, None, None]
+    assert mon.reset(1.0)[0] and mon.ok
+    q = np.array(panda.home.positions)
+    # each limit, one at a time; the latch keeps the first cause
+    cases = [
+        (dict(q=q + np.r_[3.0, np.zeros(6)]), "joint_position", "panda_joint1"),
+        (dict(dq=[0, 0, 0, 0, 0, 0, 3.0]), "joint_velocity", "panda_joint7 at 3.000 rad/s exceeds 2.610"),
+        (dict(ee=(0.5, 0.0, 0.7)), "workspace", "axis z"),
+        (dict(force=(0, 0, 31)), "force", "|F| = 31.0 N exceeds 30.0 N"),
+        (dict(torque=(0, 9, 0)), "torque", "exceeds 8.0 N m"),
+    ]
+    for t, (kwargs, kind, text) in enumerate(cases, start=2):
+        _feed(mon, panda, float(t), **kwargs)
+        assert not mon.ok and mon.violation.kind == kind and text in mon.violation.detail
+        assert mon.reset(float(t))[0] is False  # still outside the limit: stays latched
+        _feed(mon, panda, t + 0.5)
+        assert mon.violation.kind == kind  # back inside, but latched until reset
+        assert mon.reset(t + 0.5)[0] and mon.ok
+
+
+def test_monitor_bad_inputs_commands_clock_and_estop(panda):
+    mon = SafetyMonitor(panda)
+    _feed(mon, panda, 1.0)
+    _recover(mon, panda, 1.0)
+    names = list(panda.joints.names)
+    assert mon.update_joints(1.1, names[:-1], [0.0] * 6, None, 1.1).detail == \
+        "joint_states lacks configured joints ['panda_joint7']"
+    _recover(mon, panda, 1.1)
+    q = list(panda.home.positions)
+    q[2] = math.nan
+    assert "non-finite position for joints ['panda_joint3']" in mon.update_joints(1.2, names, q, None, 1.2).detail
+    _recover(mon, panda, 1.2)
+    assert "7 joint names but 6 position" in mon.update_joints(1.3, names, q[:6], None, 1.3).detail
+    _recover(mon, panda, 1.3)
+    # commands: shape, NaN, and the per-element step limit (gripper may flip, arm may not jump)
+    grip = [0.0] * 6 + [-1.0]
+    assert mon.check_command(grip, 1.4) is None
+    assert mon.check_command([0.0] * 6 + [1.0], 1.45) is None
+    assert mon.check_command([0.6] + [0.0] * 5 + [1.0], 1.5).kind == "command_delta"
+    _recover(mon, panda, 1.5)
+    assert mon.check_command([0.0] * 3, 1.6).kind == "command"
+    _recover(mon, panda, 1.6)
+    # a stamp that goes back, or runs far ahead of the arrival clock, is a clock jump
+    assert mon.update_joints(0.5, names, panda.home.positions, None, 1.7).kind == "clock"
+    _recover(mon, panda, 1.7)
+    assert "ahead of the arrival clock" in mon.update_joints(100.0, names, panda.home.positions, None, 1.8).detail
+    # watchdog: data stops -> stale; e-stop latches and blocks reset while pressed
+    mon = SafetyMonitor(panda)
+    _feed(mon, panda, 10.0)
+    mon.reset(10.0)
+    assert mon.tick(10.1) is None and mon.tick(10.0 + panda.safety.stale_timeout_s + 0.01).kind == "stale"
+    _feed(mon, panda, 11.0)
+    mon.reset(11.0)
+    assert mon.set_estop(True, 11.0).kind == "estop"
+    assert mon.reset(11.0) == (False, "emergency stop still pressed")
+    mon.set_estop(False, 11.05)
+    assert mon.reset(11.05)[0]
+    assert [e.kind for e in mon.events] == ["stale", "estop"]
+
+
+def test_reset_motion_respects_velocity_limits(panda):
+    start = np.array(panda.home.positions) + 0.5
+    vmax = np.array(panda.joints.velocity_limit)
+    plan = plan_joint_motion(start, panda.home.positions, vmax, 0.2, panda.control_period_s)
+    np.testing.assert_allclose(plan[-1], panda.home.positions)
+    steps = np.diff(np.vstack([start, plan]), axis=0) / panda.control_period_s
+    assert np.all(np.abs(steps) <= 0.2 * vmax + 1e-9)
+    assert np.abs(steps[0]).max() < np.abs(steps[len(steps) // 2]).max()  # starts gently
+
+
+def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
+    rm = ResetManager(panda, seed=3)
+    q = np.array(panda.home.positions) + 0.2
+    assert rm.start_episode(q, True)[0] is False
+    assert rm.begin_reset(q, safety_ok=False, now=0.0) == (False, "safety monitor is not OK: resolve and reset it "
+                                                                  "before moving")
+    assert rm.begin_reset(q, True, 0.0)[0] and rm.phase == Phase.RESETTING
+    assert np.all(np.abs(rm.goal - panda.home.positions) <= panda.home.randomize + 1e-12)
+    t = 0.0
+    while (target := rm.next_target(q, True, t)) is not None:
+        q, t = target, t + panda.control_period_s
+    assert rm.phase == Phase.AWAITING_CONFIRMATION  # real robot: the operator must confirm
+    assert rm.start_episode(q, True)[0] is False
+    assert rm.confirm(q, safety_ok=False)[0] is False
+    assert rm.confirm(q, True, "alice") == (True, "confirmed by alice")
+    assert rm.start_episode(q + 0.1, True) == (False, "cannot start: robot is not at the home pose")
+    assert rm.start_episode(q, safety_ok=False)[0] is False
+    assert rm.start_episode(q, True)[0] and rm.phase == Phase.RUNNING
+    assert rm.begin_reset(q, True, t)[0] is False  # not while running
+    rm.end_episode(True, "operator")
+    assert rm.outcomes == [{"episode": 1, "success": True, "source": "operator"}]
+    # safety lost mid-motion: the motion stops (no target) and the manager faults
+    assert rm.begin_reset(q + 0.3, True, t)[0]
+    assert rm.next_target(q + 0.3, True, t) is not None
+    assert rm.next_target(q + 0.3, False, t) is None and rm.phase == Phase.FAULT
+    assert rm.start_episode(q, True)[0] is False
+    # a controller that never gets there: FAULT after the settle timeout, not an endless wait
+    sim = copy.copy(load_hardware_config("sim_panda_lift"))
+    rm = ResetManager(sim)
+    stuck = np.array(sim.home.positions) + 0.5
+    rm.begin_reset(stuck, True, 0.0)
+    t = 0.0
+    while rm.phase == Phase.RESETTING and t < 60:
+        rm.next_target(stuck, True, t)
+        t += sim.control_period_s
+    assert rm.phase == Phase.FAULT and "home not reached" in rm.reason
+    # sim robots need no operator: READY straight after the motion
+    rm = ResetManager(sim)
+    q = np.array(sim.home.positions)
+    rm.begin_reset(q, True, 0.0)
+    while (target := rm.next_target(q, True, 0.0)) is not None:
+        q = target
+    rm.next_target(q, True, 0.0)
+    assert rm.phase == Phase.READY
