@@ -65,7 +65,8 @@ class ActorNode(Node):
         self.safety_ok, self.episode = False, {"phase": "idle", "episode": 0}
         self.robot_success = False
         self.intervention, self.operator_command = False, None
-        self.pending: tuple | None = None  # (obs dict, flat obs, base action, action, episode, intervention)
+        # the last command's (obs, base action, action, episode, intervention, state stamp)
+        self.pending: tuple | None = None
         self.last_link = float("-inf")
         self.gate_reason = "starting"
         self.pub_cmd = self.create_publisher(Float64MultiArray, cfg.command.topic, RELIABLE)
@@ -144,12 +145,14 @@ class ActorNode(Node):
         except JointStateError as exc:
             current, self.gate_reason = None, f"unreadable joint state: {exc}"
         if self.pending is not None and current is not None:
+            if current[1] <= self.pending[-1]:
+                return  # the robot has not reported the result of the last command yet
             self.finish_transition(current, running)
         ok, self.gate_reason = self.gate.check(now, self.safety_ok, running, self.times) if current is not None \
             else (False, self.gate_reason if "unreadable" in self.gate_reason else "no observation yet")
         if not ok:
             return
-        obs, _ = current
+        obs, stamp = current
         try:
             base_action, action = self.actor.act(obs, self.explore)
         except RoboRewardError as exc:  # a NaN or malformed action never reaches the robot
@@ -161,11 +164,11 @@ class ActorNode(Node):
         if intervening:
             action = np.clip(self.operator_command[0], -1, 1).astype(np.float32)
         self.pub_cmd.publish(Float64MultiArray(data=[float(a) for a in action]))
-        self.pending = (obs, base_action, action, self.episode.get("episode", 0), intervening)
+        self.pending = (obs, base_action, action, self.episode.get("episode", 0), intervening, stamp)
 
     def finish_transition(self, current: tuple[dict, float], running: bool) -> None:
         """Send (obs, action) -> the observation after it; the episode's end sets the flags."""
-        obs, base_action, action, episode, intervening = self.pending
+        obs, base_action, action, episode, intervening, _ = self.pending
         next_obs, stamp = current
         ended = not running or self.episode.get("episode") != episode
         outcome = self.episode.get("outcome") or {}

@@ -23,7 +23,8 @@ def options_from(args: argparse.Namespace):
     return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task,
                         base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
                         record_dir=args.record_dir, mcap=args.mcap or "", learner_set=",".join(args.set),
-                        max_episode_steps=args.max_episode_steps, seed=args.seed, device=args.device)
+                        max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
+                        seed=args.seed, device=args.device)
 
 
 def cmd_ros_up(args: argparse.Namespace) -> None:
@@ -67,6 +68,7 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--record-dir", default="runs/ros/recording", help="LeRobotDataset the recorder writes")
     p.add_argument("--mcap", help="also record every topic into this MCAP file")
     p.add_argument("--max-episode-steps", type=int, default=100)
+    p.add_argument("--checkpoint-every", type=int, default=500, help="learner checkpoint period (transitions)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--only", nargs="+", metavar="NODE", help="run only these nodes of the set")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")

@@ -52,6 +52,7 @@ class StackOptions:
     mcap: str = ""
     learner_set: str = ""  # comma-separated KEY=VALUE learner overrides
     max_episode_steps: int = 100
+    checkpoint_every: int = 500  # learner checkpoint period in transitions
     seed: int = 0
     device: str = "auto"
 
@@ -80,7 +81,8 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "learner": [NodeSpec("learner", "learner", {
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
             "reward": o.reward, "reward_model": o.reward_model,
-            "learner_set": o.learner_set, "seed": o.seed, "device": o.device})],
+            "learner_set": o.learner_set, "checkpoint_every": o.checkpoint_every, "seed": o.seed,
+            "device": o.device})],
         "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
         "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
             **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,

@@ -173,7 +173,9 @@ class RecorderNode(Node):
         self.save_episode()  # the episode in progress is kept, not lost
         if self.writer is not None:
             self.episodes_queue.put(None)
-            self.writer.join()
+            self.writer.join(timeout=300)  # encoding the last episodes' videos
+            if self.writer.is_alive():
+                self.get_logger().error(f"episode writer still busy; {self.out} may lack the last episodes")
         if self.mcap is not None:
             self.mcap.close()
         return super().destroy_node()

@@ -18,6 +18,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from robo_reward.safety.monitor import JointStateError, joint_vector
 from robo_reward.safety.reset import Phase, ResetManager
+
+STALL_FACTOR = 20  # an episode also ends after this many times its step budget in control periods
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -51,7 +53,8 @@ class ResetManagerNode(Node):
         self.q: np.ndarray | None = None
         self.safety_ok = self.safety_latched = False
         self.success = False
-        self.step = 0
+        self.step = 0  # commands sent in this episode
+        self.ticks = 0  # control periods since it started
         self.scene_client = self.create_client(Trigger, scene_service) if scene_service else None
         self.scene_pending = None
         self.pub_episode = self.create_publisher(String, EPISODE_TOPIC, LATCHED)
@@ -60,6 +63,7 @@ class ResetManagerNode(Node):
         self.create_subscription(DiagnosticStatus, SAFETY_TOPIC, self.on_safety, LATCHED)
         self.create_subscription(Bool, SUCCESS_TOPIC, self.on_robot_success, SENSOR)
         self.create_subscription(JointState, REWARD_TOPIC, self.on_reward, RELIABLE)
+        self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_service(Trigger, "~/reset", self.on_reset)
         self.create_service(Trigger, "~/confirm", self.on_confirm)
         self.create_service(Trigger, "~/start", self.on_start)
@@ -81,6 +85,11 @@ class ResetManagerNode(Node):
     def on_safety(self, msg: DiagnosticStatus) -> None:
         self.safety_ok = msg.level == DiagnosticStatus.OK
         self.safety_latched = msg.level == DiagnosticStatus.ERROR
+
+    def on_command(self, msg: Float64MultiArray) -> None:
+        """Episode length counts the commands the robot was sent (control steps actually taken)."""
+        if self.manager.phase == Phase.RUNNING:
+            self.step += 1
 
     def on_robot_success(self, msg: Bool) -> None:
         if self.success_source == "robot":
@@ -131,7 +140,7 @@ class ResetManagerNode(Node):
     def start(self) -> tuple[bool, str]:
         ok, reason = self.manager.start_episode(self.q, self.safety_ok)
         if ok:
-            self.step, self.success, self.outcome = 0, False, None
+            self.step, self.ticks, self.success, self.outcome = 0, 0, False, None
         self.publish()
         return ok, reason
 
@@ -163,11 +172,13 @@ class ResetManagerNode(Node):
         if target is not None:
             self.pub_target.publish(Float64MultiArray(data=[float(x) for x in target]))
         if m.phase == Phase.RUNNING:
-            self.step += 1
+            self.ticks += 1
             if self.success and self.success_source != "operator":
                 self.end(True, self.success_source)
             elif self.step >= self.max_steps:
                 self.end(False, "time_limit")
+            elif self.ticks >= STALL_FACTOR * self.max_steps:  # commands stopped coming: do not wait forever
+                self.end(False, "no_commands")
         elif self.auto_cycle and m.phase in (Phase.IDLE, Phase.FAULT) and self.safety_ok and self.q is not None:
             self.begin_reset()
         elif self.auto_cycle and m.phase == Phase.READY:

@@ -9,11 +9,14 @@ save the episode in progress.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
@@ -23,6 +26,14 @@ from rclpy.signals import SignalHandlerOptions
 from robo_reward.errors import RoboRewardError
 from ros_nodes.graph import EXECUTABLES, NodeSpec
 
+FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
+
+
+def use_shipped_dds_profile() -> None:
+    """Large images need a bigger Fast DDS shared-memory segment than the default; a profile the
+    user already set wins."""
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
+
 
 def node_class(executable: str) -> type:
     module, _, name = EXECUTABLES[executable].partition(":")
@@ -30,6 +41,7 @@ def node_class(executable: str) -> type:
 
 
 def _spin(nodes: list, duration_s: float | None) -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hangs
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True))
@@ -67,6 +79,7 @@ def build(specs: Sequence[NodeSpec]) -> list:
 
 
 def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int:
+    use_shipped_dds_profile()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     try:
         nodes = build(specs)
@@ -80,6 +93,7 @@ def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int
 
 
 def run_single(cls: type, args=None) -> None:
+    use_shipped_dds_profile()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = cls()

@@ -1,5 +1,5 @@
-"""Sim robot: a sim/ environment behind the topics a real driver exposes, so the whole stack
-rehearses sim-to-real with no code change.
+"""Sim robot: a sim/ environment (sim.driver, in its own process) behind the topics a real driver
+exposes, so the whole stack rehearses sim-to-real with no code change.
 
 Publishes /joint_states, one PoseStamped per end effector, a WrenchStamped, the object state
 (what perception would publish), each configured camera, and the simulator's success check.
@@ -13,14 +13,12 @@ from __future__ import annotations
 import queue
 import threading
 
-import numpy as np
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from robo_reward.envs.observations import ENV_STATE_KEY
 from ros_nodes.common import (
     RELIABLE,
     SENSOR,
@@ -30,39 +28,23 @@ from ros_nodes.common import (
     rgb_to_image,
     to_stamp,
 )
+from sim.driver import DriverProcess
 
 
 class SimRobotNode(Node):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "sim_robot"), **kwargs)
-        from sim import make_env
-
         self.config = cfg = hardware(self)
         if cfg.sim is None:
             raise ValueError(f"{cfg.name} is not a simulated robot (no 'sim' section)")
-        self.seed = int(declare(self, "seed", 0))
-        self.work: queue.Queue = queue.Queue()
-        self.last_action: np.ndarray | None = None
-        self.commanded = False
+        self.driver = DriverProcess(task=cfg.sim.task, robot=cfg.sim.robot, cameras=[c.name for c in cfg.cameras],
+                                    image_size=cfg.sim.image_size, seed=int(declare(self, "seed", 0)))
+        # a driver follows the latest command, never a backlog: one slot per kind, scene resets first
+        self.latest: dict[str, list[float]] = {}
+        self.resets: queue.Queue = queue.Queue()
+        self.wake = threading.Event()
         self.last_step_time = 0.0
         self.running = True
-        self.episode_seed = self.seed
-        ready, failure = threading.Event(), []
-
-        def owner():
-            try:
-                self.env = make_env(cfg.sim.task, cfg.sim.robot, cameras=[c.name for c in cfg.cameras],
-                                    image_size=(cfg.sim.image_size, cfg.sim.image_size), horizon=10**9,
-                                    terminate_on_success=False)
-                self.obs, _ = self.env.reset(seed=self.episode_seed)
-            except Exception as exc:  # noqa: BLE001 - robosuite/MuJoCo raise many types; reported below
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            self.simulate()
-            self.env.close()
-
         self.pub_joints = self.create_publisher(JointState, cfg.topics.joint_states, SENSOR)
         self.pub_ee = [self.create_publisher(PoseStamped, t, SENSOR) for t in cfg.topics.ee_poses]
         self.pub_wrench = self.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR)
@@ -72,71 +54,76 @@ class SimRobotNode(Node):
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.reset_topic, self.on_joint_target, RELIABLE)
         self.create_service(Trigger, "~/reset_scene", self.on_reset_scene)
-        self.thread = threading.Thread(target=owner, name="simulator", daemon=True)
+        self.publish_state(self.driver.first)
+        self.thread = threading.Thread(target=self.simulate, name="simulator", daemon=True)
         self.thread.start()
-        ready.wait()
-        if failure:
-            raise ValueError(f"cannot build the simulated robot: {failure[0]}")
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    # Callbacks only queue work: one thread owns the simulator, because MuJoCo's offscreen (EGL)
-    # rendering context belongs to the thread that created it.
     def on_command(self, msg: Float64MultiArray) -> None:
-        self.work.put(("command", np.asarray(msg.data, np.float32)))
+        self.latest["command"] = list(msg.data)
+        self.wake.set()
 
     def on_joint_target(self, msg: Float64MultiArray) -> None:
-        self.work.put(("joints", np.asarray(msg.data, float)))
+        self.latest["joints"] = list(msg.data)
+        self.wake.set()
 
     def on_reset_scene(self, request, response):
-        done = threading.Event()
-        self.work.put(("reset_scene", done))
-        response.success = done.wait(timeout=10.0)
-        response.message = f"scene reset (seed {self.episode_seed})" if response.success else "scene reset timed out"
+        done: list = []
+        event = threading.Event()
+        self.resets.put((event, done))
+        self.wake.set()
+        response.success = event.wait(timeout=10.0) and bool(done)
+        response.message = f"scene reset (seed {done[0]})" if response.success else "scene reset failed or timed out"
         return response
 
-    def simulate(self) -> None:
-        """The simulator thread: commands step physics (lockstep with the actor); without any for
-        1.5 control periods the arm holds where it is, as a real driver does."""
+    def next_request(self) -> tuple[str, object, tuple | None]:
         period = self.config.control_period_s
         while self.running:
-            try:
-                kind, payload = self.work.get(timeout=period)
-            except queue.Empty:
-                kind, payload = "hold", None
-            if kind == "hold" and self.now() - self.last_step_time < 1.5 * period:
-                continue
-            try:
-                self.apply(kind, payload)
-            except ValueError as exc:  # wrong size or NaN: the driver refuses it and says why
-                self.get_logger().error(f"{kind} refused: {exc}")
-                continue
-            self.publish_state()
+            if not self.resets.empty():
+                return "reset_scene", None, self.resets.get()
+            for kind in ("joints", "command"):
+                payload = self.latest.pop(kind, None)
+                if payload is not None:
+                    return kind, payload, None
+            if self.now() - self.last_step_time >= 1.5 * period:
+                return "hold", None, None
+            self.wake.wait(timeout=period / 2)
+            self.wake.clear()
+        return "stop", None, None
 
-    def apply(self, kind: str, payload) -> None:
-        if kind == "command":
-            self.obs = self.env.step(payload)[0]
-            self.last_action, self.commanded = payload, True
-        elif kind == "joints":
-            self.env.move_arm_joints(payload)
-            self.obs = self.env.observation()
-        elif kind == "reset_scene":
-            self.episode_seed += 1
-            self.obs, _ = self.env.reset(seed=self.episode_seed)
-            self.last_action, self.commanded = None, False
-            payload.set()
-        else:
-            if self.commanded:  # commands stopped: hold the achieved pose
-                self.env.hold_position()
-                self.commanded = False
-            self.obs = self.env.step(self.env.hold_action(self.last_action))[0]
+    def simulate(self) -> None:
+        """Commands step physics (lockstep with the actor); without any for 1.5 control periods the
+        arm holds where it is, as a real driver does."""
+        while self.running:
+            kind, payload, reply = self.next_request()
+            if kind == "stop":
+                break
+            try:
+                status, result = self.driver.request(kind, payload)
+            except (TimeoutError, EOFError, OSError) as exc:  # hung or gone: restart it, as a driver is
+                if not self.running:
+                    break
+                self.get_logger().error(f"simulated driver failed ({exc or type(exc).__name__}); restarting it")
+                self.driver.kill()
+                args = self.driver.args
+                self.driver = DriverProcess(**{**args, "seed": args["seed"] + 1000})
+                status, result = "ok", self.driver.first
+            if status != "ok":
+                self.get_logger().error(f"{kind} refused: {result}")
+            else:
+                self.publish_state(result)
+            if reply is not None:
+                event, done = reply
+                if status == "ok":
+                    done.append(result["scene_seed"])
+                event.set()
 
-    def publish_state(self) -> None:
+    def publish_state(self, r: dict) -> None:
         t = self.now()
         self.last_step_time = t
         stamp = to_stamp(t)
-        r = self.env.robot_readings()
         js = JointState(name=r["names"], position=r["positions"].tolist(), velocity=r["velocities"].tolist())
         js.header.stamp = stamp
         self.pub_joints.publish(js)
@@ -152,16 +139,16 @@ class SimRobotNode(Node):
         w.wrench.force.x, w.wrench.force.y, w.wrench.force.z = (float(v) for v in r["force"])
         w.wrench.torque.x, w.wrench.torque.y, w.wrench.torque.z = (float(v) for v in r["torque"])
         self.pub_wrench.publish(w)
-        obs = self.obs
-        self.pub_object.publish(Float64MultiArray(data=obs[ENV_STATE_KEY].astype(float).tolist()))
-        self.pub_success.publish(Bool(data=self.env.check_success()))
+        self.pub_object.publish(Float64MultiArray(data=r["object_state"].tolist()))
+        self.pub_success.publish(Bool(data=bool(r["success"])))
         for name, pub in self.pub_cams.items():
-            pub.publish(rgb_to_image(obs[f"observation.images.{name}"], t, name))
-
+            pub.publish(rgb_to_image(r["images"][name], t, name))
 
     def destroy_node(self):
         self.running = False
-        self.thread.join(timeout=5.0)
+        self.wake.set()
+        self.thread.join(timeout=10.0)
+        self.driver.close()
         return super().destroy_node()
 
 

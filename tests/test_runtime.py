@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from reward_helpers import moving_square_frames, save_tiny_open_clip
+
 from robo_reward.rewards.registry import load_reward_model
 from robo_reward.rewards.shaping import ShapingConfig
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config

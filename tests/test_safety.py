@@ -97,11 +97,11 @@ def test_monitor_trips_latches_and_resets_only_when_safe(panda):
     q = np.array(panda.home.positions)
     # each limit, one at a time; the latch keeps the first cause
     cases = [
-        (dict(q=q + np.r_[3.0, np.zeros(6)]), "joint_position", "panda_joint1"),
-        (dict(dq=[0, 0, 0, 0, 0, 0, 3.0]), "joint_velocity", "panda_joint7 at 3.000 rad/s exceeds 2.610"),
-        (dict(ee=(0.5, 0.0, 0.7)), "workspace", "axis z"),
-        (dict(force=(0, 0, 31)), "force", "|F| = 31.0 N exceeds 30.0 N"),
-        (dict(torque=(0, 9, 0)), "torque", "exceeds 8.0 N m"),
+        ({"q": q + np.r_[3.0, np.zeros(6)]}, "joint_position", "panda_joint1"),
+        ({"dq": [0, 0, 0, 0, 0, 0, 3.0]}, "joint_velocity", "panda_joint7 at 3.000 rad/s exceeds 2.610"),
+        ({"ee": (0.5, 0.0, 0.7)}, "workspace", "axis z"),
+        ({"force": (0, 0, 31)}, "force", "|F| = 31.0 N exceeds 30.0 N"),
+        ({"torque": (0, 9, 0)}, "torque", "exceeds 8.0 N m"),
     ]
     for t, (kwargs, kind, text) in enumerate(cases, start=2):
         _feed(mon, panda, float(t), **kwargs)
@@ -166,8 +166,8 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
     rm = ResetManager(panda, seed=3)
     q = np.array(panda.home.positions) + 0.2
     assert rm.start_episode(q, True)[0] is False
-    assert rm.begin_reset(q, safety_ok=False, now=0.0) == (False, "safety monitor is not OK: resolve and reset it "
-                                                                  "before moving")
+    assert rm.begin_reset(q, safety_ok=False, now=0.0) == (False, ("safety monitor is not OK: resolve and reset it "
+                                                                  "before moving"))
     assert rm.begin_reset(q, True, 0.0)[0] and rm.phase == Phase.RESETTING
     assert np.all(np.abs(rm.goal - panda.home.positions) <= panda.home.randomize + 1e-12)
     t = 0.0

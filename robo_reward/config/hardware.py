@@ -11,7 +11,9 @@ interface follow docs/conventions.md (policy actions in [-1, 1]).
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -216,15 +218,22 @@ def parse_hardware_config(data: object, source: str = "<config>") -> HardwareCon
         raise HardwareConfigError(f"{source}: " + "; ".join(_format(exc))) from None
 
 
+def config_dirs() -> list[Path]:
+    """The repository's hardware_configs/, then share/robo_reward/hardware_configs of each ROS 2
+    prefix (where `colcon build` installs them on a robot)."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    return [CONFIG_DIR] + [Path(p) / "share" / "robo_reward" / "hardware_configs" for p in prefixes]
+
+
 def resolve_config_path(name_or_path: str | Path) -> Path:
     """A YAML path, or the name of a shipped config (e.g. `franka_panda`, `sim_panda_lift`)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
-    if shipped.exists():
-        return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    for directory in config_dirs():
+        if (directory / f"{name_or_path}.yaml").is_file():
+            return directory / f"{name_or_path}.yaml"
+    names = sorted({p.stem for d in config_dirs() for p in d.glob("*.yaml")})
     raise HardwareConfigError(f"no hardware config {str(name_or_path)!r}: not a file, and not one of {names}")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from robo_reward.config.hardware import HardwareConfig
 
-# a stamp may run ahead of the arrival clock by this much more than the time between two
-# readings before it counts as a clock jump (sensor jitter and scheduling stay well below it)
+# a stamp may run ahead of the arrival clock by this much (or twice the stale timeout, if longer)
+# before it counts as a clock jump: a late delivery followed by a prompt one looks the same
 CLOCK_JUMP_TOLERANCE_S = 1.0
 
 
@@ -119,7 +119,7 @@ class SafetyMonitor:
             if stamp < r.stamp:
                 return self._trip("clock", f"{source} stamp went back {r.stamp - stamp:.3f} s", now)
             ahead = (stamp - r.stamp) - (now - r.arrived)
-            if ahead > CLOCK_JUMP_TOLERANCE_S:
+            if ahead > max(CLOCK_JUMP_TOLERANCE_S, 2 * self.config.safety.stale_timeout_s):
                 return self._trip("clock", f"{source} stamp jumped {ahead:.3f} s ahead of the arrival clock", now)
         r.stamp, r.arrived = stamp, now
         return None

@@ -1,0 +1,225 @@
+"""Sim-to-real rehearsal over real Fast DDS on loopback (isolated ROS_DOMAIN_ID): the sim robot,
+reward server (a real open_clip model, tiny), actor, learner, safety monitor, reset manager and
+recorder run in `robo-reward ros up` processes; this test watches and pokes them like an operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import WrenchStamped
+from rclpy.executors import SingleThreadedExecutor
+from reward_helpers import save_tiny_open_clip
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from robo_reward.cli import main
+from robo_reward.config.hardware import CONFIG_DIR
+from ros_nodes.common import LATCHED, RELIABLE, SENSOR, to_stamp
+from ros_nodes.runner import FASTDDS_PROFILE
+
+ROBO_REWARD = [sys.executable, "-m", "robo_reward.cli"]
+PERIOD = 0.05  # sim_panda_lift runs at 20 Hz
+
+
+class Operator:
+    """The test's own node: records what the stack publishes and injects faults."""
+
+    def __init__(self, domain: int):
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node("test_operator", context=self.context)
+        self.commands: list[float] = []
+        self.rewards: list[dict] = []
+        self.episodes: list[dict] = []
+        self.safety: list[tuple[float, int, str]] = []
+        self.actor: dict = {}
+        self.heartbeat: dict = {}
+        n = self.node
+        n.create_subscription(Float64MultiArray, "/robo_reward/command", lambda m: self.commands.append(time.monotonic()),
+                              RELIABLE)
+        n.create_subscription(JointState, "/robo_reward/reward",
+                              lambda m: self.rewards.append(dict(zip(m.name, m.position))), RELIABLE)
+        n.create_subscription(String, "/robo_reward/episode", lambda m: self.episodes.append(json.loads(m.data)),
+                              LATCHED)
+        n.create_subscription(DiagnosticStatus, "/robo_reward/safety",
+                              lambda m: self.safety.append((time.monotonic(), m.level, m.message)), LATCHED)
+        n.create_subscription(String, "/robo_reward/actor_status", lambda m: setattr(self, "actor", json.loads(m.data)),
+                              LATCHED)
+        n.create_subscription(String, "/robo_reward/learner_heartbeat",
+                              lambda m: setattr(self, "heartbeat", json.loads(m.data)), RELIABLE)
+        self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR)
+        self.estop = n.create_publisher(Bool, "/robo_reward/estop", RELIABLE)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(n)
+        self.spinning = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while self.spinning:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait(self, what: str, predicate, timeout: float):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; episodes {self.episodes[-1:]}, "
+                             f"actor {self.actor}, learner {self.heartbeat}, safety {self.safety[-1:]}")
+
+    def call(self, service: str) -> Trigger.Response:
+        client = self.node.create_client(Trigger, service)
+        assert client.wait_for_service(timeout_sec=20.0), service
+        future = client.call_async(Trigger.Request())
+        end = time.monotonic() + 20
+        while not future.done() and time.monotonic() < end:
+            time.sleep(0.05)
+        return future.result()
+
+    def inject_force(self, newtons: float) -> float:
+        msg = WrenchStamped()
+        msg.header.stamp = to_stamp(self.node.get_clock().now().nanoseconds * 1e-9)
+        msg.wrench.force.z = newtons
+        sent = time.monotonic()
+        self.wrench.publish(msg)
+        return sent
+
+    def episodes_done(self) -> int:
+        return max([e["outcome"]["episode"] for e in self.episodes if e.get("outcome")], default=0)
+
+    def close(self):
+        self.spinning = False
+        self.thread.join()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def rehearsal_inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rehearsal")
+    demos, base = root / "demos", root / "base"
+    assert main(["demos", "collect", "--task", "lift", "--episodes", "3", "--noise", "0.3", "--cameras", "agentview",
+                 "--image-size", "32", "--out", str(demos), "--quiet"]) == 0
+    assert main(["base", "train", "--dataset", str(demos), "--steps", "200", "--out", str(base), "--quiet"]) == 0
+    return root, demos, base, save_tiny_open_clip(root / "clip")
+
+
+def _start(config: Path, args: list[str], domain: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
+           "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([*ROBO_REWARD, "ros", "up", str(config), *args], env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen, log: Path) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_sim_rehearsal_over_dds(rehearsal_inputs, tmp_path):
+    _, demos, base, clip = rehearsal_inputs
+    domain = random.randint(10, 99)
+    # the shipped sim robot with its front camera only: software rendering here costs ~0.1 s a view
+    config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
+    config["cameras"] = config["cameras"][:1]
+    config_path = tmp_path / "sim_panda_lift_front.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir, record, mcap = tmp_path / "learner", tmp_path / "recording", tmp_path / "log.mcap"
+    common = ["--reward", "clip", "--reward-model", str(clip), "--base", str(base), "--dataset", str(demos),
+              "--run-dir", str(run_dir), "--record-dir", str(record), "--max-episode-steps", "25",
+              "--checkpoint-every", "20", "--device", "cpu",
+              "--set", "learning_starts=20", "--set", "critic_warmup_updates=5", "--set", "batch_size=16",
+              "--set", "utd_ratio=1"]
+    robot_nodes = ["sim_robot", "reward_server", "actor", "safety_monitor", "reset_manager", "recorder"]
+    logs = {name: tmp_path / f"{name}.log" for name in ("robot", "learner", "learner2")}
+    op = Operator(domain)
+    procs = {"robot": _start(config_path, [*common, "--mcap", str(mcap), "--only", *robot_nodes], domain, logs["robot"]),
+             "learner": _start(config_path, [*common, "--only", "learner"], domain, logs["learner"])}
+    proc_logs = {"robot": logs["robot"], "learner": logs["learner"]}
+    try:
+        # frames flow sim cameras -> reward server -> (stamped rewards) -> learner, which joins them with
+        # the actor's transitions and sends weights back; episodes cycle through the reset manager
+        op.wait("rewarded transitions at the learner", lambda: op.heartbeat.get("env_step", 0) >= 40, 240)
+        op.wait("two finished episodes", lambda: op.episodes_done() >= 2, 120)
+        op.wait("learned weights at the actor", lambda: op.actor.get("weights_version", 0) >= 2, 60)
+        assert len(op.rewards) > 40 and all(np.isfinite(r["reward"]) for r in op.rewards[5:])
+        assert op.actor["learner_link"] == "ok"
+
+        # an injected force far over the limit stops the command stream within one control period
+        op.wait("a running episode", lambda: op.episodes[-1]["phase"] == "running", 60)
+        op.wait("commands", lambda: op.commands and time.monotonic() - op.commands[-1] < 0.2, 10)
+        sent = op.inject_force(10_000.0)
+        op.estop.publish(Bool(data=True))  # and hold the robot stopped while we probe the reset manager
+        time.sleep(1.0)
+        after = [t for t in op.commands if t > sent]
+        assert not after or after[-1] - sent <= PERIOD + 0.03, f"commands went on {after[-1] - sent:.3f} s"
+        errors = [m for _, level, m in op.safety if level == DiagnosticStatus.ERROR]
+        assert any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N") for m in errors), errors[-3:]
+        # the reset manager refuses to start or move while the monitor is not OK
+        response = op.call("/reset_manager/start")
+        assert not response.success and "cannot start" in response.message
+        assert op.call("/safety_monitor/reset").message == "emergency stop still pressed"
+        op.estop.publish(Bool(data=False))  # release: the sim's simulated operator recovers, episodes resume
+        resumed_at = op.episodes_done()
+        op.wait("episodes after the safety stop", lambda: op.episodes_done() > resumed_at, 120)
+
+        # the learner dies: the actor keeps commanding on its weights and reports the lost link
+        procs["learner"].kill()
+        procs["learner"].wait()
+        op.wait("a lost learner link", lambda: op.actor.get("learner_link") == "lost", 30)
+        count = len(op.commands)
+        op.wait("commands without a learner", lambda: len(op.commands) > count + 20, 60)
+        version = op.actor["weights_version"]
+        steps_before = op.heartbeat["env_step"]
+        # ... and comes back from its checkpoint; the actor takes its (new-session) weights
+        procs["learner"] = _start(config_path, [*common, "--only", "learner"], domain, logs["learner2"])
+        proc_logs["learner"] = logs["learner2"]
+        op.wait("the learner link back", lambda: op.actor.get("learner_link") == "ok", 120)
+        op.wait("resumed learning", lambda: op.heartbeat.get("env_step", 0) > steps_before, 120)
+        assert "resumed" in logs["learner2"].read_text()
+        op.wait("new weights at the actor", lambda: op.actor.get("weights_version") != version, 60)
+    finally:
+        for name, proc in procs.items():
+            _stop(proc, proc_logs[name])
+        op.close()
+
+    # what was recorded loads back with other libraries' readers
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from mcap_ros2.reader import read_ros2_messages
+
+    dataset = LeRobotDataset("local/recording", root=record)
+    assert dataset.meta.total_episodes >= 3 and dataset.num_frames > 50
+    frame = dataset[0]
+    assert frame["observation.images.agentview"].shape == (3, 64, 64)
+    assert frame["observation.state"].shape == (16,) and frame["action"].shape == (7,)
+    events = [json.loads(line) for line in (record / "safety_events.jsonl").read_text().splitlines()]
+    assert any("10000.0 N" in e["reason"] for e in events)
+    topics = {}
+    for m in read_ros2_messages(str(mcap)):
+        topics.setdefault(m.channel.topic, m.ros_msg)
+    assert {"/joint_states", "/robo_reward/command", "/robo_reward/reward", "/robo_reward/safety",
+            "/sim/cameras/agentview/image_raw"} <= set(topics)
+    image = topics["/sim/cameras/agentview/image_raw"]
+    assert (image.width, image.height, image.encoding, len(image.data)) == (64, 64, "rgb8", 64 * 64 * 3)
