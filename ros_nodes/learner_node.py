@@ -5,6 +5,8 @@ shutdown, and resumes from its run directory after a restart."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +67,19 @@ class LearnerNode(Node):
         self.create_subscription(JointState, REWARD_TOPIC, self.on_reward, RELIABLE)
         self.create_timer(float(declare(self, "publish_period_s", 2.0)), self.publish_weights)
         self.create_timer(0.5, self.heartbeat)
+        self.inbox: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.running = True
+        self.worker = threading.Thread(target=self.learn, name="learning", daemon=True)
+        self.worker.start()
         self.publish_weights()
 
+    # Callbacks only queue: gradient steps run on the learning thread. A slow callback would also
+    # make rclpy's multi-threaded executor spin at 100% CPU while the callback's group is busy.
     def on_reward(self, msg: JointState) -> None:
         values = read_named_values(msg)
         if "reward" in values and np.isfinite(values["reward"]):
-            self.join.add_reward(to_sec(msg.header.stamp), values["reward"], values.get("success", 0.0) > 0.5)
-        self.drain()
+            self.inbox.put(("reward", (to_sec(msg.header.stamp), values["reward"], values.get("success", 0.0) > 0.5)))
 
     def on_transition(self, msg: Float64MultiArray) -> None:
         try:
@@ -80,15 +88,24 @@ class LearnerNode(Node):
             self.rejected += 1
             self.get_logger().warning(f"transition rejected: {exc}")
             return
-        if self.reward_source == "sparse":  # the robot's own success signal is the reward
-            self.add(t, 1.0 if t.env_reward > 0.5 else 0.0)
-        else:
-            self.join.add_transition(t, monotonic())
-            self.drain()
+        self.inbox.put(("transition", t))
 
-    def drain(self) -> None:
-        for t, reward, _ in self.join.ready(monotonic()):
-            self.add(t, reward)
+    def learn(self) -> None:
+        """The learning thread: pair transitions with rewards, store them, update."""
+        while self.running:
+            try:
+                kind, item = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                kind, item = "tick", None
+            with self.lock:
+                if kind == "reward":
+                    self.join.add_reward(*item)
+                elif kind == "transition" and self.reward_source == "sparse":  # the robot's own success signal
+                    self.add(item, 1.0 if item.env_reward > 0.5 else 0.0)
+                elif kind == "transition":
+                    self.join.add_transition(item, monotonic())
+                for t, reward, _ in self.join.ready(monotonic()):  # overdue ones are dropped and counted
+                    self.add(t, reward)
 
     def add(self, t, reward: float) -> None:
         self.learner.add(t, reward)
@@ -102,13 +119,15 @@ class LearnerNode(Node):
 
     def publish_weights(self) -> None:
         """New weights only when the actor changed (the first publish always goes out)."""
-        updates = self.learner.learner.num_updates
-        if updates != self.published_at_update:
+        with self.lock:
+            updates = self.learner.learner.num_updates
+            if updates == self.published_at_update:
+                return
             self.published_at_update = updates
-            self.pub_weights.publish(UInt8MultiArray(data=self.learner.actor_weights()))
+            blob = self.learner.actor_weights()
+        self.pub_weights.publish(UInt8MultiArray(data=blob))
 
     def heartbeat(self) -> None:
-        self.drain()  # transitions whose reward never came are dropped (and counted) here
         p = self.learner.progress
         self.pub_heartbeat.publish(json_msg({"env_step": p["env_step"], "episodes": p["episodes"],
                                              "weights_version": p["weights_version"],
@@ -116,7 +135,10 @@ class LearnerNode(Node):
                                              "updates": self.learner.learner.num_updates}))
 
     def destroy_node(self):
-        self.checkpoint()  # nothing learned is lost on a clean shutdown
+        self.running = False
+        self.worker.join(timeout=30)
+        with self.lock:
+            self.checkpoint()  # nothing learned is lost on a clean shutdown
         return super().destroy_node()
 
 

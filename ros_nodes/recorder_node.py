@@ -60,8 +60,11 @@ class RecorderNode(Node):
         self.task = str(declare(self, "task", "lift the red cube"))
         mcap = str(declare(self, "mcap_out", ""))
         self.mcap = McapLog(free_path(Path(mcap))) if mcap else None
-        self.writer: mp.Process | None = None
-        self.episodes_queue: mp.Queue | None = None
+        # started now, so its imports are done long before the first episode ends
+        self.episodes_queue = mp.get_context("spawn").Queue()
+        self.writer = mp.get_context("spawn").Process(target=write_episodes, args=(self.episodes_queue, str(self.out)),
+                                                      name="episode-writer", daemon=False)
+        self.writer.start()
         self.latest: dict = {}
         self.frames: list[dict] = []
         self.episode = None
@@ -146,15 +149,9 @@ class RecorderNode(Node):
         if not self.frames:
             return
         self.frames[-1]["reward"], self.frames[-1]["success"] = self.outcome_now()
-        if self.writer is None:
-            self.episodes_queue = mp.get_context("spawn").Queue()
-            self.writer = mp.get_context("spawn").Process(
-                target=write_episodes, args=(self.episodes_queue, str(self.out), self.dataset_args(self.frames[0])),
-                name="episode-writer", daemon=False)
-            self.writer.start()
         steps = [(f["obs"], f["action"], f["reward"] if np.isfinite(f["reward"]) else 0.0, f["success"],
                   i == len(self.frames) - 1, self.task) for i, f in enumerate(self.frames)]
-        self.episodes_queue.put((steps, list(self.events)))
+        self.episodes_queue.put((self.dataset_args(self.frames[0]), steps, list(self.events)))
         self.saved_episodes += 1
         self.frames = []
         self.get_logger().info(f"episode {self.saved_episodes} queued for {self.out}")
@@ -171,7 +168,7 @@ class RecorderNode(Node):
 
     def destroy_node(self):
         self.save_episode()  # the episode in progress is kept, not lost
-        if self.writer is not None:
+        if self.writer.is_alive():
             self.episodes_queue.put(None)
             self.writer.join(timeout=300)  # encoding the last episodes' videos
             if self.writer.is_alive():
@@ -181,19 +178,26 @@ class RecorderNode(Node):
         return super().destroy_node()
 
 
-def write_episodes(episodes: mp.Queue, out: str, args: dict) -> None:
-    """Worker process: one LeRobotDataset, an episode per queue item, finalized at None."""
-    spaces = {k: gym.spaces.Box(0, 255, shape, np.uint8) if image else gym.spaces.Box(-np.inf, np.inf, shape,
-                                                                                      np.float32)
-              for k, (shape, image) in args["shapes"].items()}
-    with EpisodeRecorder(out, args["fps"], gym.spaces.Dict(spaces), args["action_dim"], args["spec"],
-                         robot_type=args["robot_type"]) as recorder:
+def write_episodes(episodes: mp.Queue, out: str) -> None:
+    """Worker process: one LeRobotDataset (created with the first episode's shapes), an episode per
+    queue item, finalized at None."""
+    recorder = None
+    try:
         while (item := episodes.get()) is not None:
-            steps, events = item
+            args, steps, events = item
+            if recorder is None:
+                spaces = {k: gym.spaces.Box(0, 255, shape, np.uint8) if image
+                          else gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
+                          for k, (shape, image) in args["shapes"].items()}
+                recorder = EpisodeRecorder(out, args["fps"], gym.spaces.Dict(spaces), args["action_dim"], args["spec"],
+                                           robot_type=args["robot_type"])
             for step in steps:
                 recorder.add_step(*step)
             recorder.save_episode()
             (Path(out) / SAFETY_EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in events))
+    finally:
+        if recorder is not None:
+            recorder.__exit__(None, None, None)
 
 
 def main(args=None) -> None:

@@ -60,7 +60,7 @@ class RewardServerNode(Node):
         if missing:
             raise RoboRewardError(f"reward model needs cameras {missing}; {cfg.name} has {sorted(topics)}")
         streams = list(self.model.cameras)
-        if bool(declare(self, "use_joint_states", True)):
+        if bool(declare(self, "use_joint_states", False)):  # for models that take the robot state
             streams.append(JOINTS)
         self.sync = ApproximateTimeSync(streams, float(declare(self, "tolerance_s", 0.02)))
         self.sync_lock = threading.Lock()

@@ -14,7 +14,7 @@ import importlib
 import os
 import signal
 import sys
-import time
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +29,14 @@ from ros_nodes.graph import EXECUTABLES, NodeSpec
 FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
 
 
+def drop_inherited_realtime() -> None:
+    """Node processes run at normal priority unless asked (ROBO_REWARD_KEEP_REALTIME=1): one started
+    from a thread that a video encoder left at SCHED_FIFO 99 would otherwise inherit it, and rclpy's
+    executor spinning at real-time priority starves everything else on the machine."""
+    if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR) and not os.environ.get("ROBO_REWARD_KEEP_REALTIME"):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def use_shipped_dds_profile() -> None:
     """Large images need a bigger Fast DDS shared-memory segment than the default; a profile the
     user already set wins."""
@@ -41,24 +49,26 @@ def node_class(executable: str) -> type:
 
 
 def _spin(nodes: list, duration_s: float | None) -> None:
+    """executor.spin() in a worker thread (spin_once loops on a MultiThreadedExecutor have hung
+    here); the main thread only waits for SIGINT/SIGTERM or the duration, then stops everything."""
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack: for hangs
-    stop = []
+    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True))
+        signal.signal(sig, lambda *_: stop.set())
     executor = MultiThreadedExecutor(num_threads=max(4, len(nodes) + 2))
     for node in nodes:
         executor.add_node(node)
-    end = time.monotonic() + duration_s if duration_s else float("inf")
+    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    spinner.start()
     try:
-        while not stop and time.monotonic() < end and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+        stop.wait(timeout=duration_s)
     finally:
+        executor.shutdown(timeout_sec=5.0)
         for node in reversed(nodes):
             try:
                 node.destroy_node()
             except Exception as exc:  # noqa: BLE001 - one node's cleanup must not skip the others'
                 print(f"[robo_reward] {node.get_name()}: error while stopping: {exc}", file=sys.stderr)
-        executor.shutdown()
         rclpy.try_shutdown()
 
 
@@ -79,6 +89,7 @@ def build(specs: Sequence[NodeSpec]) -> list:
 
 
 def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int:
+    drop_inherited_realtime()
     use_shipped_dds_profile()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     try:
@@ -93,6 +104,7 @@ def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int
 
 
 def run_single(cls: type, args=None) -> None:
+    drop_inherited_realtime()
     use_shipped_dds_profile()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:

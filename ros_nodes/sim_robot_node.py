@@ -14,6 +14,7 @@ import queue
 import threading
 
 from geometry_msgs.msg import PoseStamped, WrenchStamped
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray
@@ -53,7 +54,9 @@ class SimRobotNode(Node):
         self.pub_cams = {c.name: self.create_publisher(Image, c.topic, SENSOR) for c in cfg.cameras}
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.reset_topic, self.on_joint_target, RELIABLE)
-        self.create_service(Trigger, "~/reset_scene", self.on_reset_scene)
+        # the service waits for the simulator thread: its own reentrant group keeps the node's other
+        # callbacks running meanwhile (and the executor from spinning on them)
+        self.create_service(Trigger, "~/reset_scene", self.on_reset_scene, callback_group=ReentrantCallbackGroup())
         self.publish_state(self.driver.first)
         self.thread = threading.Thread(target=self.simulate, name="simulator", daemon=True)
         self.thread.start()

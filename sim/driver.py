@@ -9,6 +9,7 @@ rendering holds the GIL, and an EGL context belongs to the thread that made it.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,9 @@ class SimulatedDriver:
 
 
 def _serve(conn, args: dict) -> None:
+    # Mesa's software rasterizer (llvmpipe) has livelocked here with its worker threads spinning
+    # under heavy CPU load; rendering these small frames in the calling thread avoids it
+    os.environ.setdefault("LP_NUM_THREADS", "0")
     try:
         driver = SimulatedDriver(**args)
     except Exception as exc:  # noqa: BLE001 - robosuite/MuJoCo raise many types; the parent reports it
@@ -88,6 +92,9 @@ class DriverProcess:
         self._conn, child = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child, args), name="sim-driver", daemon=True)
         self._process.start()
+        if not self._conn.poll(300):
+            self.kill()
+            raise ValueError("the simulated robot did not start within 300 s")
         status, payload = self._conn.recv()
         if status != "ok":
             self._process.join()

@@ -131,7 +131,7 @@ def _start(config: Path, args: list[str], domain: int, log: Path) -> subprocess.
 def _stop(proc: subprocess.Popen, log: Path) -> None:
     proc.send_signal(signal.SIGINT)
     try:
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]  # the recorder encodes its last videos
     finally:
         if proc.poll() is None:
             proc.kill()

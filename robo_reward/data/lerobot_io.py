@@ -8,6 +8,7 @@ is kept beside the data in `robo_reward_env.json` so a policy trained on it know
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +45,19 @@ def features_for(observation_space: gym.spaces.Dict, action_dim: int, use_videos
     features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
     features["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
     return features
+
+
+@contextlib.contextmanager
+def keep_scheduling_policy():
+    """The SVT-AV1 encoder behind lerobot's video writing switches the calling thread to SCHED_FIFO
+    priority 99 when it may (root): everything that thread runs or starts afterwards — training,
+    ROS nodes, child processes — would then be real-time and could starve the machine. Put it back."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 class EpisodeRecorder:
@@ -93,7 +107,7 @@ class EpisodeRecorder:
         self._dataset.add_frame(frame)
 
     def save_episode(self) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), keep_scheduling_policy():
             # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
             warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
             self._dataset.save_episode()
@@ -102,7 +116,7 @@ class EpisodeRecorder:
     def discard_episode(self) -> None:
         self._dataset.clear_episode_buffer()
 
-    def __enter__(self) -> "EpisodeRecorder":
+    def __enter__(self) -> EpisodeRecorder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
