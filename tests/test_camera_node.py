@@ -13,12 +13,14 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+import itertools
 
-from ros_nodes.camera_node import CameraNode  # noqa: E402
-from ros_nodes.common import SENSOR, image_to_array, to_sec  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from ros_nodes.camera_node import CameraNode
+from ros_nodes.common import SENSOR, image_to_array, to_sec
 
 
 def _video(path, frames=12, size=(80, 60)):
@@ -61,7 +63,7 @@ def test_camera_streams_a_looping_video_file(tmp_path):
     assert first.shape == (48, 64, 3) and received[0].encoding == "rgb8"
     assert first[30, 60, 0] > 150 and first[30, 60, 2] < 80  # BGR from OpenCV became RGB
     stamps = [to_sec(m.header.stamp) for m in received]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))
 
 
 def test_camera_with_a_missing_source_keeps_retrying(tmp_path):
