@@ -55,6 +55,10 @@ class RewardServerNode(Node):
         self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")),
                                      None if shaping == "none" else ShapingConfig(mode=shaping))
         self.max_batch = int(declare(self, "max_batch", 16))
+        # frames waiting longer than this are skipped, so latency stays bounded when the model is
+        # slower than the cameras (e.g. a ViT on a CPU); the learner drops their transitions
+        self.max_age_s = float(declare(self, "max_age_s", 1.0))
+        self.stale_dropped = 0
         topics = {c.name: c.topic for c in cfg.cameras}
         missing = [c for c in self.model.cameras if c not in topics]
         if missing:
@@ -135,7 +139,11 @@ class RewardServerNode(Node):
                 except queue.Empty:
                     break
             batch = []
+            now = time.monotonic()
             for kind, payload in work + [("end", None)]:
+                if kind == "sample" and now - payload[2] > self.max_age_s:
+                    self.stale_dropped += 1  # behind real time: skip it (its transition gets no reward)
+                    continue
                 if kind != "sample" and batch:
                     self.score(batch)
                     batch = []
