@@ -171,12 +171,18 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, tmp_path):
         op.wait("a running episode", lambda: op.episodes[-1]["phase"] == "running", 60)
         op.wait("commands", lambda: op.commands and time.monotonic() - op.commands[-1] < 0.2, 10)
         sent = op.inject_force(10_000.0)
-        op.estop.publish(Bool(data=True))  # and hold the robot stopped while we probe the reset manager
+
+        def errors():
+            return [m for _, level, m in op.safety if level == DiagnosticStatus.ERROR]
+
+        op.wait("the force violation latched", lambda: any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N")
+                                                           for m in errors()), 10)
+        # then hold the robot stopped (e-stop; a different topic, so only after the force is in) while we
+        # probe the reset manager
+        op.estop.publish(Bool(data=True))
         time.sleep(1.0)
         after = [t for t in op.commands if t > sent]
         assert not after or after[-1] - sent <= PERIOD + 0.03, f"commands went on {after[-1] - sent:.3f} s"
-        errors = [m for _, level, m in op.safety if level == DiagnosticStatus.ERROR]
-        assert any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N") for m in errors), errors[-3:]
         # the reset manager refuses to start or move while the monitor is not OK
         response = op.call("/reset_manager/start")
         assert not response.success and "cannot start" in response.message
