@@ -42,6 +42,7 @@ from ros_nodes.common import (
     hardware,
     json_msg,
     monotonic,
+    pose_parts,
     to_sec,
 )
 
@@ -93,8 +94,7 @@ class ActorNode(Node):
         self.times["joints"] = monotonic()
 
     def on_pose(self, msg: PoseStamped, index: int) -> None:
-        p, q = msg.pose.position, msg.pose.orientation
-        self.state[f"ee/{index}"] = ((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        self.state[f"ee/{index}"] = pose_parts(msg)
         self.times[f"ee/{index}"] = monotonic()
 
     def on_object(self, msg: Float64MultiArray) -> None:

@@ -73,6 +73,12 @@ def image_to_array(msg: Image) -> np.ndarray:
     return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
 
 
+def pose_parts(msg) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    """(position xyz, quaternion xyzw) of a geometry_msgs/PoseStamped."""
+    p, q = msg.pose.position, msg.pose.orientation
+    return (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)
+
+
 def named_values(stamp: float, values: Mapping[str, float]) -> JointState:
     """A stamped named-value vector (sensor_msgs/JointState used as a generic record)."""
     msg = JointState()

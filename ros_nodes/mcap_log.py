@@ -4,31 +4,26 @@ mcap-ros2-support's reader open the file."""
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from pathlib import Path
 
 from mcap.writer import CompressionType, Writer
 from rclpy.serialization import serialize_message
+
+from robo_reward.config.hardware import share_dirs
 
 PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
               "int64", "uint64", "string", "wstring"}
 SEPARATOR = "=" * 80
 
 
-def _share_dirs() -> list[Path]:
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    return [Path(p) / "share" for p in prefixes]
-
-
 def _msg_file(full_type: str) -> Path:
     pkg, name = full_type.split("/")
-    for share in _share_dirs():
+    for share in share_dirs():
         path = share / pkg / "msg" / f"{name}.msg"
         if path.is_file():
             return path
-    raise FileNotFoundError(f"no definition for {full_type} under {[str(s) for s in _share_dirs()]}")
+    raise FileNotFoundError(f"no definition for {full_type} under {[str(s) for s in share_dirs()]}")
 
 
 def _field_types(text: str, pkg: str) -> list[str]:

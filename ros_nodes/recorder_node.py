@@ -36,6 +36,7 @@ from ros_nodes.common import (
     declare,
     hardware,
     image_to_array,
+    pose_parts,
     read_named_values,
 )
 from ros_nodes.mcap_log import McapLog
@@ -110,10 +111,7 @@ class RecorderNode(Node):
         if js is None or any(p is None for p in poses) or any(i is None for i in images.values()):
             return None
         try:
-            state = proprio_state(cfg, js.name, js.position, [
-                ((p.pose.position.x, p.pose.position.y, p.pose.position.z),
-                 (p.pose.orientation.x, p.pose.orientation.y, p.pose.orientation.z, p.pose.orientation.w))
-                for p in poses])
+            state = proprio_state(cfg, js.name, js.position, [pose_parts(p) for p in poses])
         except JointStateError:
             return None
         obj = self.latest.get(cfg.topics.object_state)

@@ -218,11 +218,17 @@ def parse_hardware_config(data: object, source: str = "<config>") -> HardwareCon
         raise HardwareConfigError(f"{source}: " + "; ".join(_format(exc))) from None
 
 
+def share_dirs() -> list[Path]:
+    """`share/` of each ROS 2 install prefix (AMENT_PREFIX_PATH), then of this Python environment
+    (where the ros-kilted wheels put message definitions)."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    return [Path(p) / "share" for p in prefixes]
+
+
 def config_dirs() -> list[Path]:
     """The repository's hardware_configs/, then share/robo_reward/hardware_configs of each ROS 2
     prefix (where `colcon build` installs them on a robot)."""
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    return [CONFIG_DIR] + [Path(p) / "share" / "robo_reward" / "hardware_configs" for p in prefixes]
+    return [CONFIG_DIR] + [share / "robo_reward" / "hardware_configs" for share in share_dirs()]
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
