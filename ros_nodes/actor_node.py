@@ -145,9 +145,12 @@ class ActorNode(Node):
         except JointStateError as exc:
             current, self.gate_reason = None, f"unreadable joint state: {exc}"
         if self.pending is not None and current is not None:
-            if current[1] <= self.pending[-1]:
+            if current[1] == self.pending[-1]:
                 return  # the robot has not reported the result of the last command yet
-            self.finish_transition(current, running)
+            if current[1] < self.pending[-1]:  # the state clock went back (a bad stamp): drop, do not wait
+                self.pending = None
+            else:
+                self.finish_transition(current, running)
         ok, self.gate_reason = self.gate.check(now, self.safety_ok, running, self.times) if current is not None \
             else (False, self.gate_reason if "unreadable" in self.gate_reason else "no observation yet")
         if not ok:

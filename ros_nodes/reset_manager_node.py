@@ -18,8 +18,6 @@ from std_srvs.srv import SetBool, Trigger
 
 from robo_reward.safety.monitor import JointStateError, joint_vector
 from robo_reward.safety.reset import Phase, ResetManager
-
-STALL_FACTOR = 20  # an episode also ends after this many times its step budget in control periods
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -33,6 +31,8 @@ from ros_nodes.common import (
     json_msg,
     read_named_values,
 )
+
+STALL_FACTOR = 20  # an episode also ends after this many times its step budget in control periods
 
 
 class ResetManagerNode(Node):

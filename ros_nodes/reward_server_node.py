@@ -36,6 +36,7 @@ from ros_nodes.common import (
     declare,
     hardware,
     image_to_array,
+    json_msg,
     named_values,
     to_sec,
 )
@@ -58,7 +59,6 @@ class RewardServerNode(Node):
         # frames waiting longer than this are skipped, so latency stays bounded when the model is
         # slower than the cameras (e.g. a ViT on a CPU); the learner drops their transitions
         self.max_age_s = float(declare(self, "max_age_s", 1.0))
-        self.stale_dropped = 0
         topics = {c.name: c.topic for c in cfg.cameras}
         missing = [c for c in self.model.cameras if c not in topics]
         if missing:
@@ -69,8 +69,12 @@ class RewardServerNode(Node):
         self.sync = ApproximateTimeSync(streams, float(declare(self, "tolerance_s", 0.02)))
         self.sync_lock = threading.Lock()
         self.samples: queue.Queue = queue.Queue(maxsize=256)
-        self.bad_messages = 0
+        # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
+        self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0}
+        self.last_error = ""
         self.pub = self.create_publisher(JointState, REWARD_TOPIC, RELIABLE)
+        self.status_pub = self.create_publisher(String, "~/status", LATCHED)
+        self.create_timer(1.0, self.publish_status)
         for cam in self.model.cameras:
             self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR)
         if JOINTS in streams:
@@ -105,14 +109,13 @@ class RewardServerNode(Node):
             try:
                 self.samples.put_nowait(("sample", (s.stamp, s.items, time.monotonic())))
             except queue.Full:
-                self.bad_messages += 1  # inference cannot keep up: the oldest work is not queued
+                self.counts["queue_full"] += 1  # inference cannot keep up: newer work is not queued
 
     def on_image(self, msg: Image, camera: str) -> None:
         try:
             frame = image_to_array(msg)
         except MessageError as exc:
-            self.bad_messages += 1
-            self.get_logger().warning(f"camera {camera}: image skipped ({exc})", throttle_duration_sec=2.0)
+            self.bad_input(f"camera {camera}: image skipped ({exc})")
             return
         self._add(camera, to_sec(msg.header.stamp), frame)
 
@@ -120,10 +123,17 @@ class RewardServerNode(Node):
         try:
             q = joint_vector(self.config.joints.names, msg.name, msg.position)
         except JointStateError as exc:
-            self.bad_messages += 1
-            self.get_logger().warning(f"joint_states skipped ({exc})", throttle_duration_sec=2.0)
+            self.bad_input(f"joint_states skipped ({exc})")
             return
         self._add(JOINTS, to_sec(msg.header.stamp), q.astype(np.float32))
+
+    def bad_input(self, message: str) -> None:
+        self.counts["bad_messages"] += 1
+        self.last_error = message
+        self.get_logger().warning(message, throttle_duration_sec=2.0)
+
+    def publish_status(self) -> None:
+        self.status_pub.publish(json_msg({**self.counts, "last_error": self.last_error, "task": self.core.task}))
 
     def serve(self) -> None:
         """Inference thread: take everything queued (up to max_batch) and score it in one go."""
@@ -142,7 +152,7 @@ class RewardServerNode(Node):
             now = time.monotonic()
             for kind, payload in work + [("end", None)]:
                 if kind == "sample" and now - payload[2] > self.max_age_s:
-                    self.stale_dropped += 1  # behind real time: skip it (its transition gets no reward)
+                    self.counts["stale_dropped"] += 1  # behind real time: skip it (its transition gets no reward)
                     continue
                 if kind != "sample" and batch:
                     self.score(batch)
@@ -155,8 +165,12 @@ class RewardServerNode(Node):
     def score(self, batch) -> None:
         samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, None) for stamp, items, _ in batch]
         for (stamp, _, arrived), out in zip(batch, self.core.process(samples)):
-            if not out.ok:
-                self.get_logger().warning(f"no reward at {stamp:.3f}: {out.error}", throttle_duration_sec=2.0)
+            if out.ok:
+                self.counts["scored"] += 1
+            else:
+                self.counts["no_reward"] += 1
+                self.last_error = f"no reward at {stamp:.3f}: {out.error}"
+                self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
             self.pub.publish(named_values(stamp, {"progress": out.progress, "reward": out.reward,
                                                   "success": float(out.success), "latency_s":
                                                   time.monotonic() - arrived}))

@@ -24,7 +24,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import WrenchStamped
 from rclpy.executors import SingleThreadedExecutor
 from reward_helpers import save_tiny_open_clip
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import Trigger
 
@@ -50,6 +50,8 @@ class Operator:
         self.safety: list[tuple[float, int, str]] = []
         self.actor: dict = {}
         self.heartbeat: dict = {}
+        self.reward_server: dict = {}
+        self.joint_state: JointState | None = None
         n = self.node
         n.create_subscription(Float64MultiArray, "/robo_reward/command", lambda m: self.commands.append(time.monotonic()),
                               RELIABLE)
@@ -63,6 +65,9 @@ class Operator:
                               LATCHED)
         n.create_subscription(String, "/robo_reward/learner_heartbeat",
                               lambda m: setattr(self, "heartbeat", json.loads(m.data)), RELIABLE)
+        n.create_subscription(String, "/reward_server/status",
+                              lambda m: setattr(self, "reward_server", json.loads(m.data)), LATCHED)
+        n.create_subscription(JointState, "/joint_states", lambda m: setattr(self, "joint_state", m), SENSOR)
         self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR)
         self.estop = n.create_publisher(Bool, "/robo_reward/estop", RELIABLE)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -101,6 +106,12 @@ class Operator:
         self.wrench.publish(msg)
         return sent
 
+    def errors(self, since: float = 0.0) -> list[str]:
+        return [m for t, level, m in self.safety if level == DiagnosticStatus.ERROR and t >= since]
+
+    def commanding(self) -> bool:
+        return bool(self.commands) and time.monotonic() - self.commands[-1] < 0.3
+
     def episodes_done(self) -> int:
         return max([e["outcome"]["episode"] for e in self.episodes if e.get("outcome")], default=0)
 
@@ -121,6 +132,16 @@ def rehearsal_inputs(tmp_path_factory):
     return root, demos, base, save_tiny_open_clip(root / "clip")
 
 
+@pytest.fixture
+def front_camera_config(tmp_path) -> Path:
+    """The shipped sim robot with its front camera only: software rendering here costs ~0.1 s a view."""
+    config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
+    config["cameras"] = config["cameras"][:1]
+    path = tmp_path / "sim_panda_lift_front.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def _start(config: Path, args: list[str], domain: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
            "PYTHONUNBUFFERED": "1"}
@@ -138,14 +159,10 @@ def _stop(proc: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sim_rehearsal_over_dds(rehearsal_inputs, tmp_path):
+def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
     _, demos, base, clip = rehearsal_inputs
     domain = random.randint(10, 99)
-    # the shipped sim robot with its front camera only: software rendering here costs ~0.1 s a view
-    config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
-    config["cameras"] = config["cameras"][:1]
-    config_path = tmp_path / "sim_panda_lift_front.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = front_camera_config
     run_dir, record, mcap = tmp_path / "learner", tmp_path / "recording", tmp_path / "log.mcap"
     common = ["--reward", "clip", "--reward-model", str(clip), "--base", str(base), "--dataset", str(demos),
               "--run-dir", str(run_dir), "--record-dir", str(record), "--max-episode-steps", "25",
@@ -171,12 +188,8 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, tmp_path):
         op.wait("a running episode", lambda: op.episodes[-1]["phase"] == "running", 60)
         op.wait("commands", lambda: op.commands and time.monotonic() - op.commands[-1] < 0.2, 10)
         sent = op.inject_force(10_000.0)
-
-        def errors():
-            return [m for _, level, m in op.safety if level == DiagnosticStatus.ERROR]
-
         op.wait("the force violation latched", lambda: any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N")
-                                                           for m in errors()), 10)
+                                                           for m in op.errors()), 10)
         # then hold the robot stopped (e-stop; a different topic, so only after the force is in) while we
         # probe the reset manager
         op.estop.publish(Bool(data=True))
@@ -229,3 +242,70 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, tmp_path):
             "/sim/cameras/agentview/image_raw"} <= set(topics)
     image = topics["/sim/cameras/agentview/image_raw"]
     assert (image.width, image.height, image.encoding, len(image.data)) == (64, 64, "rgb8", 64 * 64 * 3)
+
+
+def _joint_state(template: JointState, stamp: float, names=None, positions=None) -> JointState:
+    msg = JointState(name=list(names if names is not None else template.name),
+                     position=list(positions if positions is not None else template.position))
+    msg.header.stamp = to_stamp(stamp)
+    return msg
+
+
+@pytest.mark.slow
+def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
+    """Malformed images, NaN / missing joints, a clock jump and a robot that goes silent, injected
+    into the running stack over DDS: each gives a clear status, commands stop within a control period
+    of the fault, nothing crashes, and the stack recovers on its own once the input is sane again."""
+    _, _, base, clip = rehearsal_inputs
+    domain = random.randint(10, 99)
+    common = ["--reward", "clip", "--reward-model", str(clip), "--base", str(base), "--max-episode-steps", "40",
+              "--device", "cpu"]
+    logs = {"robot": tmp_path / "robot.log", "stack": tmp_path / "stack.log"}
+    op = Operator(domain)
+    # the sim robot in its own process, so that it can be frozen (the robot going silent)
+    procs = {"robot": _start(front_camera_config, [*common, "--only", "sim_robot"], domain, logs["robot"]),
+             "stack": _start(front_camera_config, [*common, "--only", "reward_server", "actor", "safety_monitor",
+                                                   "reset_manager"], domain, logs["stack"])}
+    camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR)
+    joints = op.node.create_publisher(JointState, "/joint_states", SENSOR)
+
+    def fault(what: str, expected: str, inject, restore=lambda: None) -> None:
+        """Inject, see the stated reason latch and the commands stop, restore, see the stack recover."""
+        op.wait("commands before " + what, op.commanding, 120)
+        since = time.monotonic()
+        inject()
+        op.wait(f"the {what} reported", lambda: any(expected in m for m in op.errors(since)), 15)
+        stopped = next(t for t, level, m in op.safety if t >= since and expected in m)
+        time.sleep(0.5)
+        late = [t for t in op.commands if t > stopped + PERIOD + 0.05]
+        assert not late, f"{what}: commands went on {late[-1] - stopped:.3f} s after the stop was published"
+        restore()
+        op.wait(f"recovery after the {what}", op.commanding, 120)
+
+    try:
+        op.wait("rewards", lambda: len(op.rewards) >= 3, 240)
+        # images: an unknown encoding and a truncated frame are skipped with a stated reason
+        bad = Image(height=64, width=64, encoding="bayer_rggb8", step=64, data=bytes(64 * 64))
+        short = Image(height=64, width=64, encoding="rgb8", step=64 * 3, data=bytes(100))
+        for msg in (bad, short):
+            msg.header.stamp = to_stamp(time.time())
+            camera.publish(msg)
+        op.wait("the reward server's bad-input count", lambda: op.reward_server.get("bad_messages", 0) >= 2, 10)
+        assert "bad_messages" in op.reward_server and op.reward_server["last_error"].startswith("camera agentview")
+        count = len(op.rewards)
+        op.wait("rewards after bad images", lambda: len(op.rewards) > count + 2, 60)
+
+        fault("NaN joint position", "non-finite position", lambda: joints.publish(_joint_state(
+            op.joint_state, time.time(), positions=[float("nan")] + list(op.joint_state.position[1:]))))
+        fault("missing joint", "lacks configured joints", lambda: joints.publish(_joint_state(
+            op.joint_state, time.time(), names=op.joint_state.name[1:], positions=op.joint_state.position[1:])))
+        fault("clock jump", "jumped", lambda: joints.publish(_joint_state(op.joint_state, time.time() + 100.0)))
+        # the robot goes silent (frozen driver process): the watchdog stops everything; thawed, it recovers
+        fault("silent robot", "old", lambda: procs["robot"].send_signal(signal.SIGSTOP),
+              lambda: procs["robot"].send_signal(signal.SIGCONT))
+        assert all(p.poll() is None for p in procs.values()), "a node process died on bad input"
+    finally:
+        procs["robot"].send_signal(signal.SIGCONT)
+        for name, proc in procs.items():
+            _stop(proc, logs[name])
+        op.close()
