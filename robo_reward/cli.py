@@ -18,6 +18,7 @@ from typing import Any
 
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
+from robo_reward.labeling.cli import add_label_parsers
 from robo_reward.reward_cli import add_reward_parsers
 from robo_reward.rewards.shaping import SHAPING_MODES
 from robo_reward.rewards.sources import REWARD_SOURCES, RewardSpec
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     add_reward_parsers(groups, command)
+    add_label_parsers(groups, command)
     for plugin in entry_points(group="robo_reward.cli"):  # e.g. `ros` from ros_nodes (needs no rclpy to parse)
         plugin.load()(groups, command)
 

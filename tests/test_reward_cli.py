@@ -11,16 +11,6 @@ from robo_reward.data.episodes import load_episodes, read_video
 from robo_reward.rewards.registry import load_reward_model
 
 
-@pytest.fixture(scope="module")
-def camera_demos(tmp_path_factory):
-    """Four Panda Lift episodes (two cameras, 32 px) run to the time limit: successes and failures."""
-    out = tmp_path_factory.mktemp("camdemos") / "lift"
-    assert main(["demos", "collect", "--task", "lift", "--episodes", "4", "--noise", "1.0", "--horizon", "80",
-                 "--keep-going", "--cameras", "agentview", "robot0_eye_in_hand", "--image-size", "32",
-                 "--out", str(out), "--quiet"]) == 0
-    return out
-
-
 def test_dataset_episodes_decode_with_labels(camera_demos):
     episodes = load_episodes(camera_demos)
     assert len(episodes) == 4

@@ -51,7 +51,10 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        x264 = "libx264" in av.codecs_available
+        stream = container.add_stream("libx264" if x264 else "mpeg4", rate=fps)
+        if x264:
+            stream.options = {"x264-params": "log-level=error"}  # no encoder statistics on stderr
         stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
         for frame in frames:
             image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
@@ -72,7 +75,7 @@ class LabeledEpisode:
     def succeeded(self) -> bool:
         return bool(self.success.any())
 
-    def until_success(self) -> "LabeledEpisode":
+    def until_success(self) -> LabeledEpisode:
         """The episode up to the first frame that shows success (frame t+1 shows step t's outcome);
         unchanged when it never succeeds. Demos that ran on past success end where the task was done."""
         hits = np.flatnonzero(self.success)

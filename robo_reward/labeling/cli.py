@@ -1,0 +1,121 @@
+"""`robo-reward label ...`: serve the labeling page, export / import labels, agreement between labelers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+from pathlib import Path
+
+from robo_reward.errors import RoboRewardError
+
+DEFAULT_DB = "labels/labels.db"
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("ROBO_REWARD_CACHE", Path.home() / ".cache" / "robo_reward")) / "label_clips"
+
+
+def open_catalog(sources, store, cache: Path, task: str):
+    """Scan the sources (mp4 hashes cached in the database) and record the episodes' identities."""
+    from robo_reward.labeling.sources import scan_sources
+
+    hashes = store.file_hashes()
+    catalog = scan_sources(sources, cache, task, hashes)
+    store.save_file_hashes(hashes)
+    store.add_episodes(catalog.episodes)
+    return catalog
+
+
+def cmd_label_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from robo_reward.labeling.sampling import ItemSampler, load_scores
+    from robo_reward.labeling.server import (
+        LabelingSession,
+        create_app,
+        is_loopback,
+        page_url,
+    )
+    from robo_reward.labeling.store import LabelStore
+
+    token = args.token or os.environ.get("ROBO_REWARD_LABEL_TOKEN")
+    if not is_loopback(args.host) and not token:
+        raise RoboRewardError(f"--host {args.host} exposes the labels beyond this machine: give --token (or set "
+                              f"ROBO_REWARD_LABEL_TOKEN), e.g. --token {secrets.token_urlsafe(16)}")
+    store = LabelStore(args.db)
+    catalog = open_catalog(args.sources, store, Path(args.cache), args.task)
+    for problem in catalog.problems:
+        print(f"warning: {problem}")
+    if not catalog.episodes:
+        raise RoboRewardError(f"no playable episodes in {args.sources}")
+    scores = load_scores(args.scores, catalog.episodes) if args.scores else None
+    sampler = ItemSampler([e.key for e in catalog.episodes], scores, args.strategy, args.seed)
+    session = LabelingSession(catalog, store, sampler, args.labeler, args.mode, args.task)
+    print(f"{len(catalog.episodes)} episodes, {store.count()} labels in {args.db}; labeling as {args.labeler!r} at "
+          f"{page_url(args.host, args.port, token)}", flush=True)
+    uvicorn.run(create_app(session, token), host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_label_export(args: argparse.Namespace) -> None:
+    from robo_reward.labeling.store import LabelStore
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise RoboRewardError(f"{args.out} exists; pass --overwrite to replace it")
+    n = LabelStore(args.db).export(args.out)
+    print(f"{n} labels -> {args.out}")
+
+
+def cmd_label_import(args: argparse.Namespace) -> None:
+    from robo_reward.labeling.store import LabelStore
+
+    added, duplicates = LabelStore(args.db).import_files(args.files)
+    print(f"imported {added} labels into {args.db} ({duplicates} already there)")
+
+
+def cmd_label_agreement(args: argparse.Namespace) -> None:
+    from robo_reward.labeling.store import LabelStore
+
+    stats = LabelStore(args.db).agreement()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return
+    if not stats:
+        print("no item was labeled by two labelers")
+    for mode, pairs in stats.items():
+        for who, s in pairs.items():
+            kappa = "n/a" if s["kappa"] is None else f"{s['kappa']:.2f}"
+            extra = f", mean |diff| {s['mean_abs_diff']:.2f}" if "mean_abs_diff" in s else ""
+            print(f"{mode:9s} {who}: {s['items']} shared items, agreement {s['agreement']:.0%}, kappa {kappa}{extra}")
+
+
+def add_label_parsers(groups, command) -> None:
+    from robo_reward.labeling.sampling import STRATEGIES
+    from robo_reward.labeling.store import MODES
+
+    label = groups.add_parser("label", help="label recorded videos (web app)").add_subparsers(dest="cmd", required=True)
+    p = command(label, "serve", cmd_label_serve, "web page for preferences, scores, success and keyframes")
+    p.add_argument("sources", nargs="+", help="folders of mp4 files, LeRobotDataset directories, MCAP files")
+    p.add_argument("--db", default=DEFAULT_DB, help="SQLite label database (created if missing)")
+    p.add_argument("--labeler", default=os.environ.get("USER", "labeler"), help="who is labeling")
+    p.add_argument("--mode", choices=list(MODES), default="pairwise", help="mode the page opens in")
+    p.add_argument("--strategy", choices=STRATEGIES, default="random", help="how the next item is chosen")
+    p.add_argument("--scores", help="JSON {episode: score or [ensemble scores]} for closest / disagreement")
+    p.add_argument("--task", default="", help="instruction shown for sources that do not record one")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", help="required from browsers (default: $ROBO_REWARD_LABEL_TOKEN)")
+    p.add_argument("--cache", default=str(default_cache()), help="where MCAP images are encoded into clips")
+
+    p = command(label, "export", cmd_label_export, "labels -> JSONL or Parquet (with episode identities)")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--out", required=True, help="file.jsonl or file.parquet")
+
+    p = command(label, "import", cmd_label_import, "merge other labelers' exports (duplicates skipped)")
+    p.add_argument("files", nargs="+", help=".jsonl / .parquet exports")
+    p.add_argument("--db", default=DEFAULT_DB)
+
+    p = command(label, "agreement", cmd_label_agreement, "agreement and Cohen's kappa between labelers")
+    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--json", action="store_true")
