@@ -28,6 +28,11 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
 
     refuse_output_inside_inputs(Path(args.out), [Path(d) for d in args.dataset])
     check_output_dir(Path(args.out), args.overwrite)
+    if args.kind in PREFERENCE_KINDS and args.preferences:
+        return train_from_preferences(args)
+    if not args.dataset:
+        raise RoboRewardError(f"reward train {args.kind} needs --dataset"
+                              + (" or --preferences DB" if args.kind in PREFERENCE_KINDS else ""))
     indices = _episodes_arg(args.episodes)
     if indices is not None and len(args.dataset) > 1:
         raise RoboRewardError("--episodes selects episodes of one dataset; give a single --dataset with it")
@@ -48,6 +53,8 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         actions = {f"{root}#{d.episode_index}": d.actions for root in args.dataset
                    for d in load_demonstrations(root)}
         keyframes = [gripper_keyframes(actions[e.source]) for e in demos]
+        if args.preferences:  # stage boundaries people marked replace the gripper-flip heuristic
+            keyframes = labeled_keyframes(args, demos, keyframes)
         cameras = tuple(demos[0].episode.cameras)
         net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size)
         train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device,
@@ -108,6 +115,114 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         save_clip_config(args.out, model.config, overwrite=args.overwrite)
         print(f"CLIP reward calibrated on {len(good)} episodes (progress 0 at R={model.config.progress_low:.4f}, "
               f"1 at R={model.config.progress_high:.4f}) -> {args.out}")
+
+
+PREFERENCE_KINDS = ("rapl", "bradley-terry")
+
+
+def _label_store(args: argparse.Namespace):
+    from robo_reward.labeling.store import LabelStore
+
+    if not Path(args.preferences).is_file():
+        raise RoboRewardError(f"--preferences {args.preferences}: label database not found")
+    return LabelStore(args.preferences)
+
+
+def labeled_keyframes(args: argparse.Namespace, demos, default: list[list[int]]) -> list[list[int]]:
+    """Keyframe labels (seconds) of these demos, matched by content hash, as frame indices."""
+    from robo_reward.labeling.sources import scan_lerobot
+    from robo_reward.labeling.training import keyframe_labels
+
+    marks = keyframe_labels(_label_store(args))
+    keys = {}
+    for root in args.dataset:
+        fps = json.loads((Path(root) / "meta" / "info.json").read_text())["fps"]
+        keys.update({f"{root}#{e.index}": (e.key, fps) for e in scan_lerobot(Path(root), "").episodes})
+    out, used = [], 0
+    for demo, fallback in zip(demos, default):
+        key, fps = keys[demo.source]
+        if key in marks:
+            used += 1
+            out.append(sorted({min(round(t * fps), demo.episode.length - 1) for t in marks[key]}))
+        else:
+            out.append(fallback)
+    print(f"keyframes from {args.preferences} for {used} of {len(demos)} demos (others: gripper flips)")
+    return out
+
+
+def train_from_preferences(args: argparse.Namespace) -> None:
+    """RAPL or Bradley-Terry from a label database; reports accuracy on held-out preferences."""
+    from robo_reward.labeling.cli import default_cache
+    from robo_reward.labeling.training import TIE, load_frames, locate, preferences_from
+    from robo_reward.rewards.evaluation import episode_score
+
+    store = _label_store(args)
+    prefs = preferences_from(store)
+    train, test = prefs.split(args.heldout, args.seed)
+    refs = locate(store, prefs.keys(), args.dataset, default_cache())
+    cameras = args.cameras or [v.camera for v in next(iter(refs.values())).views]
+    episodes = load_frames(refs.values(), cameras, not args.quiet)
+    if args.kind == "bradley-terry":
+        from robo_reward.rewards.preference import (
+            BradleyTerryReward,
+            BTTrainConfig,
+            FrameRewardNetConfig,
+            save_bradley_terry,
+            train_bradley_terry,
+        )
+
+        if not train.pairs:
+            raise RoboRewardError(f"{args.preferences}: no pairwise preferences to train a Bradley-Terry reward on")
+        net_cfg = FrameRewardNetConfig(cameras=tuple(cameras), image_size=args.image_size)
+        train_cfg = BTTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device)
+        net, log = train_bradley_terry([(episodes[a], episodes[b], p) for a, b, p in train.pairs], net_cfg, train_cfg,
+                                       not args.quiet)
+        model, save = BradleyTerryReward(net, next(net.parameters()).device), lambda: save_bradley_terry(
+            args.out, net, log, overwrite=args.overwrite)
+    else:
+        from robo_reward.rewards.rapl import RaplConfig, RaplTrainConfig, save_rapl, train_rapl
+
+        ordered = [(episodes[a], episodes[b]) if p == 1.0 else (episodes[b], episodes[a])
+                   for a, b, p in train.pairs if p != TIE]
+        ordered += [(episodes[c], episodes[f], episodes[r]) for c, f, r in train.triplets]
+        if not ordered:
+            raise RoboRewardError(f"{args.preferences}: no strict preferences (A or B) to train RAPL on")
+        experts = expert_keys(store, prefs, args.experts)
+        cfg = RaplConfig(cameras=tuple(cameras), image_size=args.image_size)
+        train_cfg = RaplTrainConfig(**({"epochs": args.steps} if args.steps else {}), seed=args.seed,
+                                    device=args.device)
+        model, log = train_rapl([episodes[k] for k in experts], ordered, cfg, train_cfg, progress=not args.quiet)
+        log["experts"] = experts
+        save = lambda: save_rapl(args.out, model, log, overwrite=args.overwrite)
+    # held-out preference accuracy: the model's episode score must order each held-out pair as labeled
+    score = {}
+
+    def episode_value(key: str) -> float:
+        if key not in score:
+            score[key] = episode_score(model.score_episode(episodes[key]))
+        return score[key]
+
+    strict = [(a, b) if p == 1.0 else (b, a) for a, b, p in test.pairs if p != TIE]
+    strict += [(c, f) for c, f, _ in test.triplets]
+    correct = [episode_value(w) > episode_value(l) for w, l in strict]
+    log.update(heldout_preferences=len(strict), heldout_accuracy=float(np.mean(correct)) if strict else None,
+               train_preferences=len(train.pairs) + len(train.triplets), labels=str(args.preferences))
+    save()
+    acc = "n/a (too few labels to hold any out)" if not strict else f"{log['heldout_accuracy']:.1%} on {len(strict)}"
+    print(f"{args.kind} reward trained on {log['train_preferences']} labeled preferences; held-out preference "
+          f"accuracy {acc} -> {args.out}")
+
+
+def expert_keys(store, prefs, count: int) -> list[str]:
+    """RAPL's expert videos from labels: episodes labeled successful or scored 5, else the most preferred."""
+    good = [lb.items[0] for lb in store.labels() if (lb.mode, lb.value) in (("success", True), ("score", 5))]
+    wins: dict[str, float] = {}
+    for a, b, p in prefs.pairs:
+        wins[a] = wins.get(a, 0.0) + p
+        wins[b] = wins.get(b, 0.0) + 1 - p
+    ranked = list(dict.fromkeys([*good, *sorted(wins, key=wins.get, reverse=True)]))
+    known = prefs.keys()
+    return [k for k in ranked if k in known][:count]
 
 
 def load_labeled(root: str, cameras: list[str], indices: list[int] | None):
@@ -214,9 +329,13 @@ def add_reward_parsers(groups, command) -> None:
 
     reward = groups.add_parser("reward", help="reward models").add_subparsers(dest="cmd", required=True)
     p = command(reward, "train", cmd_reward_train, "train a hop model / success classifier, or calibrate CLIP")
-    p.add_argument("kind", choices=["hop", "classifier", "clip", "rapl"])
-    p.add_argument("--dataset", required=True, nargs="+",
-                   help="LeRobotDataset(s) with camera videos (e.g. demonstrations plus labeled rollouts)")
+    p.add_argument("kind", choices=["hop", "classifier", "clip", "rapl", "bradley-terry"])
+    p.add_argument("--dataset", nargs="+", default=[],
+                   help="LeRobotDataset(s) with camera videos (e.g. demonstrations plus labeled rollouts); with "
+                        "--preferences: where the labeled recordings are now, if they moved")
+    p.add_argument("--preferences", metavar="DB", help="label database of `robo-reward label serve`: preferences "
+                   "train rapl / bradley-terry, keyframes replace the hop model's gripper keyframes")
+    p.add_argument("--heldout", type=float, default=0.2, help="with --preferences: fraction held out for accuracy")
     p.add_argument("--episodes", help="comma-separated episode indices (hop: e.g. 0 for one-shot adaptation)")
     p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
     p.add_argument("--image-size", type=int, default=64)

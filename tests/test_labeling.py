@@ -280,3 +280,82 @@ def test_cli_refuses_exposed_server_without_token_and_exports(clip_folder, tmp_p
     assert main(["label", "export", "--db", str(tmp_path / "l.db"), "--out", str(out)]) == 2  # no silent overwrite
     assert main(["label", "import", str(out), "--db", str(tmp_path / "other.db")]) == 0
     assert sqlite3.connect(tmp_path / "other.db").execute("SELECT value FROM labels").fetchone()[0] == "true"
+
+
+def colored_clip(path, red: float, seed: int) -> None:
+    """A clip whose square is red with weight `red` (else blue): the labeler below prefers redder clips."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in range(12):
+        img = rng.integers(0, 40, (32, 32, 3), dtype=np.uint8)
+        x = (seed * 3 + t) % 24
+        img[10:22, x:x + 8] = (int(230 * red), 30, int(230 * (1 - red)))
+        frames.append(img)
+    write_video(path, frames, fps=6)
+
+
+def test_rewards_trained_from_labels(camera_demos, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    reds = np.linspace(0, 1, 10)
+    for i, red in enumerate(reds):
+        colored_clip(folder / f"clip{i}.mp4", red, i)
+    store = LabelStore(tmp_path / "labels.db")
+    cat = scan_sources([folder], tmp_path / "cache", task="show red")
+    store.add_episodes(cat.episodes)
+    redness = {e.key: reds[int(e.name.split("clip")[1].split(".")[0])] for e in cat.episodes}
+    keys = sorted(redness)
+    for n, (i, j) in enumerate((i, j) for i in range(10) for j in range(i + 1, 10)):
+        a, b = (keys[i], keys[j]) if n % 2 else (keys[j], keys[i])
+        store.add("ann", "pairwise", [a, b], "A" if redness[a] > redness[b] else "B")
+    store.add("ann", "triplet", [keys[0], keys[1], keys[2]], "A")
+    store.add("ann", "score", [keys[3]], 2)
+    store.add("ann", "score", [keys[4]], 5)
+    store.add("ann", "pairwise", [keys[0], keys[5]], "skip")
+    store.close()
+    db = str(tmp_path / "labels.db")
+
+    out = tmp_path / "bt"
+    assert main(["reward", "train", "bradley-terry", "--preferences", db, "--image-size", "32", "--steps", "150",
+                 "--out", str(out), "--quiet"]) == 0
+    log = json.loads((out / "robo_reward_reward.json").read_text())["config"]["train_log"]
+    assert log["heldout_preferences"] == 9 and log["heldout_accuracy"] >= 0.75, log
+    from robo_reward.rewards.registry import load_reward_model
+
+    model = load_reward_model(out, "cpu")
+    assert model.name == "bradley-terry" and model.cameras == ("video",)
+
+    rapl = tmp_path / "rapl"
+    assert main(["reward", "train", "rapl", "--preferences", db, "--image-size", "32", "--steps", "1",
+                 "--out", str(rapl), "--quiet"]) == 0
+    log = json.loads((rapl / "robo_reward_reward.json").read_text())["config"]["train_log"]
+    assert log["experts"][0] == keys[4]  # the episode scored 5 is RAPL's expert video
+    assert log["train_preferences"] + log["heldout_preferences"] == 46  # 45 pairs + 1 triplet
+    assert load_reward_model(rapl, "cpu").name == "rapl"
+
+    # scores -> a RoboReward-style set that `reward eval` reads
+    scored = tmp_path / "scored"
+    assert main(["label", "export", "--db", db, "--format", "roboreward", "--out", str(scored), "--quiet"]) == 0
+    from robo_reward.data.augment import load_training_set
+
+    assert sorted(item.score for item in load_training_set(scored)) == [2.0, 5.0]
+
+    # keyframes marked on a dataset episode replace its gripper keyframes for the hop model
+    demos = scan_sources([camera_demos], tmp_path / "cache").episodes
+    store = LabelStore(db)
+    store.add_episodes(demos)
+    from robo_reward.data.episodes import load_episodes
+
+    first_success = next(e for e in load_episodes(camera_demos) if e.succeeded)
+    index = int(first_success.source.split("#")[1])
+    store.add("ann", "keyframes", [demos[index].key], [0.5, 1.0])
+    store.close()
+    hop = tmp_path / "hop"
+    assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--preferences", db, "--image-size", "32",
+                 "--steps", "3", "--out", str(hop), "--quiet"]) == 0
+    hop_log = json.loads((hop / "robo_reward_reward.json").read_text())["config"]["train_log"]
+    fps = json.loads((camera_demos / "meta" / "info.json").read_text())["fps"]
+    assert hop_log["keyframes"][hop_log["demos"].index(first_success.source)] == [round(0.5 * fps), fps]
+
+    assert main(["reward", "train", "rapl", "--preferences", str(tmp_path / "none.db"), "--out",
+                 str(tmp_path / "x")]) == 2

@@ -54,7 +54,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
         x264 = "libx264" in av.codecs_available
         stream = container.add_stream("libx264" if x264 else "mpeg4", rate=fps)
         if x264:
-            stream.options = {"x264-params": "log-level=error"}  # no encoder statistics on stderr
+            stream.options = {"x264-params": "log=-1"}  # no encoder statistics on stderr
         stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
         for frame in frames:
             image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")

@@ -63,7 +63,15 @@ def cmd_label_export(args: argparse.Namespace) -> None:
 
     if Path(args.out).exists() and not args.overwrite:
         raise RoboRewardError(f"{args.out} exists; pass --overwrite to replace it")
-    n = LabelStore(args.db).export(args.out)
+    store = LabelStore(args.db)
+    if args.format == "roboreward":
+        from robo_reward.labeling.training import export_score_set
+
+        n = export_score_set(store, Path(args.out), args.dataset, Path(args.cache), args.camera, args.overwrite,
+                             not args.quiet)
+        print(f"{n} scored episodes -> {args.out} (`robo-reward reward eval --dataset {args.out}` reports score MAE)")
+        return
+    n = store.export(args.out)
     print(f"{n} labels -> {args.out}")
 
 
@@ -110,7 +118,12 @@ def add_label_parsers(groups, command) -> None:
 
     p = command(label, "export", cmd_label_export, "labels -> JSONL or Parquet (with episode identities)")
     p.add_argument("--db", default=DEFAULT_DB)
-    p.add_argument("--out", required=True, help="file.jsonl or file.parquet")
+    p.add_argument("--out", required=True, help="file.jsonl or file.parquet; a directory for --format roboreward")
+    p.add_argument("--format", choices=["labels", "roboreward"], default="labels",
+                   help="labels: every label; roboreward: 1-5 scores as a RoboReward-style set of clips")
+    p.add_argument("--dataset", nargs="*", default=[], help="roboreward: where the recordings are, if they moved")
+    p.add_argument("--camera", help="roboreward: the view to export (default: the first)")
+    p.add_argument("--cache", default=str(default_cache()))
 
     p = command(label, "import", cmd_label_import, "merge other labelers' exports (duplicates skipped)")
     p.add_argument("files", nargs="+", help=".jsonl / .parquet exports")

@@ -155,10 +155,11 @@ class RaplTrainConfig:
     device: str = "auto"
 
 
-def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, Episode]],
+def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, ...]],
                cfg: RaplConfig = RaplConfig(), train_cfg: RaplTrainConfig = RaplTrainConfig(),
                encoder: MultiViewEncoder | None = None, progress: bool = True) -> tuple[RaplReward, dict]:
-    """Fine-tune the encoder so OT scores against the experts rank each (preferred, other) pair right."""
+    """Fine-tune the encoder so OT scores rank each preference right: (preferred, other) against the
+    expert videos (best match), or a triplet (closer, farther, reference) against its own reference."""
     if not preferences:
         raise RewardInputError("RAPL training needs at least one (preferred, other) episode pair")
     device = pick_device(train_cfg.device)
@@ -167,8 +168,7 @@ def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, 
     encoder = (encoder or MultiViewEncoder(len(cfg.cameras), cfg.feature_dim)).to(device)
     cpu = torch.device("cpu")
     expert_images = [to_tensor(e.select(cfg.cameras), cfg.image_size, cpu) for e in experts]
-    pair_images = [(to_tensor(a.select(cfg.cameras), cfg.image_size, cpu),
-                    to_tensor(b.select(cfg.cameras), cfg.image_size, cpu)) for a, b in preferences]
+    pair_images = [[to_tensor(e.select(cfg.cameras), cfg.image_size, cpu) for e in item] for item in preferences]
     opt = torch.optim.AdamW(encoder.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     model = RaplReward(encoder, [e.select(cfg.cameras) for e in experts], cfg, device)
     log = {"loss": [], "accuracy": []}
@@ -178,8 +178,8 @@ def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, 
         encoder.train()
         losses, correct = [], 0
         for i in order.permutation(len(pair_images)):
-            preferred, other = pair_images[i]
-            views = [preferred, other] + expert_images
+            preferred, other, *reference = pair_images[i]
+            views = [preferred, other] + (reference or expert_images)
             if train_cfg.augment:
                 views = [augment(v, gen) for v in views]
             emb = [encoder(v.to(device)) for v in views]

@@ -38,6 +38,12 @@ def _load_rapl(path: Path, device: str) -> RewardModel:
     return load_rapl(path, device)
 
 
+def _load_bradley_terry(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.preference import load_bradley_terry
+
+    return load_bradley_terry(path, device)
+
+
 def _load_vlm(path: Path, device: str) -> RewardModel:
     """A VLM reward directory only holds settings: which backend (an OpenAI-compatible endpoint or a
     local transformers checkpoint) and the RoboReward scoring options."""
@@ -75,6 +81,7 @@ REWARD_MODEL_LOADERS: dict[str, Callable[[Path, str], RewardModel]] = {
     "success-classifier": _load_classifier,
     "clip": _load_clip_manifest,
     "rapl": _load_rapl,
+    "bradley-terry": _load_bradley_terry,
     "vlm": _load_vlm,
 }
 
