@@ -132,6 +132,9 @@ def test_store_wal_validation_undo(tmp_path):
     assert store.done("ann", "pairwise") == {("a", "b")}
     assert store.undo("ann").mode == "keyframes" and store.undo("ann").mode == "score"
     assert store.count() == 1 and store.undo("bob") is None
+    other = LabelStore(tmp_path / "l.db")  # a second writer (an import, another server): caches follow it
+    other.add("bob", "pairwise", ["c", "d"], "B")
+    assert store.count("pairwise") == 2 and store.done("bob", "pairwise") == {("c", "d")}
     (tmp_path / "junk.db").write_bytes(b"not a database" * 100)
     with pytest.raises(LabelError, match="junk.db: not a usable label database"):
         LabelStore(tmp_path / "junk.db")

@@ -100,7 +100,10 @@ class LabelStore:
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise LabelError(f"{self.path}: not a usable label database ({exc})") from exc
+        # caches that keep a request O(1) with 100k labels; dropped when another connection writes
         self._done: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        self._counts: Counter | None = None
+        self._version = None
 
     def close(self) -> None:
         self.db.close()
@@ -151,12 +154,23 @@ class LabelStore:
             self.db.executemany("INSERT OR IGNORE INTO labels (uid, labeler, mode, created, item0, item1, item2, value)"
                                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             added = self.db.total_changes - before
-            if added != len(labels):
-                self._done.clear()  # some were already there: rebuild from the database when asked
+            if added != len(labels):  # some were already there: rebuild from the database when asked
+                self._done.clear()
+                self._counts = None
             for lb in labels if added == len(labels) else ():
                 if (lb.labeler, lb.mode) in self._done:
                     self._done[(lb.labeler, lb.mode)].add(lb.items)
+                if self._counts is not None:
+                    self._counts[(lb.labeler, lb.mode)] += 1
         return added
+
+    def _drop_caches_if_changed(self) -> None:
+        """PRAGMA data_version moves when another connection (an import, a second server) commits."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._done.clear()
+            self._counts = None
+            self._version = version
 
     def undo(self, labeler: str) -> Label | None:
         """Remove this labeler's latest label (any mode); returns it, so the page can show it again."""
@@ -168,6 +182,8 @@ class LabelStore:
             self.db.execute("DELETE FROM labels WHERE id = ?", (row[0],))
             label = self._label(row)
             self._done.get((label.labeler, label.mode), set()).discard(label.items)
+            if self._counts is not None:
+                self._counts[(label.labeler, label.mode)] -= 1
         return label
 
     @staticmethod
@@ -178,22 +194,22 @@ class LabelStore:
     def done(self, labeler: str, mode: str) -> set[tuple[str, ...]]:
         """The items this labeler already decided in this mode (cached; kept current on add/undo)."""
         key = (labeler, mode)
-        if key not in self._done:
-            with self.lock:
+        with self.lock:
+            self._drop_caches_if_changed()
+            if key not in self._done:
                 rows = self.db.execute("SELECT item0, item1, item2 FROM labels WHERE labeler = ? AND mode = ?",
                                        key).fetchall()
-            self._done[key] = {tuple(i for i in r if i is not None) for r in rows}
-        return self._done[key]
+                self._done[key] = {tuple(i for i in r if i is not None) for r in rows}
+            return self._done[key]
 
     def count(self, mode: str | None = None, labeler: str | None = None) -> int:
-        where, args = [], []
-        for column, value in (("mode", mode), ("labeler", labeler)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
         with self.lock:
-            return self.db.execute("SELECT COUNT(*) FROM labels" + (" WHERE " + " AND ".join(where) if where else ""),
-                                   args).fetchone()[0]
+            self._drop_caches_if_changed()
+            if self._counts is None:
+                self._counts = Counter({(who, m): n for who, m, n in self.db.execute(
+                    "SELECT labeler, mode, COUNT(*) FROM labels GROUP BY labeler, mode")})
+            return sum(n for (who, m), n in self._counts.items()
+                       if (mode is None or m == mode) and (labeler is None or who == labeler))
 
     def labels(self, mode: str | None = None) -> list[Label]:
         with self.lock:
