@@ -328,6 +328,17 @@ def test_rewards_trained_from_labels(camera_demos, tmp_path):
     model = load_reward_model(out, "cpu")
     assert model.name == "bradley-terry" and model.cameras == ("video",)
 
+    # the trained model scores every clip (twice: an ensemble of one model, so no disagreement);
+    # its scores drive the "closest" strategy
+    scores = tmp_path / "scores.json"
+    assert main(["label", "scores", str(folder), "--model", str(out), "--model", str(out), "--device", "cpu",
+                 "--out", str(scores), "--quiet"]) == 0
+    by_key = load_scores(scores, cat.episodes)
+    assert len(by_key) == 10 and all(v[0] == v[1] for v in by_key.values())
+    ranked = sorted(by_key, key=lambda k: by_key[k][0])
+    assert np.corrcoef([redness[k] for k in ranked], np.arange(10))[0, 1] > 0.7  # redder clips score higher
+    assert ItemSampler(list(by_key), by_key, "closest").next("pairwise", set()) is not None
+
     rapl = tmp_path / "rapl"
     assert main(["reward", "train", "rapl", "--preferences", db, "--image-size", "32", "--steps", "1",
                  "--out", str(rapl), "--quiet"]) == 0

@@ -58,6 +58,42 @@ def cmd_label_serve(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(session, token), host=args.host, port=args.port, log_level="warning")
 
 
+def cmd_label_scores(args: argparse.Namespace) -> None:
+    """Score every episode with one or more reward models (an ensemble) for --strategy closest/disagreement."""
+    from tqdm.auto import tqdm
+
+    from robo_reward.fileutil import write_json
+    from robo_reward.labeling.sources import scan_sources
+    from robo_reward.labeling.training import load_frames
+    from robo_reward.rewards.evaluation import episode_score
+    from robo_reward.rewards.registry import load_reward_model
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise RoboRewardError(f"{args.out} exists; pass --overwrite to replace it")
+    models = [load_reward_model(m, args.device) for m in args.model]
+    catalog = scan_sources(args.sources, Path(args.cache), args.task)
+    for problem in catalog.problems:
+        print(f"warning: {problem}")
+    scores, failed = {}, []
+    for ref in tqdm(catalog.episodes, desc="score episodes", disable=args.quiet):
+        try:
+            episode = load_frames([ref], None, progress=False)[ref.key]
+        except RoboRewardError as exc:
+            failed.append(f"{ref.name}: {exc}")
+            continue
+        results = [m.score_episode(episode) for m in models]
+        bad = [r.error for r in results if not r.ok]
+        if bad:
+            failed.append(f"{ref.name}: no reward ({bad[0]})")
+            continue
+        scores[ref.key] = [episode_score(r) for r in results]
+    write_json(Path(args.out), scores)
+    for line in failed:
+        print(f"warning: {line}")
+    print(f"{len(scores)} episodes scored by {len(models)} model(s) -> {args.out} "
+          f"(label serve --scores {args.out} --strategy {'disagreement' if len(models) > 1 else 'closest'})")
+
+
 def cmd_label_export(args: argparse.Namespace) -> None:
     from robo_reward.labeling.store import LabelStore
 
@@ -115,6 +151,13 @@ def add_label_parsers(groups, command) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", help="required from browsers (default: $ROBO_REWARD_LABEL_TOKEN)")
     p.add_argument("--cache", default=str(default_cache()), help="where MCAP images are encoded into clips")
+
+    p = command(label, "scores", cmd_label_scores, "score episodes with reward model(s) for uncertainty sampling")
+    p.add_argument("sources", nargs="+")
+    p.add_argument("--model", action="append", required=True, help="reward model (repeat for an ensemble)")
+    p.add_argument("--task", default="the task", help="instruction for sources that do not record one")
+    p.add_argument("--out", required=True, help="scores JSON for `label serve --scores`")
+    p.add_argument("--cache", default=str(default_cache()))
 
     p = command(label, "export", cmd_label_export, "labels -> JSONL or Parquet (with episode identities)")
     p.add_argument("--db", default=DEFAULT_DB)
