@@ -203,7 +203,7 @@ def main() -> None:
         if Path(args.screenshot_dataset).exists():
             results["screenshots"] = screenshots(page, Path(args.screenshot_dataset), tmp)
         browser.close()
-    chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True).stdout.strip()
+    chromium = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {chromium}"
     results["command"] = "python bench/bench_labeling.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)

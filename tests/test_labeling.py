@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -308,7 +309,7 @@ def test_rewards_trained_from_labels(camera_demos, tmp_path):
     store.add_episodes(cat.episodes)
     redness = {e.key: reds[int(e.name.split("clip")[1].split(".")[0])] for e in cat.episodes}
     keys = sorted(redness)
-    for n, (i, j) in enumerate((i, j) for i in range(10) for j in range(i + 1, 10)):
+    for n, (i, j) in enumerate(combinations(range(10), 2)):
         a, b = (keys[i], keys[j]) if n % 2 else (keys[j], keys[i])
         store.add("ann", "pairwise", [a, b], "A" if redness[a] > redness[b] else "B")
     store.add("ann", "triplet", [keys[0], keys[1], keys[2]], "A")

@@ -31,7 +31,7 @@ class Preferences:
         """Seeded split of pairs and triplets alike (at least one of each kind trains)."""
         def cut(items):
             order = np.random.default_rng(seed).permutation(len(items))
-            n_test = int(round(heldout * len(items))) if len(items) > 1 else 0
+            n_test = round(heldout * len(items)) if len(items) > 1 else 0
             return [items[i] for i in order[n_test:]], [items[i] for i in order[:n_test]]
 
         (p_train, p_test), (t_train, t_test) = cut(self.pairs), cut(self.triplets)
