@@ -140,7 +140,8 @@ def reward_models(work: Path) -> dict[int, Path]:
     return {1: clip_dir, 3: hop_dir}
 
 
-def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, domain: int) -> dict:
+def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, domain: int,
+                         max_batch: int = 16) -> dict:
     videos = []
     for name in CAMERA_NAMES[:cameras]:
         path = work / f"{name}.mp4"
@@ -164,7 +165,7 @@ def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, 
 
     probe.node.create_subscription(JointState, "/robo_reward/reward", on_reward, RELIABLE)
     common = ["--profile", "reward_server", "--reward", "clip" if cameras == 1 else "hop", "--reward-model", str(model),
-              "--device", "cpu"]
+              "--device", "cpu", "--reward-max-batch", str(max_batch)]
     server = start(path, [*common, "--only", "reward_server"], domain, work / f"server_{cameras}.log")
     cams = start(path, [*common, "--only", *[f"camera_{n}" for n in CAMERA_NAMES[:cameras]]], domain,
                  work / f"cameras_{cameras}.log")
@@ -180,7 +181,7 @@ def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, 
         stop(server)
         probe.close()
     return {"cameras": cameras, "model": "CLIP ViT-B-32" if cameras == 1 else "hop model, 3 views",
-            "camera_rate_hz": 30, "image": "640x480 rgb8", "seconds": seconds,
+            "camera_rate_hz": 30, "image": "640x480 rgb8", "seconds": seconds, "max_batch": max_batch,
             "reward_rate_hz": round(got / seconds, 2), "camera_to_reward": percentiles(latencies),
             "server_queue_to_publish": percentiles(server_latencies)}
 
@@ -287,7 +288,9 @@ def main() -> None:
     p.add_argument("--base", default="runs/bench/lift/base")
     p.add_argument("--dataset", default="runs/bench/lift/demos")
     p.add_argument("--work", default="runs/bench/ros")
-    p.add_argument("--parts", nargs="+", default=["reward", "safety", "actor"])
+    p.add_argument("--parts", nargs="+", default=["reward", "safety", "actor"],
+                   help="reward, safety, actor, reward_batch (1-camera CLIP at each --max-batch)")
+    p.add_argument("--max-batch", type=int, nargs="+", default=[1, 4, 16], help="reward_batch: values to compare")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -300,6 +303,10 @@ def main() -> None:
     if "reward" in args.parts:
         models = reward_models(work)
         results["reward_latency"] = [bench_reward_latency(work, n, models[n], args.seconds, domain) for n in (1, 3)]
+    if "reward_batch" in args.parts:
+        clip = reward_models(work)[1]
+        results["reward_latency_by_max_batch"] = [bench_reward_latency(work, 1, clip, args.seconds, domain, b)
+                                                  for b in args.max_batch]
     if "safety" in args.parts:
         results["safety_stop"] = bench_safety_stop(work, domain, args.safety_trials)
     if "actor" in args.parts:

@@ -24,7 +24,7 @@ def options_from(args: argparse.Namespace):
                         base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
                         record_dir=args.record_dir, mcap=args.mcap or "", learner_set=",".join(args.set),
                         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
-                        seed=args.seed, device=args.device)
+                        seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch)
 
 
 def cmd_ros_up(args: argparse.Namespace) -> None:
@@ -70,6 +70,8 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--max-episode-steps", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=500, help="learner checkpoint period (transitions)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
+    p.add_argument("--reward-max-batch", type=int, default=16,
+                   help="frames the reward server scores at once (1: lowest latency; more: throughput)")
     p.add_argument("--only", nargs="+", metavar="NODE", help="run only these nodes of the set")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--print-nodes", action="store_true", help="print the node set and parameters, run nothing")

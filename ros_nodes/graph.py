@@ -55,6 +55,7 @@ class StackOptions:
     checkpoint_every: int = 500  # learner checkpoint period in transitions
     seed: int = 0
     device: str = "auto"
+    reward_max_batch: int = 16  # frames the reward server scores in one forward: throughput vs latency
 
 
 def node_set(profile: str, hardware_config: str, options: StackOptions | None = None) -> list[NodeSpec]:
@@ -74,7 +75,8 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
         "reward_server": [NodeSpec("reward_server", "reward_server",
-                                   {**hw, "model": o.reward_model, "task": o.task, "device": o.device})]
+                                   {**hw, "model": o.reward_model, "task": o.task, "device": o.device,
+                                    "max_batch": o.reward_max_batch})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
                                               "device": "cpu"})],

@@ -136,23 +136,26 @@ class RewardServerNode(Node):
         self.status_pub.publish(json_msg({**self.counts, "last_error": self.last_error, "task": self.core.task}))
 
     def serve(self) -> None:
-        """Inference thread: take everything queued (up to max_batch) and score it in one go."""
+        """Inference thread: take everything queued and score the newest max_batch samples in one go.
+        When the model is slower than the cameras the older frames are skipped (their transitions get
+        no reward), so a reward is never more than about two batches' compute behind its frame."""
         while self.running:
             try:
-                first = self.samples.get(timeout=0.1)
+                work = [self.samples.get(timeout=0.1)]
             except queue.Empty:
                 continue
-            work = [first]
-            while len(work) < self.max_batch:
+            while True:
                 try:
                     work.append(self.samples.get_nowait())
                 except queue.Empty:
                     break
+            excess = sum(kind == "sample" for kind, _ in work) - self.max_batch
             batch = []
             now = time.monotonic()
             for kind, payload in work + [("end", None)]:
-                if kind == "sample" and now - payload[2] > self.max_age_s:
-                    self.counts["stale_dropped"] += 1  # behind real time: skip it (its transition gets no reward)
+                if kind == "sample" and (excess > 0 or now - payload[2] > self.max_age_s):
+                    excess -= 1
+                    self.counts["stale_dropped"] += 1  # behind real time: skip it
                     continue
                 if kind != "sample" and batch:
                     self.score(batch)
