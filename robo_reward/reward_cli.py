@@ -152,6 +152,8 @@ def labeled_keyframes(args: argparse.Namespace, demos, default: list[list[int]])
 
 def train_from_preferences(args: argparse.Namespace) -> None:
     """RAPL or Bradley-Terry from a label database; reports accuracy on held-out preferences."""
+    import torch
+
     from robo_reward.labeling.cli import default_cache
     from robo_reward.labeling.training import TIE, load_frames, locate, preferences_from
     from robo_reward.rewards.evaluation import episode_score
@@ -180,21 +182,28 @@ def train_from_preferences(args: argparse.Namespace) -> None:
         model, save = BradleyTerryReward(net, next(net.parameters()).device), lambda: save_bradley_terry(
             args.out, net, log, overwrite=args.overwrite)
     else:
-        from robo_reward.rewards.rapl import RaplConfig, RaplTrainConfig, save_rapl, train_rapl
+        from robo_reward.rewards.rapl import (
+            RaplConfig,
+            RaplTrainConfig,
+            save_rapl,
+            train_rapl,
+        )
 
         ordered = [(episodes[a], episodes[b]) if p == 1.0 else (episodes[b], episodes[a])
                    for a, b, p in train.pairs if p != TIE]
         ordered += [(episodes[c], episodes[f], episodes[r]) for c, f, r in train.triplets]
         if not ordered:
             raise RoboRewardError(f"{args.preferences}: no strict preferences (A or B) to train RAPL on")
-        experts = expert_keys(store, prefs, args.experts)
+        experts = expert_keys(store, train, args.experts)
         cfg = RaplConfig(cameras=tuple(cameras), image_size=args.image_size)
         train_cfg = RaplTrainConfig(**({"epochs": args.steps} if args.steps else {}), seed=args.seed,
                                     device=args.device)
         model, log = train_rapl([episodes[k] for k in experts], ordered, cfg, train_cfg, progress=not args.quiet)
         log["experts"] = experts
         save = lambda: save_rapl(args.out, model, log, overwrite=args.overwrite)
-    # held-out preference accuracy: the model's episode score must order each held-out pair as labeled
+    # held-out preference accuracy: the model must order each held-out pair as labeled (RAPL: not pairs
+    # with an expert video in them, trivially right; triplets by OT against their own reference; the
+    # Bradley-Terry model does not learn triplets, so they are not held against it)
     score = {}
 
     def episode_value(key: str) -> float:
@@ -202,19 +211,29 @@ def train_from_preferences(args: argparse.Namespace) -> None:
             score[key] = episode_score(model.score_episode(episodes[key]))
         return score[key]
 
-    strict = [(a, b) if p == 1.0 else (b, a) for a, b, p in test.pairs if p != TIE]
-    strict += [(c, f) for c, f, _ in test.triplets]
-    correct = [episode_value(w) > episode_value(l) for w, l in strict]
-    log.update(heldout_preferences=len(strict), heldout_accuracy=float(np.mean(correct)) if strict else None,
-               train_preferences=len(train.pairs) + len(train.triplets), labels=str(args.preferences))
+    def closeness(key: str, reference: str) -> float:
+        with torch.inference_mode():
+            views = [model.embed(episodes[k].select(model.cameras)) for k in (key, reference)]
+            return float(model.ot_rewards(*views).sum())
+
+    pairs = [(a, b) if p == 1.0 else (b, a) for a, b, p in test.pairs if p != TIE]
+    if args.kind == "rapl":
+        pairs = [(w, lo) for w, lo in pairs if w not in log["experts"] and lo not in log["experts"]]
+    correct = [episode_value(w) > episode_value(lo) for w, lo in pairs]
+    if args.kind == "rapl":
+        correct += [closeness(c, r) > closeness(f, r) for c, f, r in test.triplets]
+    log.update(heldout_preferences=len(correct), heldout_accuracy=float(np.mean(correct)) if correct else None,
+               train_preferences=len(train.pairs) + (len(train.triplets) if args.kind == "rapl" else 0),
+               labels=str(args.preferences))
     save()
-    acc = "n/a (too few labels to hold any out)" if not strict else f"{log['heldout_accuracy']:.1%} on {len(strict)}"
+    acc = "n/a (too few labels to hold any out)" if not correct else f"{log['heldout_accuracy']:.1%} on {len(correct)}"
     print(f"{args.kind} reward trained on {log['train_preferences']} labeled preferences; held-out preference "
           f"accuracy {acc} -> {args.out}")
 
 
 def expert_keys(store, prefs, count: int) -> list[str]:
-    """RAPL's expert videos from labels: episodes labeled successful or scored 5, else the most preferred."""
+    """RAPL's expert videos from labels: episodes labeled successful or scored 5, else the most preferred
+    (`prefs`: the training preferences only, so held-out labels never pick an expert)."""
     good = [lb.items[0] for lb in store.labels() if (lb.mode, lb.value) in (("success", True), ("score", 5))]
     wins: dict[str, float] = {}
     for a, b, p in prefs.pairs:

@@ -56,6 +56,8 @@ class RewardServerNode(Node):
         self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")),
                                      None if shaping == "none" else ShapingConfig(mode=shaping))
         self.max_batch = int(declare(self, "max_batch", 16))
+        if self.max_batch < 1:
+            raise RoboRewardError(f"reward_server: parameter max_batch must be >= 1, got {self.max_batch}")
         # frames waiting longer than this are skipped, so latency stays bounded when the model is
         # slower than the cameras (e.g. a ViT on a CPU); the learner drops their transitions
         self.max_age_s = float(declare(self, "max_age_s", 1.0))

@@ -96,11 +96,19 @@ def test_mcap_recording_split_into_episodes(tmp_path):
                 log.write(f"/robot/{cam}/image_raw", rgb_to_image(rgb, t), int(t * 1e9))
         log.write("/robo_reward/episode", String(data=json.dumps({"phase": "resetting", "episode": episode})),
                   int(t * 1e9))
+    # a driver that never sets stamps (all zero): still one playable clip per camera
+    log.write("/robo_reward/episode", String(data=json.dumps({"phase": "running", "episode": 3})), int(t * 1e9))
+    for step in range(5):
+        log.write("/robot/front/image_raw", rgb_to_image(np.full((24, 32, 3), 50 * step, np.uint8), 0.0),
+                  int((t + step) * 1e9))
     bad = Image(height=4, width=4, encoding="weird", step=4, data=bytes(16))  # skipped, not fatal
     log.write("/robot/front/image_raw", bad, int(t * 1e9))
     log.close()
     cat = scan_sources([tmp_path / "run.mcap"], tmp_path / "cache")
-    assert [e.index for e in cat.episodes] == [1, 2] and not cat.problems
+    assert [e.index for e in cat.episodes] == [1, 2, 3] and not cat.problems
+    assert len(decode_view(cat.episodes[2].views[0])) == 5
+    again = scan_sources([tmp_path / "run.mcap"], tmp_path / "cache")  # from the cached manifest
+    assert [e.key for e in again.episodes] == [e.key for e in cat.episodes]
     assert [v.camera for v in cat.episodes[0].views] == ["front", "wrist"]
     frames = decode_view(cat.episodes[0].views[0])
     assert frames.shape == (12, 24, 32, 3)
@@ -185,6 +193,8 @@ def test_sampling_strategies(tmp_path):
     assert set(ItemSampler(keys, ens, "disagreement").next("pairwise", set())) == {"e2", "e3"}
     triplet = closest.next("triplet", set())
     assert triplet[0] == "e5" and len(set(triplet)) == 3  # the best-scored episode is the reference
+    decided = {("e5", a, b) for a in keys for b in keys if len({"e5", a, b}) == 3}
+    assert closest.next("triplet", decided)[0] == "e4"  # all of e5's pairs decided: the next reference
     rand = ItemSampler(keys)
     done = set()
     for _ in range(15):
@@ -197,8 +207,10 @@ def test_sampling_strategies(tmp_path):
         ItemSampler(keys, {"e0": np.array([1.0])}, "closest")
     with pytest.raises(LabelError, match=">= 2"):
         ItemSampler(keys, scores, "disagreement")
+    with pytest.raises(LabelError, match="same number of scores"):
+        ItemSampler(keys, {**scores, "e0": np.array([1.0, 2.0])}, "closest")
     bad = tmp_path / "scores.json"
-    bad.write_text('{"x.mp4#0": "high"}')
+    bad.write_text('{"x.mp4#0": [1, [2, 3]]}')
     with pytest.raises(LabelError, match="expected a finite score"):
         load_scores(bad, [])
 
@@ -211,7 +223,7 @@ def api(clip_folder, tmp_path):
     cat = scan_sources([folder], tmp_path / "cache", task="push the block")
     store.add_episodes(cat.episodes)
     session = LabelingSession(cat, store, ItemSampler([e.key for e in cat.episodes]), "ann")
-    return TestClient(create_app(session)), session
+    return TestClient(create_app(session), base_url="http://127.0.0.1:8765"), session
 
 
 def test_api_label_undo_media(api):
@@ -229,7 +241,7 @@ def test_api_label_undo_media(api):
     unknown = client.post("/api/label", json={"mode": "score", "items": ["nope"], "value": 3})
     assert unknown.status_code == 400 and "unknown episode" in unknown.json()["detail"]
     assert client.get("/api/next", params={"mode": "ranking"}).status_code == 400
-    undone = client.post("/api/undo").json()
+    undone = client.post("/api/undo", json={}).json()
     assert undone["undone"] == {"mode": "pairwise", "value": "B"} and undone["item"]["items"] == item["items"]
     assert session.store.count() == 0
     # video: range requests, only the catalog's files, by number
@@ -237,6 +249,12 @@ def test_api_label_undo_media(api):
     part = client.get(url, headers={"Range": "bytes=10-49"})
     assert part.status_code == 206 and len(part.content) == 40
     assert part.headers["content-range"].startswith("bytes 10-49/")
+    # only this page may change labels: no cross-site form posts, no other site's page via DNS rebinding
+    assert client.post("/api/undo").status_code == 403  # not JSON (what a cross-site form sends)
+    assert client.post("/api/undo", json={}, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert client.post("/api/undo", json={}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.get("/api/config", headers={"Host": "evil.example:8765"}).status_code == 400
+    assert client.get("/api/config", headers={"Host": "localhost:8765"}).status_code == 200
     for path in ["/media/99", "/media/-1", "/media/..%2F..%2Fetc%2Fpasswd", "/media/../../etc/passwd",
                  "/../../etc/passwd", "/static/..%2F..%2Fetc%2Fpasswd"]:
         assert client.get(path).status_code in (404, 422), path
@@ -265,7 +283,7 @@ def test_token_required_when_set(clip_folder, tmp_path):
     store = LabelStore(tmp_path / "labels.db")
     cat = scan_sources([clip_folder], tmp_path / "cache")
     client = TestClient(create_app(LabelingSession(cat, store, ItemSampler([e.key for e in cat.episodes]), "ann"),
-                                   token="s3cret"))
+                                   token="s3cret", host="0.0.0.0"), base_url="http://robot-pc.lan:8765")
     assert client.get("/api/config").status_code == 401
     assert client.get("/media/0").status_code == 401
     assert client.get("/api/config", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -345,7 +363,7 @@ def test_rewards_trained_from_labels(camera_demos, tmp_path):
                  "--out", str(rapl), "--quiet"]) == 0
     log = json.loads((rapl / "robo_reward_reward.json").read_text())["config"]["train_log"]
     assert log["experts"][0] == keys[4]  # the episode scored 5 is RAPL's expert video
-    assert log["train_preferences"] + log["heldout_preferences"] == 46  # 45 pairs + 1 triplet
+    assert log["train_preferences"] == 37 and 0 < log["heldout_preferences"] <= 9  # 45 pairs + 1 triplet, 20% out
     assert load_reward_model(rapl, "cpu").name == "rapl"
 
     # scores -> a RoboReward-style set that `reward eval` reads

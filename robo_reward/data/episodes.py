@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -44,22 +45,53 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
-def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
-    """H.264 mp4 through PyAV (what LeRobot uses), playable in browsers and ROS tools."""
-    import av
+class VideoWriter:
+    """H.264 mp4 through PyAV (what LeRobot uses; browsers and ROS tools play it), frame by frame:
+    at a fixed rate, or at the times given (variable rate, e.g. from image stamps)."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), mode="w") as container:
-        x264 = "libx264" in av.codecs_available
-        stream = container.add_stream("libx264" if x264 else "mpeg4", rate=fps)
-        if x264:
-            stream.options = {"x264-params": "log=-1"}  # no encoder statistics on stderr
-        stream.width, stream.height, stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+    def __init__(self, path: Path, fps: int = 30):
+        self.path, self.fps, self.frames = Path(path), fps, 0
+        self._container = self._stream = self._size = None
+        self._last_ms = -1
+
+    def add(self, frame: np.ndarray, time_ms: int | None = None) -> None:
+        import av
+
+        h, w = frame.shape[:2]
+        if self._container is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+            x264 = "libx264" in av.codecs_available
+            self._stream = self._container.add_stream("libx264" if x264 else "mpeg4", rate=self.fps)
+            self._stream.width, self._stream.height, self._stream.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
+            if x264:
+                self._stream.options = {"x264-params": "log=-1"}  # no encoder statistics on stderr
+            if time_ms is not None:
+                self._stream.codec_context.time_base = Fraction(1, 1000)
+            self._size = (h, w)
+        if (h, w) != self._size:
+            raise DatasetError(f"{self.path}: a {h}x{w} frame after {self._size[0]}x{self._size[1]} frames")
+        image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
+        if time_ms is not None:  # strictly increasing, even for repeated stamps
+            image.pts = self._last_ms = max(int(time_ms), self._last_ms + 1)
+            image.time_base = Fraction(1, 1000)
+        self._container.mux(self._stream.encode(image))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.mux(self._stream.encode())
+            self._container.close()
+            self._container = None
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
+    writer = VideoWriter(path, fps)
+    try:
         for frame in frames:
-            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[: h - h % 2, : w - w % 2]), format="rgb24")
-            container.mux(stream.encode(image))
-        container.mux(stream.encode())
+            writer.add(frame)
+    finally:
+        writer.close()
 
 
 @dataclass

@@ -55,7 +55,7 @@ def cmd_label_serve(args: argparse.Namespace) -> None:
     session = LabelingSession(catalog, store, sampler, args.labeler, args.mode, args.task)
     print(f"{len(catalog.episodes)} episodes, {store.count()} labels in {args.db}; labeling as {args.labeler!r} at "
           f"{page_url(args.host, args.port, token)}", flush=True)
-    uvicorn.run(create_app(session, token), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(session, token, args.host), host=args.host, port=args.port, log_level="warning")
 
 
 def cmd_label_scores(args: argparse.Namespace) -> None:

@@ -31,7 +31,10 @@ def load_scores(path: str | Path, episodes: Sequence[EpisodeRef]) -> dict[str, n
     names = {e.name: e.key for e in episodes} | {e.key: e.key for e in episodes}
     out = {}
     for name, value in raw.items():
-        arr = np.atleast_1d(np.asarray(value, dtype=float)) if isinstance(value, (int, float, list)) else None
+        try:
+            arr = np.atleast_1d(np.asarray(value, dtype=float)) if isinstance(value, (int, float, list)) else None
+        except (TypeError, ValueError):  # ["x"], ragged lists
+            arr = None
         if arr is None or arr.ndim != 1 or not len(arr) or not np.all(np.isfinite(arr)):
             raise LabelError(f"{path}: {name!r}: expected a finite score or a list of scores, got {value!r}")
         if name in names:
@@ -50,9 +53,12 @@ class ItemSampler:
             if not scores or missing:
                 raise LabelError(f"strategy {strategy!r} needs a score for every episode; {len(missing)} of "
                                  f"{len(keys)} have none")
-            members = {len(v) for v in scores.values()}
-            if strategy == "disagreement" and (len(members) != 1 or members.pop() < 2):
-                raise LabelError("strategy 'disagreement' needs the same number (>= 2) of ensemble scores per episode")
+            members = {len(scores[k]) for k in keys}
+            if len(members) != 1:
+                raise LabelError(f"strategy {strategy!r} needs the same number of scores for every episode; "
+                                 f"got {sorted(members)}")
+            if strategy == "disagreement" and members.pop() < 2:
+                raise LabelError("strategy 'disagreement' needs >= 2 ensemble scores per episode")
         self.keys, self.strategy = list(keys), strategy
         self.rng = np.random.default_rng(seed)
         self.members = np.stack([scores[k] for k in self.keys]) if strategy != "random" else None
@@ -65,12 +71,13 @@ class ItemSampler:
         if mode == "pairwise":
             pair = self._pair(done, alive, None)
             return None if pair is None else self._shuffled(pair)
-        reference = self._reference(alive)
-        if reference is None:
-            return None
-        alive[reference] = False
-        pair = self._pair(done, alive, self.keys[reference])
-        return None if pair is None else (self.keys[reference], *self._shuffled(pair))
+        for reference in self._references(alive):  # the next reference whose pairs are not all decided
+            others = alive.copy()
+            others[reference] = False
+            pair = self._pair(done, others, self.keys[reference])
+            if pair is not None:
+                return (self.keys[reference], *self._shuffled(pair))
+        return None
 
     # ------------------------------------------------------------------ helpers
     def _shuffled(self, pair: tuple[str, str]) -> tuple[str, str]:
@@ -87,13 +94,14 @@ class ItemSampler:
         doubt = m.std(1) if m.shape[1] > 1 else -np.abs(m[:, 0] - np.median(self.members[:, 0]))
         return (self.keys[todo[int(np.argmax(doubt))]],)
 
-    def _reference(self, alive) -> int | None:
+    def _references(self, alive) -> list[int]:
+        """Candidate references in order: the best-scored episodes first (expert-like), else random."""
         idx = np.flatnonzero(alive)
         if len(idx) < 3:
-            return None
+            return []
         if self.members is None:
-            return int(self.rng.choice(idx))
-        return int(idx[np.argmax(self.members[idx].mean(1))])  # the best-scored episode is the reference
+            return [int(i) for i in self.rng.permutation(idx)]
+        return [int(i) for i in idx[np.argsort(-self.members[idx].mean(1), kind="stable")]]
 
     def _pair(self, done, alive, reference: str | None) -> tuple[str, str] | None:
         idx = np.flatnonzero(alive)

@@ -115,14 +115,35 @@ class ProblemIn(BaseModel):
     message: str = ""
 
 
-def create_app(session: LabelingSession, token: str | None = None):
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def host_name(header: str) -> str:
+    """'127.0.0.1:8765' -> '127.0.0.1', '[::1]:8765' -> '[::1]'."""
+    return header[: header.find("]") + 1] if header.startswith("[") else header.split(":", 1)[0]
+
+
+def create_app(session: LabelingSession, token: str | None = None, host: str = "127.0.0.1"):
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     app = FastAPI(title="robo_reward labeling", docs_url=None, redoc_url=None, openapi_url=None)
 
+    # without a token only loopback names are served: another site's page that re-binds its own name
+    # to 127.0.0.1 (DNS rebinding) gets nothing; with a token the token is the guard
+    allowed_hosts = None if token else LOOPBACK_NAMES | {host}
+
     @app.middleware("http")
-    async def require_token(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        if allowed_hosts is not None and host_name(request.headers.get("host", "")) not in allowed_hosts:
+            return JSONResponse({"detail": "unexpected Host header"}, 400)
+        if request.method == "POST":  # label changes only from this page (no cross-site form or fetch)
+            origin = request.headers.get("origin")
+            site = request.headers.get("sec-fetch-site")
+            if (origin is not None and origin.split("://", 1)[-1] != request.headers.get("host")) or \
+                    site not in (None, "same-origin", "none") or \
+                    not request.headers.get("content-type", "").startswith("application/json"):
+                return JSONResponse({"detail": "cross-site or non-JSON request refused"}, 403)
         if token is None:
             return await call_next(request)
         given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or \

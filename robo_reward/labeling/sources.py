@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from robo_reward.data.episodes import VideoWriter
 from robo_reward.errors import DatasetError
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
@@ -154,63 +157,100 @@ def camera_from_topic(topic: str) -> str:
     return parts[-1] if parts else topic
 
 
-def _mcap_episodes(path: Path) -> dict[int, dict[str, list[tuple[float, np.ndarray, bytes]]]]:
-    """episode -> camera -> [(stamp, rgb, raw bytes)] for images recorded while that episode ran."""
+class _McapEpisode:
+    """One running episode of a recording, encoded as its images stream in (memory: one frame)."""
+
+    def __init__(self, index: int, folder: Path):
+        self.index, self.folder = index, folder
+        self.hash = hashlib.sha256()
+        self.clips: dict[str, VideoWriter] = {}
+        self.times: dict[str, list[float]] = {}
+
+    def add(self, camera: str, stamp: float, rgb: np.ndarray, raw: bytes) -> None:
+        if camera not in self.clips:
+            self.clips[camera] = VideoWriter(self.folder / f"{camera}.mp4")
+            self.times[camera] = []
+        t0 = self.times[camera][0] if self.times[camera] else stamp
+        self.clips[camera].add(rgb, round((stamp - t0) * 1000))
+        self.times[camera].append(stamp)
+        self.hash.update(camera.encode())
+        self.hash.update(raw)
+
+    def finish(self, cache: Path) -> dict:
+        """Close the clips and move them to cache/<content hash>; returns the manifest entry."""
+        for clip in self.clips.values():
+            clip.close()
+        key = self.hash.hexdigest()
+        final = cache / key[:16]
+        if final.exists():
+            shutil.rmtree(self.folder)
+        else:
+            self.folder.replace(final)
+        durations = []
+        for times in self.times.values():
+            gap = float(np.median(np.diff(times))) if len(times) > 1 else 0.1
+            durations.append(times[-1] - times[0] + max(gap, 1e-3))
+        return {"index": self.index, "key": key, "cameras": sorted(self.clips), "duration": max(durations)}
+
+
+def _read_mcap(path: Path, cache: Path) -> list[dict]:
+    """Split a recording into episodes (the /robo_reward/episode status) and encode their cameras."""
     from mcap_ros2.reader import read_ros2_messages
 
     from robo_reward.runtime.codecs import MessageError, image_to_rgb
 
-    episodes: dict[int, dict[str, list]] = {}
-    running: int | None = None
+    done: list[dict] = []
+    current: _McapEpisode | None = None
+    work = Path(tempfile.mkdtemp(prefix=".scan-", dir=cache))
     try:
         for m in read_ros2_messages(str(path)):
             topic, msg = m.channel.topic, m.ros_msg
             if topic == EPISODE_TOPIC:
                 status = json.loads(msg.data)
                 running = int(status["episode"]) if status.get("phase") == "running" else None
-            elif running is not None and m.schema.name in ("sensor_msgs/msg/Image", "sensor_msgs/Image"):
+                if current is not None and running != current.index:
+                    if current.clips:
+                        done.append(current.finish(cache))
+                    current = None
+                if running is not None and current is None:
+                    current = _McapEpisode(running, work / str(running))
+            elif current is not None and m.schema.name in ("sensor_msgs/msg/Image", "sensor_msgs/Image"):
                 try:
                     rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data))
-                except MessageError:
-                    continue
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-                episodes.setdefault(running, {}).setdefault(camera_from_topic(topic), []).append(
-                    (stamp, rgb, bytes(msg.data)))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+                    current.add(camera_from_topic(topic), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                                rgb, bytes(msg.data))
+                except (MessageError, DatasetError):
+                    continue  # an image the runtime would also have skipped
+        if current is not None and current.clips:
+            done.append(current.finish(cache))
+    except DatasetError:
+        raise
+    except Exception as exc:  # the mcap reader and decoders raise their own error types for damaged files
         raise DatasetError(f"{path}: cannot read MCAP ({type(exc).__name__}: {exc})") from exc
-    except Exception as exc:  # the mcap reader raises its own error types for truncated files
-        raise DatasetError(f"{path}: cannot read MCAP ({type(exc).__name__}: {exc})") from exc
-    return episodes
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return done
 
 
 def scan_mcap(path: Path, task: str, cache: Path) -> Catalog:
-    """Episodes of a runtime MCAP recording (split by the episode status topic), each camera encoded
-    once into an H.264 clip under `cache`."""
-    from robo_reward.data.episodes import write_video
-
+    """Episodes of a runtime MCAP recording, each camera encoded once into an H.264 clip (at the
+    images' own times) under `cache`; a second scan of the same file only reads its manifest."""
     cat = Catalog()
-    recorded = _mcap_episodes(path)
-    if not recorded:
+    path = path.resolve()
+    stat = path.stat()
+    cache.mkdir(parents=True, exist_ok=True)
+    identity = hashlib.sha256(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    manifest = cache / f"mcap-{identity}.json"
+    entries = json.loads(manifest.read_text()) if manifest.is_file() else None
+    if entries is None or not all((cache / e["key"][:16] / f"{c}.mp4").is_file() for e in entries
+                                  for c in e["cameras"]):
+        entries = _read_mcap(path, cache)
+        manifest.write_text(json.dumps(entries))
+    if not entries:
         cat.problems.append(f"{path}: no camera images recorded during a running episode")
-    for index, cameras in sorted(recorded.items()):
-        h = hashlib.sha256()
-        for cam in sorted(cameras):
-            for _, _, raw in cameras[cam]:
-                h.update(raw)
-        key = h.hexdigest()
-        views, durations = [], []
-        for cam in sorted(cameras):
-            frames = cameras[cam]
-            stamps = np.array([s for s, _, _ in frames])
-            fps = int(np.clip(round(1 / np.median(np.diff(stamps))), 1, 120)) if len(frames) > 1 else 1
-            clip = cache / key[:16] / f"{cam}.mp4"
-            if not clip.is_file():
-                tmp = clip.with_suffix(".partial.mp4")
-                write_video(tmp, [rgb for _, rgb, _ in frames], fps)
-                tmp.replace(clip)
-            views.append(View(cam, clip.resolve()))
-            durations.append(len(frames) / fps)
-        cat.episodes.append(EpisodeRef(key, str(path.resolve()), index, task, views, max(durations)))
+    for e in entries:
+        views = [View(c, (cache / e["key"][:16] / f"{c}.mp4").resolve()) for c in e["cameras"]]
+        cat.episodes.append(EpisodeRef(e["key"], str(path), e["index"], task, views, e["duration"]))
     return cat
 
 
@@ -231,6 +271,9 @@ def scan_sources(sources: Sequence[str | Path], cache: Path, task: str = "",
                 cat = scan_video_folder(path, task, hashes)
         except DatasetError as exc:
             out.problems.append(str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one unreadable source never stops the others (or the server)
+            out.problems.append(f"{path}: skipped ({type(exc).__name__}: {exc})")
             continue
         out.problems += cat.problems
         known = {e.key for e in out.episodes}

@@ -255,13 +255,14 @@ class LabelStore:
                     value = check_label(r["mode"], items, r["value"])
                     labels.append(Label(str(r["uid"]), str(r["labeler"]), r["mode"], float(r["created"]), tuple(items),
                                         value))
-                    episodes.update({e["key"]: e for e in r["episodes"] if "source" in e})
+                    episodes.update({e["key"]: (str(e["source"]), int(e.get("index", 0)))
+                                     for e in r["episodes"] if "source" in e})
                 except (KeyError, TypeError, ValueError, LabelError) as exc:
                     raise LabelError(f"{path}: record {n}: {exc} (expected uid, labeler, mode, created, value, "
                                      f"episodes[{{key, source, index}}])") from None
             with self.lock, self.db:
                 self.db.executemany("INSERT OR IGNORE INTO episodes VALUES (?, ?, ?, NULL, NULL)",
-                                    [(k, e["source"], int(e.get("index", 0))) for k, e in episodes.items()])
+                                    [(k, source, index) for k, (source, index) in episodes.items()])
             new = self._insert(labels)
             added, duplicates = added + new, duplicates + len(labels) - new
         return added, duplicates

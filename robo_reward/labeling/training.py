@@ -63,11 +63,13 @@ def locate(store: LabelStore, keys: Iterable[str], sources: Sequence[str], cache
     keys = set(keys)
     remembered = {v["source"] for v in store.episode_identity(keys).values()}
     paths = list(dict.fromkeys([*sources, *sorted(remembered)]))
-    found = {k: e for k, e in scan_sources(paths, cache).by_key().items() if k in keys}
+    catalog = scan_sources(paths, cache)
+    found = {k: e for k, e in catalog.by_key().items() if k in keys}
     missing = keys - set(found)
     if missing:
+        skipped = f"; skipped while scanning: {'; '.join(catalog.problems)}" if catalog.problems else ""
         raise LabelError(f"{len(missing)} labeled episode(s) not found in {paths} (by content hash); pass the "
-                         f"recordings with --dataset")
+                         f"recordings with --dataset{skipped}")
     return found
 
 
