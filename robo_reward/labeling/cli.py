@@ -55,6 +55,11 @@ def cmd_label_serve(args: argparse.Namespace) -> None:
     session = LabelingSession(catalog, store, sampler, args.labeler, args.mode, args.task)
     print(f"{len(catalog.episodes)} episodes, {store.count()} labels in {args.db}; labeling as {args.labeler!r} at "
           f"{page_url(args.host, args.port, token)}", flush=True)
+    if args.open:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, [page_url(args.host, args.port, token)]).start()
     uvicorn.run(create_app(session, token, args.host), host=args.host, port=args.port, log_level="warning")
 
 
@@ -151,6 +156,7 @@ def add_label_parsers(groups, command) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--token", help="required from browsers (default: $ROBO_REWARD_LABEL_TOKEN)")
     p.add_argument("--cache", default=str(default_cache()), help="where MCAP images are encoded into clips")
+    p.add_argument("--open", action="store_true", help="open the page in this machine's browser")
 
     p = command(label, "scores", cmd_label_scores, "score episodes with reward model(s) for uncertainty sampling")
     p.add_argument("sources", nargs="+")
