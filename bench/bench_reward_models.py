@@ -6,8 +6,9 @@ classifier, judged against the simulator's own success check on held-out seeds.
 Stages (each skipped when its output exists under --work): training demos (low noise, run past
 success so the success state stays in view) -> held-out rollouts (high noise: successes, failures,
 partial lifts) -> labeled training rollouts (same noise, other seeds: the failures a success
-classifier needs as negatives) -> hop model (one-shot from one demo, and from all demos) and success
-classifier (demos only, and demos + rollouts) -> `robo-reward reward eval` of each on the held-out set.
+classifier needs as negatives) -> hop model (one-shot from one demo, from all demos, and from the demos
+plus the successful rollouts) and success classifier (demos only, and demos + rollouts) ->
+`robo-reward reward eval` of each on the held-out set.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
         "hop_one_demo": ["reward", "train", "hop", "--dataset", str(train), "--episodes", "0",
                          "--steps", str(args.hop_steps)],
         "hop_all_demos": ["reward", "train", "hop", "--dataset", str(train), "--steps", str(args.hop_steps)],
+        # the successful labeled rollouts as extra demonstrations: noisier motion, like the held-out set's
+        "hop_demos_rollouts": ["reward", "train", "hop", "--dataset", str(train), str(rollouts), "--steps",
+                               str(2 * args.hop_steps)],
         "success_classifier": ["reward", "train", "classifier", "--dataset", str(train), "--steps",
                                str(args.classifier_steps)],
         "success_classifier_rollouts": ["reward", "train", "classifier", "--dataset", str(train), str(rollouts),
