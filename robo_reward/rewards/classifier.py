@@ -8,7 +8,7 @@ probability clears the threshold (HIL-SERL thresholds at 0.85 and adds a state c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,15 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from robo_reward.device import pick_device
-from robo_reward.rewards.base import FrameRewardModel, RewardInputError, RewardModelError
-from robo_reward.rewards.vision import MultiViewEncoder, augment, load_weights, read_manifest, save_model_dir, to_tensor
+from robo_reward.rewards.base import FrameRewardModel, RewardInputError
+from robo_reward.rewards.vision import (
+    MultiViewEncoder,
+    augment,
+    load_weights,
+    read_net_config,
+    save_net_model,
+    to_tensor,
+)
 
 CLASSIFIER_KIND = "success-classifier"
 
@@ -135,17 +142,11 @@ def train_success_classifier(episodes: Sequence, net_cfg: SuccessNetConfig = Suc
 
 def save_success_classifier(out: str | Path, net: SuccessNet, train_log: dict | None = None,
                             overwrite: bool = False) -> Path:
-    return save_model_dir(out, CLASSIFIER_KIND, {"net": asdict(net.cfg), "train_log": train_log or {}}, net,
-                          overwrite=overwrite)
+    return save_net_model(out, CLASSIFIER_KIND, net, train_log, overwrite)
 
 
 def load_success_classifier(path: str | Path, device: str = "auto") -> SuccessClassifier:
-    manifest = read_manifest(path, CLASSIFIER_KIND)
-    try:
-        cfg = manifest["config"]["net"]
-        net_cfg = SuccessNetConfig(**{**cfg, "cameras": tuple(cfg["cameras"])})
-    except (KeyError, TypeError) as exc:
-        raise RewardModelError(f"{path}: invalid success-classifier config ({exc})") from exc
+    net_cfg = read_net_config(path, CLASSIFIER_KIND, SuccessNetConfig, "success-classifier")
     torch_device = pick_device(device)
     net = SuccessNet(net_cfg)
     load_weights(path, net, torch_device)

@@ -9,7 +9,7 @@ Progress in [0, 1] is r rescaled by the 5th / 95th percentile of r on the traini
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +22,14 @@ from robo_reward.rewards.base import (
     Episode,
     FrameRewardModel,
     RewardInputError,
-    RewardModelError,
     subsample_indices,
 )
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
     augment,
     load_weights,
-    read_manifest,
-    save_model_dir,
+    read_net_config,
+    save_net_model,
     to_tensor,
 )
 
@@ -139,17 +138,11 @@ def train_bradley_terry(pairs: Sequence[tuple[Episode, Episode, float]], net_cfg
 
 def save_bradley_terry(out: str | Path, net: FrameRewardNet, train_log: dict | None = None,
                        overwrite: bool = False) -> Path:
-    return save_model_dir(out, BT_KIND, {"net": asdict(net.cfg), "train_log": train_log or {}}, net,
-                          overwrite=overwrite)
+    return save_net_model(out, BT_KIND, net, train_log, overwrite)
 
 
 def load_bradley_terry(path: str | Path, device: str = "auto") -> BradleyTerryReward:
-    manifest = read_manifest(path, BT_KIND)
-    try:
-        cfg = manifest["config"]["net"]
-        net_cfg = FrameRewardNetConfig(**{**cfg, "cameras": tuple(cfg["cameras"])})
-    except (KeyError, TypeError) as exc:
-        raise RewardModelError(f"{path}: invalid Bradley-Terry reward config ({exc})") from exc
+    net_cfg = read_net_config(path, BT_KIND, FrameRewardNetConfig, "Bradley-Terry reward")
     torch_device = pick_device(device)
     net = FrameRewardNet(net_cfg)
     load_weights(path, net, torch_device)

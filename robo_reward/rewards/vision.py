@@ -128,6 +128,25 @@ def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     return data
 
 
+def save_net_model(out: str | Path, kind: str, net: nn.Module, train_log: dict | None = None,
+                   overwrite: bool = False) -> Path:
+    """A model directory whose manifest holds the net's config dataclass (`net.cfg`) and the train log."""
+    from dataclasses import asdict
+
+    return save_model_dir(out, kind, {"net": asdict(net.cfg), "train_log": train_log or {}}, net,
+                          overwrite=overwrite)
+
+
+def read_net_config(path: str | Path, kind: str, config_cls: type, what: str):
+    """The `net` config saved by save_net_model, as `config_cls` (cameras back to a tuple)."""
+    manifest = read_manifest(path, kind)
+    try:
+        cfg = manifest["config"]["net"]
+        return config_cls(**{**cfg, "cameras": tuple(cfg["cameras"])})
+    except (KeyError, TypeError) as exc:
+        raise RewardModelError(f"{path}: invalid {what} config ({exc})") from exc
+
+
 def load_weights(path: str | Path, module: nn.Module, device: torch.device) -> dict[str, np.ndarray]:
     """safetensors weights into `module`, plus the reference arrays; shape mismatches name the file."""
     from safetensors.torch import load_file
