@@ -32,19 +32,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import cv2
 import numpy as np
-import rclpy
 import torch
 import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robo_reward.config.hardware import CONFIG_DIR, load_hardware_config
 from ros_nodes.common import LATCHED, RELIABLE, SENSOR, to_sec, to_stamp
-from ros_nodes.runner import FASTDDS_PROFILE
+from ros_nodes.runner import BackgroundNode, ros_up_process
 
 RESULTS = Path(__file__).parent / "results"
 CAMERA_NAMES = ["agentview", "wrist", "side"]  # CLIP reads the first ("agentview" by default)
@@ -58,36 +56,12 @@ def percentiles(values) -> dict:
             "p99_ms": round(float(np.percentile(v, 99)) * 1e3, 2), "max_ms": round(float(v.max()) * 1e3, 2)}
 
 
-class Probe:
+class Probe(BackgroundNode):
     def __init__(self, domain: int):
-        self.context = rclpy.context.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("bench_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.running = True
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while self.running:
-            self.executor.spin_once(timeout_sec=0.02)
+        super().__init__("bench_probe", domain)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
-
-    def close(self):
-        self.running = False
-        self.thread.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-def start(config: Path, args: list[str], domain: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
-           "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "robo_reward.cli", "ros", "up", str(config), *args], env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -166,9 +140,9 @@ def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, 
     probe.node.create_subscription(JointState, "/robo_reward/reward", on_reward, RELIABLE)
     common = ["--profile", "reward_server", "--reward", "clip" if cameras == 1 else "hop", "--reward-model", str(model),
               "--device", "cpu", "--reward-max-batch", str(max_batch)]
-    server = start(path, [*common, "--only", "reward_server"], domain, work / f"server_{cameras}.log")
-    cams = start(path, [*common, "--only", *[f"camera_{n}" for n in CAMERA_NAMES[:cameras]]], domain,
-                 work / f"cameras_{cameras}.log")
+    server = ros_up_process(path, [*common, "--only", "reward_server"], domain, work / f"server_{cameras}.log")
+    cams = ros_up_process(path, [*common, "--only", *[f"camera_{n}" for n in CAMERA_NAMES[:cameras]]], domain,
+                          work / f"cameras_{cameras}.log")
     try:
         end = time.monotonic() + 240
         while len(latencies) < 10 and time.monotonic() < end:  # model loading, discovery
@@ -188,8 +162,8 @@ def bench_reward_latency(work: Path, cameras: int, model: Path, seconds: float, 
 
 def bench_safety_stop(work: Path, domain: int, trials: int) -> dict:
     cfg = load_hardware_config("franka_panda")
-    monitor = start(CONFIG_DIR / "franka_panda.yaml", ["--profile", "real_arm", "--only", "safety_monitor"], domain,
-                    work / "safety.log")
+    monitor = ros_up_process(CONFIG_DIR / "franka_panda.yaml", ["--profile", "real_arm", "--only", "safety_monitor"],
+                             domain, work / "safety.log")
     probe = Probe(domain)
     node = probe.node
     joints = node.create_publisher(JointState, cfg.topics.joint_states, SENSOR)
@@ -260,10 +234,10 @@ def bench_actor_jitter(work: Path, base: Path, dataset: Path, domain: int, secon
                                    lambda m: commands.append(time.monotonic()), RELIABLE)
     probe.node.create_subscription(String, "/robo_reward/episode",
                                    lambda m: phases.append((time.monotonic(), json.loads(m.data)["phase"])), LATCHED)
-    stack = start(path, ["--base", str(base), "--dataset", str(dataset), "--run-dir", str(work / "learner"),
-                         "--record-dir", str(work / "recording"), "--max-episode-steps", "200",
-                         "--only", "sim_robot", "actor", "safety_monitor", "reset_manager"], domain,
-                  work / "actor.log")
+    stack = ros_up_process(path, ["--base", str(base), "--dataset", str(dataset), "--run-dir", str(work / "learner"),
+                                  "--record-dir", str(work / "recording"), "--max-episode-steps", "200",
+                                  "--only", "sim_robot", "actor", "safety_monitor", "reset_manager"], domain,
+                           work / "actor.log")
     try:
         end = time.monotonic() + 240
         while len(commands) < 20 and time.monotonic() < end:

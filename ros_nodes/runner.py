@@ -13,13 +13,14 @@ import faulthandler
 import importlib
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
@@ -114,3 +115,38 @@ def run_single(cls: type, args=None) -> None:
         rclpy.try_shutdown()
         sys.exit(2)
     _spin([node], None)
+
+
+class BackgroundNode:
+    """A node with its own context on ROS domain `domain`, spun in a daemon thread: for tools, tests
+    and benchmarks that watch or poke a running stack from ordinary Python code."""
+
+    def __init__(self, name: str, domain: int, spin_period_s: float = 0.02):
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._period, self._spinning = spin_period_s, True
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while self._spinning:
+            self.executor.spin_once(timeout_sec=self._period)
+
+    def close(self) -> None:
+        self._spinning = False
+        self._thread.join()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def ros_up_process(config: str | Path, args: Sequence[str], domain: int, log: Path) -> subprocess.Popen:
+    """`robo-reward ros up CONFIG ARGS...` in its own process on ROS domain `domain`, with the shipped
+    Fast DDS profile; stdout and stderr go to `log`."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
+           "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "robo_reward.cli", "ros", "up", str(config), *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +20,6 @@ rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import WrenchStamped
-from rclpy.executors import SingleThreadedExecutor
 from reward_helpers import save_tiny_open_clip
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
@@ -32,19 +28,16 @@ from std_srvs.srv import Trigger
 from robo_reward.cli import main
 from robo_reward.config.hardware import CONFIG_DIR
 from ros_nodes.common import LATCHED, RELIABLE, SENSOR, to_stamp
-from ros_nodes.runner import FASTDDS_PROFILE
+from ros_nodes.runner import BackgroundNode, ros_up_process
 
-ROBO_REWARD = [sys.executable, "-m", "robo_reward.cli"]
 PERIOD = 0.05  # sim_panda_lift runs at 20 Hz
 
 
-class Operator:
+class Operator(BackgroundNode):
     """The test's own node: records what the stack publishes and injects faults."""
 
     def __init__(self, domain: int):
-        self.context = rclpy.context.Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("test_operator", context=self.context)
+        super().__init__("test_operator", domain, spin_period_s=0.05)
         self.commands: list[float] = []
         self.rewards: list[dict] = []
         self.episodes: list[dict] = []
@@ -71,15 +64,6 @@ class Operator:
         n.create_subscription(JointState, "/joint_states", lambda m: setattr(self, "joint_state", m), SENSOR)
         self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR)
         self.estop = n.create_publisher(Bool, "/robo_reward/estop", RELIABLE)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(n)
-        self.spinning = True
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while self.spinning:
-            self.executor.spin_once(timeout_sec=0.05)
 
     def wait(self, what: str, predicate, timeout: float):
         end = time.monotonic() + timeout
@@ -116,13 +100,6 @@ class Operator:
     def episodes_done(self) -> int:
         return max([e["outcome"]["episode"] for e in self.episodes if e.get("outcome")], default=0)
 
-    def close(self):
-        self.spinning = False
-        self.thread.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
 @pytest.fixture(scope="module")
 def rehearsal_inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("rehearsal")
@@ -141,13 +118,6 @@ def front_camera_config(tmp_path) -> Path:
     path = tmp_path / "sim_panda_lift_front.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def _start(config: Path, args: list[str], domain: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
-           "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([*ROBO_REWARD, "ros", "up", str(config), *args], env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def _stop(proc: subprocess.Popen, log: Path) -> None:
@@ -173,8 +143,9 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
     robot_nodes = ["sim_robot", "reward_server", "actor", "safety_monitor", "reset_manager", "recorder"]
     logs = {name: tmp_path / f"{name}.log" for name in ("robot", "learner", "learner2")}
     op = Operator(domain)
-    procs = {"robot": _start(config_path, [*common, "--mcap", str(mcap), "--only", *robot_nodes], domain, logs["robot"]),
-             "learner": _start(config_path, [*common, "--only", "learner"], domain, logs["learner"])}
+    procs = {"robot": ros_up_process(config_path, [*common, "--mcap", str(mcap), "--only", *robot_nodes], domain,
+                                     logs["robot"]),
+             "learner": ros_up_process(config_path, [*common, "--only", "learner"], domain, logs["learner"])}
     proc_logs = {"robot": logs["robot"], "learner": logs["learner"]}
     try:
         # frames flow sim cameras -> reward server -> (stamped rewards) -> learner, which joins them with
@@ -214,7 +185,7 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
         version = op.actor["weights_version"]
         steps_before = op.heartbeat["env_step"]
         # ... and comes back from its checkpoint; the actor takes its (new-session) weights
-        procs["learner"] = _start(config_path, [*common, "--only", "learner"], domain, logs["learner2"])
+        procs["learner"] = ros_up_process(config_path, [*common, "--only", "learner"], domain, logs["learner2"])
         proc_logs["learner"] = logs["learner2"]
         op.wait("the learner link back", lambda: op.actor.get("learner_link") == "ok", 120)
         op.wait("resumed learning", lambda: op.heartbeat.get("env_step", 0) > steps_before, 120)
@@ -264,9 +235,9 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
     logs = {"robot": tmp_path / "robot.log", "stack": tmp_path / "stack.log"}
     op = Operator(domain)
     # the sim robot in its own process, so that it can be frozen (the robot going silent)
-    procs = {"robot": _start(front_camera_config, [*common, "--only", "sim_robot"], domain, logs["robot"]),
-             "stack": _start(front_camera_config, [*common, "--only", "reward_server", "actor", "safety_monitor",
-                                                   "reset_manager"], domain, logs["stack"])}
+    procs = {"robot": ros_up_process(front_camera_config, [*common, "--only", "sim_robot"], domain, logs["robot"]),
+             "stack": ros_up_process(front_camera_config, [*common, "--only", "reward_server", "actor",
+                                                           "safety_monitor", "reset_manager"], domain, logs["stack"])}
     camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR)
     joints = op.node.create_publisher(JointState, "/joint_states", SENSOR)
 
