@@ -6,8 +6,9 @@ classifier, judged against the simulator's own success check on held-out seeds.
 Stages (each skipped when its output exists under --work): training demos (low noise, run past
 success so the success state stays in view) -> held-out rollouts (high noise: successes, failures,
 partial lifts) -> labeled training rollouts (same noise, other seeds: the failures a success
-classifier needs as negatives) -> hop model (one-shot from one demo, from all demos, and from the demos
-plus the successful rollouts) and success classifier (demos only, and demos + rollouts) ->
+classifier needs as negatives) -> hop model (one-shot from one demo, from all demos, and from the
+demos plus the successful rollouts) and success classifier (demos only, and demos + rollouts), and
+the last hop model's progress paired with the last classifier's success call (`reward combine`) ->
 `robo-reward reward eval` of each on the held-out set.
 """
 
@@ -65,17 +66,21 @@ def main() -> None:
     collect(train, args.task, args.train_episodes, args.train_noise, 0, args.image_size)
     collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size)
     collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size)
+    sizes = ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
     models = {
         "hop_one_demo": ["reward", "train", "hop", "--dataset", str(train), "--episodes", "0",
-                         "--steps", str(args.hop_steps)],
-        "hop_all_demos": ["reward", "train", "hop", "--dataset", str(train), "--steps", str(args.hop_steps)],
+                         "--steps", str(args.hop_steps), *sizes],
+        "hop_all_demos": ["reward", "train", "hop", "--dataset", str(train), "--steps", str(args.hop_steps), *sizes],
         # the successful labeled rollouts as extra demonstrations: noisier motion, like the held-out set's
         "hop_demos_rollouts": ["reward", "train", "hop", "--dataset", str(train), str(rollouts), "--steps",
-                               str(2 * args.hop_steps)],
+                               str(2 * args.hop_steps), *sizes],
         "success_classifier": ["reward", "train", "classifier", "--dataset", str(train), "--steps",
-                               str(args.classifier_steps)],
+                               str(args.classifier_steps), *sizes],
         "success_classifier_rollouts": ["reward", "train", "classifier", "--dataset", str(train), str(rollouts),
-                                        "--steps", str(args.classifier_steps)],
+                                        "--steps", str(args.classifier_steps), *sizes],
+        # no training: the hop model's progress with the classifier's success call, as one reward model
+        "hop_progress_classifier_success": ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"),
+                                            "--success", str(work / "success_classifier_rollouts")],
     }
     out = RESULTS / f"reward_models_{args.task}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -84,8 +89,7 @@ def main() -> None:
         train_s = results.get(name, {}).get("train_s")
         if not model_dir.exists():
             start = time.time()
-            run([*argv, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
-                 "--out", str(model_dir), "--quiet"])
+            run([*argv, "--out", str(model_dir), "--quiet"])
             train_s = round(time.time() - start, 1)
         run(["reward", "eval", "--model", str(model_dir), "--dataset", str(heldout), "--out",
              str(work / f"eval_{name}"), "--quiet", "--overwrite"])

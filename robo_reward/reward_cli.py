@@ -326,7 +326,8 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
     result = model.score_episode(item.episode)
     if not result.ok:
         raise RoboRewardError(f"{args.model} gave no reward for {source}: {result.error}")
-    rewards = shaped_rewards(result.progress, ShapingConfig(mode=args.shaping)) if len(result.progress) > 1 \
+    gold = result.success if getattr(model, "success_sets_gold", False) else None
+    rewards = shaped_rewards(result.progress, ShapingConfig(mode=args.shaping), gold) if len(result.progress) > 1 \
         else np.zeros(0, np.float32)
     print(f"{'step':>5} {'progress':>9} {'success':>8} {'reward':>9}")
     for t in range(item.episode.length):
@@ -341,6 +342,15 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
                                           "reward": rewards.tolist()})
         plot_progress(tmp / "progress.png", [item], [result])
     print(f"figure {Path(args.out) / 'progress.png'}, values {Path(args.out) / 'scores.json'}")
+
+
+def cmd_reward_combine(args: argparse.Namespace) -> None:
+    from robo_reward.rewards.combined import save_progress_success
+
+    model = save_progress_success(args.out, args.progress, args.success, overwrite=args.overwrite,
+                                  device=args.device)
+    print(f"wrote {args.out}: progress from {model.progress_model.name} ({args.progress}), success from "
+          f"{model.success_model.name} ({args.success}); cameras {list(model.cameras)}")
 
 
 def add_reward_parsers(groups, command) -> None:
@@ -363,6 +373,12 @@ def add_reward_parsers(groups, command) -> None:
     p.add_argument("--experts", type=int, default=1, help="rapl: successful episodes used as expert videos")
     p.add_argument("--clip-model", default="ViT-B-32", help="clip: open_clip name or local directory")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="clip: tag or weights file")
+    p.add_argument("--out", required=True)
+
+    p = command(reward, "combine", cmd_reward_combine,
+                "one model's progress (shaping) with another's success call (r_gold), as one reward model")
+    p.add_argument("--progress", required=True, help="reward-model directory whose progress shapes the reward (hop)")
+    p.add_argument("--success", required=True, help="reward-model directory that decides success (classifier)")
     p.add_argument("--out", required=True)
 
     p = command(reward, "augment", cmd_reward_augment,

@@ -173,3 +173,69 @@ def test_rapl_trains_from_simulator_preferences(camera_demos, tmp_path):
                  str(tmp_path / "ev"), "--quiet", "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "ev" / "reward_eval.json").read_text())["summary"]
     assert 0.0 <= summary["preference_accuracy"] <= 1.0 and summary["no_reward"] == 0
+
+
+def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demos, tmp_path, capsys):
+    import shutil
+
+    from robo_reward.rewards.registry import ModelRewardSource
+    from robo_reward.rewards.shaping import ShapingConfig
+    from robo_reward.runtime.reward_server import RewardServerCore, Sample
+
+    episodes = load_episodes(camera_demos)
+    first_success = next(i for i, e in enumerate(episodes) if e.succeeded)
+    models = tmp_path / "models"
+    common = ["--image-size", "32", "--quiet", "--device", "cpu"]
+    assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first_success),
+                 "--steps", "30", "--out", str(models / "hop"), *common]) == 0
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--cameras", "agentview",
+                 "--steps", "40", "--out", str(models / "clf"), *common]) == 0
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(models / "clf"),
+                 "--out", str(models / "both")]) == 0
+    # the tree moves as a whole (paths are stored relative to the combined directory)
+    shutil.move(models, tmp_path / "moved")
+    models = tmp_path / "moved"
+    hop, clf = load_reward_model(models / "hop", "cpu"), load_reward_model(models / "clf", "cpu")
+    both = load_reward_model(models / "both", "cpu")
+    assert both.name == "progress-success" and both.cameras == ("agentview", "robot0_eye_in_hand")
+    episode = episodes[first_success].episode
+    result = both.score_episode(episode)
+    np.testing.assert_array_equal(result.progress, hop.score_episode(episode).progress)
+    np.testing.assert_array_equal(result.success, clf.score_episode(episode).success)
+
+    # every consumer takes r_gold from the classifier: `reward score`, the RL reward source, the ROS reward server
+    capsys.readouterr()
+    assert main(["reward", "score", str(camera_demos), "--episode", str(first_success), "--model",
+                 str(models / "both"), "--out", str(tmp_path / "score"), "--device", "cpu"]) == 0
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text())
+    phi, success = np.array(scores["progress"]), np.array(scores["success"])
+    np.testing.assert_array_equal(success, result.success)
+    expected = success[1:] + 0.99 * phi[1:] - phi[:-1]
+    np.testing.assert_allclose(scores["reward"], expected, atol=1e-5)
+    source = ModelRewardSource(both, ShapingConfig())
+    np.testing.assert_allclose(source.episode_rewards(episode)[:-1], expected, atol=1e-5)
+    core = RewardServerCore(both, episode.task, ShapingConfig())
+    frames = episode.frames
+    out = core.process([Sample(float(t), {c: frames[c][t] for c in frames}) for t in range(12)])
+    assert all(o.ok for o in out)
+    for before, after in zip(out, out[1:]):
+        assert after.reward == pytest.approx(after.success + 0.99 * after.progress - before.progress, abs=1e-5)
+    run = tmp_path / "run"
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "progress-success",
+                 "--reward-model", str(models / "both"), "--steps", "90", "--eval-every", "90", "--eval-episodes",
+                 "1", "--out", str(run), "--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set",
+                 "critic_warmup_updates=5", "--set", "batch_size=16"]) == 0
+    assert json.loads((run / "run_config.json").read_text())["reward"]["source"] == "progress-success"
+    returns = [e["return"] for e in json.loads((run / "metrics.json").read_text())["episodes"]]
+    assert returns and all(np.isfinite(returns))
+
+    # bad pairs fail with the path named, nothing written
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "c1")]) == 2
+    assert "nope: not a reward model directory" in capsys.readouterr().err and not (tmp_path / "c1").exists()
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--cameras", "agentview",
+                 "--steps", "2", "--out", str(tmp_path / "clf48"), "--image-size", "48", "--quiet",
+                 "--device", "cpu"]) == 0
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(tmp_path / "clf48"),
+                 "--out", str(tmp_path / "c2")]) == 2
+    assert "different image sizes" in capsys.readouterr().err and not (tmp_path / "c2").exists()

@@ -41,6 +41,20 @@ def test_online_shaper_matches_batch_form():
     np.testing.assert_allclose(online, shaped_rewards(phi), rtol=1e-6)
 
 
+def test_success_detector_replaces_the_progress_threshold_as_gold():
+    # progress that never reaches 1 - delta, and a detector that calls success at the last two states
+    phi = np.array([0.1, 0.4, 0.7, 0.8, 0.8])
+    success = np.array([False, False, False, True, True])
+    r = shaped_rewards(phi, ShapingConfig(), success)
+    np.testing.assert_allclose(r, success[1:] + 0.99 * phi[1:] - phi[:-1], rtol=1e-6)
+    assert not np.allclose(r, shaped_rewards(phi))  # the threshold alone would pay no gold here
+    shaper = ProgressShaper(gold_from_success=True)
+    shaper.reset(phi[0])
+    np.testing.assert_allclose([shaper.step(p, s) for p, s in zip(phi[1:], success[1:])], r, rtol=1e-6)
+    with pytest.raises(ValueError, match="success flags shape"):
+        shaped_rewards(phi, ShapingConfig(), success[1:])
+
+
 @pytest.mark.parametrize("bad", [{"mode": "diff"}, {"gamma": 0.0}, {"delta": 1.0}])
 def test_shaping_config_rejects_bad_values(bad):
     with pytest.raises(Exception, match="shaping"):

@@ -16,7 +16,7 @@ import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
 from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
-from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig, shaped_rewards
+from robo_reward.rewards.shaping import ShapingConfig, progress_shaper, shaped_rewards
 from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
 
 
@@ -42,6 +42,12 @@ def _load_bradley_terry(path: Path, device: str) -> RewardModel:
     from robo_reward.rewards.preference import load_bradley_terry
 
     return load_bradley_terry(path, device)
+
+
+def _load_progress_success(path: Path, device: str) -> RewardModel:
+    from robo_reward.rewards.combined import load_progress_success
+
+    return load_progress_success(path, device)
 
 
 def _load_vlm(path: Path, device: str) -> RewardModel:
@@ -83,6 +89,7 @@ REWARD_MODEL_LOADERS: dict[str, Callable[[Path, str], RewardModel]] = {
     "rapl": _load_rapl,
     "bradley-terry": _load_bradley_terry,
     "vlm": _load_vlm,
+    "progress-success": _load_progress_success,
 }
 
 
@@ -148,7 +155,7 @@ class ModelRewardSource:
         self.cameras = tuple(model.cameras)
         self.image_size = getattr(model, "render_size", None)  # camera resolution the model was trained at
         self._stream = None
-        self._shaper = ProgressShaper(shaping) if shaping else None
+        self._shaper = progress_shaper(model, shaping) if shaping else None
 
     def _check(self, score):
         if not score.ok:
@@ -163,7 +170,7 @@ class ModelRewardSource:
 
     def reward(self, obs, action, next_obs, info) -> float:
         score = self._check(self._stream.step(frames_from_obs(next_obs), next_obs.get(STATE_KEY)))
-        return self._shaper.step(score.progress) if self._shaper else float(score.reward)
+        return self._shaper.step(score.progress, score.success) if self._shaper else float(score.reward)
 
     def episode_rewards(self, episode: Episode) -> np.ndarray:
         """Rewards of a recorded episode's T transitions (demonstrations), batched through score_episode.
@@ -172,5 +179,6 @@ class ModelRewardSource:
         if not result.ok:
             raise RewardModelError(f"reward model {self.name} gave no reward for a demonstration: {result.error}")
         if self._shaper:
-            return shaped_rewards(np.append(result.progress, result.progress[-1]), self.shaping)
+            success = np.append(result.success, result.success[-1]) if self._shaper.gold_from_success else None
+            return shaped_rewards(np.append(result.progress, result.progress[-1]), self.shaping, success)
         return np.append(result.reward[1:], result.reward[-1]).astype(np.float32)

@@ -5,6 +5,9 @@ Default: policy-invariant (potential-based, Ng et al. 1999) shaping as in Robo-D
 which leaves the optimal policy of the r_gold task unchanged. Raw progress differences
 (r_t = Phi(s_{t+1}) - Phi(s_t)) stay available under an explicit name: they are the "semantic trap"
 (a policy can farm reward by parking in a state the model over-rates), so never the default.
+When a separate success detector is more trustworthy than the progress threshold (a learned
+classifier beside a hop model, see rewards/combined.py), its per-step call replaces the threshold
+as r_gold; the shaping term is unchanged, so the invariance still holds for that r_gold task.
 """
 
 from __future__ import annotations
@@ -33,14 +36,19 @@ class ShapingConfig:
             raise ConfigError(f"shaping delta must be in [0, 1), got {self.delta}")
 
 
-def shaped_rewards(progress: np.ndarray, config: ShapingConfig = ShapingConfig()) -> np.ndarray:
-    """Rewards for the T transitions between T+1 progress values (progress[0] = initial state)."""
+def shaped_rewards(progress: np.ndarray, config: ShapingConfig = ShapingConfig(),
+                   success: np.ndarray | None = None) -> np.ndarray:
+    """Rewards for the T transitions between T+1 progress values (progress[0] = initial state).
+    `success` (T+1 flags, optional): a success detector's calls, used as r_gold instead of Phi >= 1 - delta."""
     phi = np.clip(np.asarray(progress, dtype=np.float64), 0.0, 1.0)
     if phi.ndim != 1 or len(phi) < 2:
         raise ValueError(f"need a 1-D progress sequence with >= 2 values, got shape {phi.shape}")
+    if success is not None and np.shape(success) != phi.shape:
+        raise ValueError(f"success flags shape {np.shape(success)} does not match progress shape {phi.shape}")
     before, after = phi[:-1], phi[1:]
     if config.mode == "policy-invariant":
-        gold = (after >= 1.0 - config.delta).astype(np.float64)
+        gold = (after >= 1.0 - config.delta) if success is None else np.asarray(success, bool)[1:]
+        gold = gold.astype(np.float64)
         rewards = gold + config.gamma * after - before
     elif config.mode == "raw-progress-difference":
         rewards = after - before
@@ -50,18 +58,26 @@ def shaped_rewards(progress: np.ndarray, config: ShapingConfig = ShapingConfig()
 
 
 class ProgressShaper:
-    """The online form of `shaped_rewards`: feed Phi(s_0) to reset, then Phi(s_{t+1}) per step."""
+    """The online form of `shaped_rewards`: feed Phi(s_0) to reset, then Phi(s_{t+1}) (and the model's
+    success call) per step. `gold_from_success`: r_gold is that call rather than the progress threshold."""
 
-    def __init__(self, config: ShapingConfig = ShapingConfig()):
-        self.config = config
+    def __init__(self, config: ShapingConfig = ShapingConfig(), gold_from_success: bool = False):
+        self.config, self.gold_from_success = config, gold_from_success
         self._previous: float | None = None
 
     def reset(self, progress: float) -> None:
         self._previous = float(progress)
 
-    def step(self, progress: float) -> float:
+    def step(self, progress: float, success: bool = False) -> float:
         if self._previous is None:
             raise RuntimeError("ProgressShaper.step before reset")
-        reward = float(shaped_rewards(np.array([self._previous, progress]), self.config)[0])
+        flags = np.array([False, success]) if self.gold_from_success else None
+        reward = float(shaped_rewards(np.array([self._previous, progress]), self.config, flags)[0])
         self._previous = float(progress)
         return reward
+
+
+def progress_shaper(model: object, config: ShapingConfig) -> ProgressShaper:
+    """The shaper for a reward model: r_gold from its success call when it carries a separate success
+    detector (`success_sets_gold`, see rewards/combined.py), else from its progress."""
+    return ProgressShaper(config, gold_from_success=getattr(model, "success_sets_gold", False))

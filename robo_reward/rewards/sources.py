@@ -44,7 +44,7 @@ class SparseSuccessReward:
         return 1.0 if info.get("success", False) else 0.0
 
 
-MODEL_SOURCES = ("success-classifier", "hop", "clip", "vlm", "rapl", "bradley-terry")
+MODEL_SOURCES = ("success-classifier", "hop", "clip", "vlm", "rapl", "bradley-terry", "progress-success")
 REWARD_SOURCES = ("sparse", *MODEL_SOURCES)
 DEFAULT_SHAPING = {"success-classifier": "none"}  # progress models default to policy-invariant shaping
 

@@ -20,7 +20,7 @@ from robo_reward.rewards.base import (
     check_task,
     single_frame,
 )
-from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig
+from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig, progress_shaper
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,14 @@ class RewardServerCore:
         if first:
             self._shaper.reset(progress)
             return RewardOutput(stamp, progress, 0.0, success)
-        return RewardOutput(stamp, progress, self._shaper.step(progress), success)
+        return RewardOutput(stamp, progress, self._shaper.step(progress, success), success)
 
     def _process_one(self, sample: Sample) -> RewardOutput:
         try:
             first = self._stream is None
             if first:
                 self._stream = self.model.stream(self.task)
-                self._shaper = ProgressShaper(self.shaping) if self.shaping else None
+                self._shaper = progress_shaper(self.model, self.shaping) if self.shaping else None
                 score = self._stream.reset(sample.frames, sample.state)
             else:
                 score = self._stream.step(sample.frames, sample.state)
