@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from robo_reward.errors import ConfigError
@@ -17,3 +18,9 @@ def pick_device(preference: str = "auto") -> torch.device:
         return torch.device(preference)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {preference!r}: expected auto, cpu, cuda or cuda:N") from exc
+
+
+def seeded_training(preference: str, seed: int) -> tuple[torch.device, np.random.Generator, torch.Generator]:
+    """The device and seeded numpy / torch generators every trainer starts from, so a run repeats from its seed."""
+    torch.manual_seed(seed)
+    return pick_device(preference), np.random.default_rng(seed), torch.Generator().manual_seed(seed)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, seeded_training
 from robo_reward.rewards.base import FrameRewardModel, RewardInputError
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
@@ -102,10 +102,7 @@ def train_success_classifier(episodes: Sequence, net_cfg: SuccessNetConfig = Suc
                              train_cfg: ClassifierTrainConfig = ClassifierTrainConfig(),
                              progress: bool = True) -> tuple[SuccessNet, dict]:
     """`episodes`: LabeledEpisode list (robo_reward.data.episodes). Needs both successful and failed frames."""
-    device = pick_device(train_cfg.device)
-    torch.manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
+    device, rng, gen = seeded_training(train_cfg.device, train_cfg.seed)
     images = torch.cat([to_tensor(e.episode.select(net_cfg.cameras), net_cfg.image_size, torch.device("cpu"))
                         for e in episodes])
     labels = np.concatenate([frame_labels(e.success) for e in episodes])

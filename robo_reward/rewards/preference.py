@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, seeded_training
 from robo_reward.rewards.base import (
     Episode,
     FrameRewardModel,
@@ -94,10 +94,7 @@ def train_bradley_terry(pairs: Sequence[tuple[Episode, Episode, float]], net_cfg
     """`pairs`: (episode A, episode B, P(A preferred)) with P in {0, 0.5, 1}."""
     if not pairs:
         raise RewardInputError("Bradley-Terry training needs at least one labeled pair")
-    device = pick_device(train_cfg.device)
-    torch.manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
+    device, rng, gen = seeded_training(train_cfg.device, train_cfg.seed)
     cache: dict[int, torch.Tensor] = {}
 
     def frames(e: Episode) -> torch.Tensor:  # (F, V, 3, H, W) on the CPU, decoded once per episode

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, seeded_training
 from robo_reward.rewards.base import (
     Episode,
     NoRewardError,
@@ -316,10 +316,7 @@ def train_hop_model(demos: Sequence[Episode], net_cfg: HopNetConfig = HopNetConf
     """Adapt a hop model from successful demonstrations (one is enough). Returns the net and a log."""
     if not demos:
         raise RewardInputError("need at least one successful demonstration to train a hop model")
-    device = pick_device(train_cfg.device)
-    torch.manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
+    device, rng, gen = seeded_training(train_cfg.device, train_cfg.seed)
     keyframes = keyframes or [[0, d.length - 1] for d in demos]
     phis = [stepwise_progress(d.length, k, train_cfg.levels) for d, k in zip(demos, keyframes)]
     sampler = PairSampler(phis)

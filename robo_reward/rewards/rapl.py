@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, seeded_training
 from robo_reward.rewards.base import (
     Episode,
     RewardInputError,
@@ -162,9 +162,7 @@ def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, 
     expert videos (best match), or a triplet (closer, farther, reference) against its own reference."""
     if not preferences:
         raise RewardInputError("RAPL training needs at least one (preferred, other) episode pair")
-    device = pick_device(train_cfg.device)
-    torch.manual_seed(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
+    device, order, gen = seeded_training(train_cfg.device, train_cfg.seed)
     encoder = (encoder or MultiViewEncoder(len(cfg.cameras), cfg.feature_dim)).to(device)
     cpu = torch.device("cpu")
     expert_images = [to_tensor(e.select(cfg.cameras), cfg.image_size, cpu) for e in experts]
@@ -172,7 +170,6 @@ def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, 
     opt = torch.optim.AdamW(encoder.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     model = RaplReward(encoder, [e.select(cfg.cameras) for e in experts], cfg, device)
     log = {"loss": [], "accuracy": []}
-    order = np.random.default_rng(train_cfg.seed)
     bar = tqdm(range(train_cfg.epochs), desc="train RAPL encoder", disable=not progress)
     for epoch in bar:
         encoder.train()
