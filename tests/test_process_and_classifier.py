@@ -10,7 +10,6 @@ from robo_reward.rewards.base import Episode, RewardInputError, RewardModelError
 from robo_reward.rewards.classifier import (
     ClassifierTrainConfig,
     SuccessNetConfig,
-    frame_labels,
     load_success_classifier,
     save_success_classifier,
     train_success_classifier,
@@ -115,7 +114,9 @@ def test_hop_model_dir_errors(tmp_path):
 
 
 def test_frame_labels_shift_next_success_onto_the_frame_that_shows_it():
-    np.testing.assert_array_equal(frame_labels([False, False, True, True]), [False, False, False, True])
+    item = LabeledEpisode(Episode({"cam": np.zeros((4, 8, 8, 3), np.uint8)}, "task"),
+                          np.array([False, False, True, True]), "test")
+    np.testing.assert_array_equal(item.frame_success, [False, False, False, True])
 
 
 def test_success_classifier_learns_where_the_square_is(tmp_path):

@@ -171,3 +171,18 @@ def test_clip_calibration_and_load_errors(tiny_clip, tmp_path):
     (tmp_path / "broken").mkdir()
     with pytest.raises(RewardModelError, match="broken"):
         ClipReward(ClipRewardConfig(model=str(tmp_path / "broken"), device="cpu"))
+
+
+def test_episodes_rank_by_success_call_then_progress():
+    from robo_reward.rewards.base import RewardResult
+    from robo_reward.rewards.evaluation import episode_score
+
+    def result(progress, success, score=None):
+        return RewardResult(progress=np.array([0.0, progress], np.float32), success=np.array([False, success]),
+                            score=score)
+
+    # a detector that accepts a low-progress episode ranks it above an unaccepted high-progress one
+    assert episode_score(result(0.3, True)) > episode_score(result(0.9, False))
+    # a model whose success is its own progress threshold keeps the progress order
+    assert episode_score(result(0.97, True)) > episode_score(result(0.94, False)) > episode_score(result(0.5, False))
+    assert episode_score(result(0.2, True, score=2.0)) < episode_score(result(0.1, False, score=4.0))

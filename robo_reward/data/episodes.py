@@ -107,6 +107,12 @@ class LabeledEpisode:
     def succeeded(self) -> bool:
         return bool(self.success.any())
 
+    @property
+    def frame_success(self) -> np.ndarray:
+        """(T,) bool: which frames show success. Frame t+1 shows the outcome of step t, so frame t takes
+        step t-1's label (frame 0: not yet)."""
+        return np.concatenate([[False], np.asarray(self.success, bool)[:-1]])
+
     def until_success(self) -> LabeledEpisode:
         """The episode up to the first frame that shows success (frame t+1 shows step t's outcome);
         unchanged when it never succeeds. Demos that ran on past success end where the task was done."""

@@ -80,13 +80,6 @@ class SuccessClassifier(FrameRewardModel):
         return prob, prob, (prob >= self.success_threshold).astype(np.float32)
 
 
-def frame_labels(success_after_step: np.ndarray) -> np.ndarray:
-    """Per-frame labels from LeRobot's `next.success` (success after the action at t): frame t+1 shows
-    the outcome of step t, so frame t is labelled with step t-1's outcome (frame 0: not yet)."""
-    success_after_step = np.asarray(success_after_step, bool)
-    return np.concatenate([[False], success_after_step[:-1]])
-
-
 @dataclass
 class ClassifierTrainConfig:
     steps: int = 2000
@@ -105,7 +98,7 @@ def train_success_classifier(episodes: Sequence, net_cfg: SuccessNetConfig = Suc
     device, rng, gen = seeded_training(train_cfg.device, train_cfg.seed)
     images = torch.cat([to_tensor(e.episode.select(net_cfg.cameras), net_cfg.image_size, torch.device("cpu"))
                         for e in episodes])
-    labels = np.concatenate([frame_labels(e.success) for e in episodes])
+    labels = np.concatenate([e.frame_success for e in episodes])
     states = None
     if net_cfg.state_dim:
         if any(e.episode.state is None for e in episodes):

@@ -17,8 +17,13 @@ from robo_reward.rewards.metrics import preference_accuracy, score_mae, success_
 
 
 def episode_score(result: RewardResult) -> float:
-    """What ranks episodes for preferences: the native 1-5 score when the model has one, else final progress."""
-    return float(result.score) if result.score is not None else float(result.progress[-1])
+    """What ranks episodes for preferences: the native 1-5 score when the model has one, else the final
+    success call, then final progress (the order a shaped return gives them). For a model whose success
+    is a threshold on its own progress this is just final progress; a progress-success pair ranks the
+    episodes its success detector accepts first."""
+    if result.score is not None:
+        return float(result.score)
+    return float(result.success[-1]) + float(result.progress[-1])
 
 
 def evaluate_reward_model(model: RewardModel, episodes: Sequence[LabeledEpisode],
@@ -49,6 +54,12 @@ def evaluate_reward_model(model: RewardModel, episodes: Sequence[LabeledEpisode]
     if scored:
         summary["success"] = success_metrics([r.final_success for _, r, _ in scored],
                                              [item.succeeded for _, _, item in scored])
+        # per frame: how often a success call (r_gold under shaping) comes while the frame shows no success;
+        # only where labels are per step (LeRobot's next.success), not 1-5 end-of-episode score sets
+        framewise = [(r, item) for _, r, item in scored if item.score is None]
+        if framewise:
+            summary["step_success"] = success_metrics(np.concatenate([r.success for r, _ in framewise]),
+                                                      np.concatenate([item.frame_success for _, item in framewise]))
         good = [episode_score(r) for _, r, item in scored if item.succeeded]
         bad = [episode_score(r) for _, r, item in scored if not item.succeeded]
         if good and bad:
