@@ -205,12 +205,13 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     # evaluation: episodes ranked by the success call first; per-frame success calls judged against the frames
     from robo_reward.rewards.evaluation import evaluate_reward_model
 
-    summary, _, results = evaluate_reward_model(both, episodes, progress=False)
+    summary, rows, results = evaluate_reward_model(both, episodes, progress=False)
     called = np.concatenate([r.success for r in results])
     shown = np.concatenate([e.frame_success for e in episodes])
     assert not any(e.frame_success[0] for e in episodes) and shown.any()
     assert summary["step_success"]["accuracy"] == pytest.approx(np.mean(called == shown))
     assert summary["step_success"]["recall"] == pytest.approx((called & shown).sum() / shown.sum())
+    assert sum(row["false_success_frames"] for row in rows) == (called & ~shown).sum()
 
     # every consumer takes r_gold from the classifier: `reward score`, the RL reward source, the ROS reward server
     capsys.readouterr()

@@ -37,6 +37,8 @@ def evaluate_reward_model(model: RewardModel, episodes: Sequence[LabeledEpisode]
         if result.ok:
             row.update(predicted_success=result.final_success, final_progress=float(result.progress[-1]),
                        score=result.score)
+            if item.score is None:  # frames called successful that do not show success (false r_gold)
+                row["false_success_frames"] = int(np.sum(result.success & ~item.frame_success))
             if item.succeeded:  # VOC up to the moment of success, as on expert videos that end there
                 row["voc"] = value_order_correlation(result.progress[:item.until_success().episode.length])
         else:
