@@ -8,7 +8,8 @@ success so the success state stays in view) -> held-out rollouts (high noise: su
 partial lifts) -> labeled training rollouts (same noise, other seeds: the failures a success
 classifier needs as negatives) -> hop model (one-shot from one demo, from all demos, and from the
 demos plus the successful rollouts) and success classifier (demos only, and demos + rollouts), and
-the last hop model's progress paired with the last classifier's success call (`reward combine`) ->
+the last hop model's progress paired with the last classifier's success call (`reward combine`, the
+call as is and held for 5 frames) ->
 `robo-reward reward eval` of each on the held-out set.
 """
 
@@ -81,6 +82,10 @@ def main() -> None:
         # no training: the hop model's progress with the classifier's success call, as one reward model
         "hop_progress_classifier_success": ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"),
                                             "--success", str(work / "success_classifier_rollouts")],
+        # the same with the success call held 5 frames (0.25 s at 20 Hz) before it counts
+        "hop_progress_classifier_success_hold5": ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"),
+                                                  "--success", str(work / "success_classifier_rollouts"),
+                                                  "--success-hold", "5"],
     }
     out = RESULTS / f"reward_models_{args.task}.json"
     results = json.loads(out.read_text()) if out.exists() else {}

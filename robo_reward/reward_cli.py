@@ -347,10 +347,11 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
 def cmd_reward_combine(args: argparse.Namespace) -> None:
     from robo_reward.rewards.combined import save_progress_success
 
-    model = save_progress_success(args.out, args.progress, args.success, overwrite=args.overwrite,
-                                  device=args.device)
+    model = save_progress_success(args.out, args.progress, args.success, args.success_hold,
+                                  overwrite=args.overwrite, device=args.device)
     print(f"wrote {args.out}: progress from {model.progress_model.name} ({args.progress}), success from "
-          f"{model.success_model.name} ({args.success}); cameras {list(model.cameras)}")
+          f"{model.success_model.name} ({args.success}) held {args.success_hold} frame(s); "
+          f"cameras {list(model.cameras)}")
 
 
 def add_reward_parsers(groups, command) -> None:
@@ -379,6 +380,8 @@ def add_reward_parsers(groups, command) -> None:
                 "one model's progress (shaping) with another's success call (r_gold), as one reward model")
     p.add_argument("--progress", required=True, help="reward-model directory whose progress shapes the reward (hop)")
     p.add_argument("--success", required=True, help="reward-model directory that decides success (classifier)")
+    p.add_argument("--success-hold", type=int, default=1, metavar="K",
+                   help="count success once the call has held K frames in a row (filters one-frame flickers)")
     p.add_argument("--out", required=True)
 
     p = command(reward, "augment", cmd_reward_augment,

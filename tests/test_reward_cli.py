@@ -239,6 +239,22 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     returns = [e["return"] for e in json.loads((run / "metrics.json").read_text())["episodes"]]
     assert returns and all(np.isfinite(returns))
 
+    # a success call that must hold 3 frames: batch and stream agree, single-frame flickers are gone
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(models / "clf"),
+                 "--success-hold", "3", "--out", str(models / "held")]) == 0
+    steady = load_reward_model(models / "held", "cpu")
+    calls = clf.score_episode(episode).success
+    expected_held = np.array([calls[max(0, t - 2):t + 1].all() and t >= 2 for t in range(len(calls))])
+    np.testing.assert_array_equal(steady.score_episode(episode).success, expected_held)
+    stream = steady.stream(episode.task)
+    online = [stream.reset({c: frames[c][0] for c in frames})]
+    online += [stream.step({c: frames[c][t] for c in frames}) for t in range(1, episode.length)]
+    np.testing.assert_array_equal([s.success for s in online], expected_held)
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(models / "clf"),
+                 "--success-hold", "0", "--out", str(tmp_path / "c0")]) == 2
+    assert "success_hold must be a whole number of frames >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "c0").exists()
+
     # bad pairs fail with the path named, nothing written
     assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "c1")]) == 2
