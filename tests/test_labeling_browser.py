@@ -70,6 +70,11 @@ def test_label_with_keyboard_in_chromium(server):
             page.wait_for_function(f"document.querySelector('[data-testid=progress]').textContent"
                                    f".startsWith('{labeled} labeled by you')", timeout=15_000)
 
+        def switch_mode(name: str) -> None:
+            page.click(f"button[data-mode={name}]")
+            page.wait_for_function(f"item !== null && document.querySelector('[data-testid=progress]').textContent"
+                                   f".includes(' in {name} ')", timeout=15_000)
+
         def views_ready() -> dict:
             page.wait_for_function("Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
                                    timeout=30_000)
@@ -89,17 +94,19 @@ def test_label_with_keyboard_in_chromium(server):
             decide(key, n)
         decide("u", 4)  # undo the last one
         # the other modes, switched by their tabs
-        page.click("button[data-mode=score]")
+        switch_mode("score")
         page.wait_for_selector("#rubric:not(.hidden)")
         assert "Complete: every requirement" in page.inner_text("#rubric")
         decide("4", 1)
-        page.click("button[data-mode=success]")
+        switch_mode("success")
         decide("y", 1)
-        page.click("button[data-mode=keyframes]")
+        switch_mode("keyframes")
         views_ready()
         page.keyboard.press("Space")  # pause, scrub to 40 %, mark a keyframe there, save
-        page.fill("#scrub", "400")
-        page.dispatch_event("#scrub", "input")
+        box = page.locator("#scrub").bounding_box()  # click the slider's track at 40 %, as a person would
+        page.mouse.click(box["x"] + 0.4 * box["width"], box["y"] + box["height"] / 2)
+        assert page.evaluate("t / duration") == pytest.approx(0.4, abs=0.05)
+        marked_at = page.evaluate("t")
         page.keyboard.press("k")
         assert "s" in page.inner_text("#marks")
         decide("Enter", 1)
@@ -110,6 +117,6 @@ def test_label_with_keyboard_in_chromium(server):
                                                            ("pairwise", "equal"), ("pairwise", "skip")]
     assert [(m, json.loads(v)) for _, m, v in rows[4:6]] == [("score", 4), ("success", True)]
     mode, keyframes = rows[6][1], json.loads(rows[6][2])
-    assert mode == "keyframes" and len(keyframes) == 1 and keyframes[0] > 0
+    assert mode == "keyframes" and keyframes == [pytest.approx(marked_at, abs=0.001)] and marked_at > 0
     assert {r[0] for r in rows} == {"tester"}
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 7  # 3 clips + 4 episodes
