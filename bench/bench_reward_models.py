@@ -68,6 +68,8 @@ def main() -> None:
     collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size)
     collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size)
     sizes = ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
+    pair = ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"), "--success",
+            str(work / "success_classifier_rollouts")]
     models = {
         "hop_one_demo": ["reward", "train", "hop", "--dataset", str(train), "--episodes", "0",
                          "--steps", str(args.hop_steps), *sizes],
@@ -80,12 +82,9 @@ def main() -> None:
         "success_classifier_rollouts": ["reward", "train", "classifier", "--dataset", str(train), str(rollouts),
                                         "--steps", str(args.classifier_steps), *sizes],
         # no training: the hop model's progress with the classifier's success call, as one reward model
-        "hop_progress_classifier_success": ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"),
-                                            "--success", str(work / "success_classifier_rollouts")],
+        "hop_progress_classifier_success": pair,
         # the same with the success call held 5 frames (0.25 s at 20 Hz) before it counts
-        "hop_progress_classifier_success_hold5": ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"),
-                                                  "--success", str(work / "success_classifier_rollouts"),
-                                                  "--success-hold", "5"],
+        "hop_progress_classifier_success_hold5": [*pair, "--success-hold", "5"],
     }
     out = RESULTS / f"reward_models_{args.task}.json"
     results = json.loads(out.read_text()) if out.exists() else {}

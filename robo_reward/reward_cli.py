@@ -307,7 +307,7 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
     from robo_reward.rewards.base import Episode
     from robo_reward.rewards.evaluation import plot_progress
     from robo_reward.rewards.registry import load_reward_model
-    from robo_reward.rewards.shaping import ShapingConfig, shaped_rewards
+    from robo_reward.rewards.shaping import ShapingConfig, shaped_episode_rewards
 
     model = load_reward_model(args.model, args.device)
     source = Path(args.source)
@@ -326,9 +326,8 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
     result = model.score_episode(item.episode)
     if not result.ok:
         raise RoboRewardError(f"{args.model} gave no reward for {source}: {result.error}")
-    gold = result.success if getattr(model, "success_sets_gold", False) else None
-    rewards = shaped_rewards(result.progress, ShapingConfig(mode=args.shaping), gold) if len(result.progress) > 1 \
-        else np.zeros(0, np.float32)
+    rewards = shaped_episode_rewards(model, result.progress, result.success, ShapingConfig(mode=args.shaping)) \
+        if len(result.progress) > 1 else np.zeros(0, np.float32)
     print(f"{'step':>5} {'progress':>9} {'success':>8} {'reward':>9}")
     for t in range(item.episode.length):
         r = f"{rewards[t - 1]:9.4f}" if t else f"{'':>9}"

@@ -58,10 +58,7 @@ class ProgressSuccessReward:
 
 def held(calls: np.ndarray, hold: int) -> np.ndarray:
     """True where the last `hold` calls (this frame included) were all True."""
-    calls = np.asarray(calls, bool)
-    if hold == 1:
-        return calls
-    run = np.convolve(calls.astype(np.int64), np.ones(hold, np.int64))[:len(calls)]
+    run = np.convolve(np.asarray(calls, np.int64), np.ones(hold, np.int64))[:len(calls)]
     return run >= hold
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
 from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
-from robo_reward.rewards.shaping import ShapingConfig, progress_shaper, shaped_rewards
+from robo_reward.rewards.shaping import ShapingConfig, progress_shaper, shaped_episode_rewards
 from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
 
 
@@ -179,6 +179,6 @@ class ModelRewardSource:
         if not result.ok:
             raise RewardModelError(f"reward model {self.name} gave no reward for a demonstration: {result.error}")
         if self._shaper:
-            success = np.append(result.success, result.success[-1]) if self._shaper.gold_from_success else None
-            return shaped_rewards(np.append(result.progress, result.progress[-1]), self.shaping, success)
+            return shaped_episode_rewards(self.model, np.append(result.progress, result.progress[-1]),
+                                          np.append(result.success, result.success[-1]), self.shaping)
         return np.append(result.reward[1:], result.reward[-1]).astype(np.float32)

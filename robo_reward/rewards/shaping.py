@@ -77,7 +77,18 @@ class ProgressShaper:
         return reward
 
 
+def gold_from_success(model: object) -> bool:
+    """Whether a reward model's r_gold is its success call: it carries a separate success detector
+    (`success_sets_gold`, see rewards/combined.py); otherwise r_gold comes from its progress."""
+    return bool(getattr(model, "success_sets_gold", False))
+
+
 def progress_shaper(model: object, config: ShapingConfig) -> ProgressShaper:
-    """The shaper for a reward model: r_gold from its success call when it carries a separate success
-    detector (`success_sets_gold`, see rewards/combined.py), else from its progress."""
-    return ProgressShaper(config, gold_from_success=getattr(model, "success_sets_gold", False))
+    """The online shaper for a reward model's stream."""
+    return ProgressShaper(config, gold_from_success=gold_from_success(model))
+
+
+def shaped_episode_rewards(model: object, progress: np.ndarray, success: np.ndarray,
+                           config: ShapingConfig) -> np.ndarray:
+    """`shaped_rewards` of a model's scored episode (progress and success per state)."""
+    return shaped_rewards(progress, config, success if gold_from_success(model) else None)
