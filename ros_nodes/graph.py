@@ -71,6 +71,8 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
     learned = o.reward != "sparse"
     if learned and not o.reward_model:
         raise ValueError(f"reward {o.reward!r} needs a reward model directory")
+    # who says an episode succeeded: the reset manager ends episodes on it, the actor's env terminates on it
+    success_source = "robot" if cfg.sim is not None else ("reward" if learned else "operator")
     specs: dict[str, list[NodeSpec]] = {
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
@@ -79,7 +81,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
                                     "max_batch": o.reward_max_batch})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
-                                              "device": "cpu"})],
+                                              "device": "cpu", "success_source": success_source})],
         "learner": [NodeSpec("learner", "learner", {
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
             "reward": o.reward, "reward_model": o.reward_model,
@@ -88,7 +90,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
         "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
             **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,
-            "success_source": "robot" if cfg.sim is not None else ("reward" if learned else "operator"),
+            "success_source": success_source,
             "scene_reset_service": "/sim_robot/reset_scene" if cfg.sim is not None else "",
             "auto_recover": cfg.sim is not None})],
         "recorder": [NodeSpec("recorder", "recorder", {**hw, "dataset_out": o.record_dir, "mcap_out": o.mcap,

@@ -101,7 +101,7 @@ class LearnerNode(Node):
                 if kind == "reward":
                     self.join.add_reward(*item)
                 elif kind == "transition" and self.reward_source == "sparse":  # the robot's own success signal
-                    self.add(item, 1.0 if item.env_reward > 0.5 else 0.0)
+                    self.add(item, 1.0 if item.reward > 0.5 else 0.0)
                 elif kind == "transition":
                     self.join.add_transition(item, monotonic())
                 for t, reward, _ in self.join.ready(monotonic()):  # overdue ones are dropped and counted

@@ -24,7 +24,7 @@ from robo_reward.errors import RoboRewardError
 from robo_reward.rewards.registry import load_reward_model
 from robo_reward.rewards.shaping import ShapingConfig
 from robo_reward.runtime.codecs import MessageError
-from robo_reward.runtime.reward_server import RewardServerCore, Sample
+from robo_reward.runtime.reward_server import RewardOutput, RewardServerCore, Sample
 from robo_reward.runtime.sync import ApproximateTimeSync
 from robo_reward.safety.monitor import JointStateError, joint_vector
 from ros_nodes.common import (
@@ -169,7 +169,11 @@ class RewardServerNode(Node):
 
     def score(self, batch) -> None:
         samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, None) for stamp, items, _ in batch]
-        for (stamp, _, arrived), out in zip(batch, self.core.process(samples)):
+        try:
+            outputs = self.core.process(samples)
+        except Exception as exc:  # noqa: BLE001 - the inference thread must outlive any one bad batch
+            outputs = [RewardOutput(s.stamp, ok=False, error=f"{type(exc).__name__}: {exc}") for s in samples]
+        for (stamp, _, arrived), out in zip(batch, outputs):
             if out.ok:
                 self.counts["scored"] += 1
             else:

@@ -50,14 +50,14 @@ def _transition(obs_dim=4, act_dim=2, **kw):
     rng = np.random.default_rng(1)
     return Transition(rng.normal(size=obs_dim).astype(np.float32), rng.normal(size=act_dim).astype(np.float32),
                       rng.normal(size=act_dim).astype(np.float32), rng.normal(size=obs_dim).astype(np.float32),
-                      rng.normal(size=act_dim).astype(np.float32), stamp=1_795_000_000.123456, episode=3, **kw)
+                      rng.normal(size=act_dim).astype(np.float32), stamp=1_795_000_000.123456, episode=3, step=41, **kw)
 
 
 def test_transition_round_trip_and_rejects():
-    t = _transition(truncated=True, intervention=True, env_reward=1.0)
+    t = _transition(truncated=True, intervention=True, reward=1.0)
     back = decode_transition(encode_transition(t), 4, 2)
-    assert back.stamp == t.stamp and back.episode == 3 and back.truncated and back.intervention
-    assert not back.terminated and back.env_reward == 1.0
+    assert back.stamp == t.stamp and back.episode == 3 and back.step == 41 and back.truncated and back.intervention
+    assert not back.terminated and back.reward == 1.0
     for name in ("obs", "base_action", "action", "next_obs", "next_base_action"):
         np.testing.assert_array_equal(getattr(back, name), getattr(t, name))
     data = encode_transition(t)
@@ -73,14 +73,6 @@ def test_transition_round_trip_and_rejects():
         decode_transition(data[:3], 4, 2)
 
 
-class _ZeroBase:
-    def reset(self, seed=None):
-        pass
-
-    def act(self, obs):
-        return np.zeros(2, np.float32)
-
-
 def _blob(learner: ResidualTD3, version: int, session: str = "a", **meta) -> bytes:
     return encode_weights(learner.actor_tensors(), {"session": session, "version": version, "obs_dim": 4,
                                                      "act_dim": 2, "learner": learner.cfg.to_dict(), **meta})
@@ -92,14 +84,14 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
     learner.obs_normalizer.fit(np.random.default_rng(0).normal(size=(50, 4)))
     with torch.no_grad():
         learner.actor.net[-1].bias.fill_(0.5)  # a trained residual: not the zero init
-    actor = RuntimeActor(_ZeroBase(), None, 2)
-    obs = {"observation.state": np.array([0.1, -0.2, 0.3, 0.4], np.float32)}
-    base, action = actor.act(obs, explore=False)
+    actor = RuntimeActor(None, 2)
+    obs, base = np.array([0.1, -0.2, 0.3, 0.4], np.float32), np.zeros(2, np.float32)
+    action = actor.choose(obs, base, explore=False)
     assert np.all(action == 0) and actor.version == 0  # no weights yet: the base alone
     assert actor.load_weights(_blob(learner, 1)) == 1
-    np.testing.assert_allclose(actor.act(obs, explore=False)[1],
-                               learner.act(obs["observation.state"], base, explore=False), atol=1e-6)
-    assert np.all(actor.act(obs, explore=False)[1] != 0)
+    np.testing.assert_allclose(actor.choose(obs, base, explore=False), learner.act(obs, base, explore=False),
+                               atol=1e-6)
+    assert np.all(actor.choose(obs, base, explore=False) != 0)
     with pytest.raises(MessageError, match="not newer"):
         actor.load_weights(_blob(learner, 1))  # the latched replay of what is running
     assert actor.load_weights(_blob(learner, 1, session="b")) == 1  # a restarted learner: new session
@@ -114,7 +106,7 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
                                                                  "act_dim": 2, "learner": cfg.to_dict()}))
     assert actor.version == 1  # every refusal left the running weights in place
     with pytest.raises(MessageError, match="policy expects 4"):
-        actor.act({"observation.state": np.zeros(5, np.float32)}, explore=False)
+        actor.choose(np.zeros(5, np.float32), base, explore=False)
 
 
 def test_command_gate():
@@ -175,3 +167,18 @@ def test_reward_server_batches_and_reports_bad_samples(tmp_path):
         batched_core.set_task("  ")
     batched_core.set_task("open the drawer")
     assert batched_core.process([samples[3]])[0].reward == 0.0  # a new task restarts the stream
+
+
+def test_reward_server_survives_a_bad_first_frame(tmp_path):
+    """A first frame the model cannot score must not leave a half-started stream behind: the next
+    good frame starts the episode (reward 0, the potential), and the frames after it are shaped."""
+    model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
+    frames = moving_square_frames(4)
+    core = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    reference = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    first = core.process([Sample(0.0, {"agentview": frames[0][:, :, :2]})])
+    assert not first[0].ok and np.isnan(first[0].reward)
+    outputs = [core.process([Sample(float(i), {"agentview": frames[i]})])[0] for i in range(1, 4)]
+    expected = [reference.process([Sample(float(i), {"agentview": frames[i]})])[0] for i in range(1, 4)]
+    assert all(o.ok for o in outputs) and outputs[0].reward == 0.0
+    np.testing.assert_allclose([o.reward for o in outputs], [o.reward for o in expected], atol=1e-6)

@@ -2,6 +2,11 @@
 
 Each stored item carries the base policy's action at both ends of the n-step window, because
 the residual actor (and its target) is a function of (obs, base_action).
+
+A window only ever spans consecutive steps of one episode: steps carry their episode id and step
+index, and a step that does not continue the pending ones (another episode, or a step the learner
+never received — a transition dropped for want of a reward) first closes the pending window as a
+truncation, bootstrapping from the last observation it really has.
 """
 
 from __future__ import annotations
@@ -12,8 +17,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from robo_reward.rl.transition import Transition
+
 _STORED_KEYS = ("obs", "base_action", "action", "n_step_return", "next_obs", "next_base_action", "discount")
 _PENDING_KEYS = ("obs", "base_action", "action", "reward", "next_obs", "next_base_action")
+_PENDING_TAGS = ("episode", "step", "to_demo")  # int64 columns in the state dict
 
 
 class _PendingStep(NamedTuple):
@@ -25,6 +33,9 @@ class _PendingStep(NamedTuple):
     reward: float
     next_obs: np.ndarray
     next_base_action: np.ndarray
+    episode: int = -1  # -1: the caller does not track episodes (no continuity check)
+    step: int = -1
+    to_demo: bool = False  # the item starting here goes to `demo_sink` (an operator intervention)
 
 
 class NStepReplayBuffer:
@@ -34,6 +45,9 @@ class NStepReplayBuffer:
     next_obs = obs_{t+k}, next_base_action at obs_{t+k}, discount = gamma^k * (1 - terminated),
     where k = n_step, or fewer when the episode ended first. A truncated episode keeps its
     bootstrap (discount gamma^k); a terminated one does not (discount 0).
+
+    `demo_sink`: items whose first step was an operator intervention are written there (the demo
+    buffer, HIL-SERL) while their window is assembled here, so an intervention never cuts a window.
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, n_step: int = 3, gamma: float = 0.99) -> None:
@@ -54,6 +68,7 @@ class NStepReplayBuffer:
         self.write_index = 0
         self.size = 0
         self.pending: deque[_PendingStep] = deque()
+        self.demo_sink: NStepReplayBuffer | None = None
 
     def __len__(self) -> int:
         return self.size
@@ -68,8 +83,23 @@ class NStepReplayBuffer:
         next_base_action: np.ndarray,
         terminated: bool,
         truncated: bool,
+        episode: int | None = None,
+        step: int | None = None,
+        to_demo: bool = False,
     ) -> None:
-        """Record one environment step; emits n-step items as soon as their window is known."""
+        """Record one environment step; emits n-step items as soon as their window is known.
+
+        With `episode` and `step` given, a step that does not directly follow the pending ones
+        first closes their window (a gap or an unfinished episode: truncation, with bootstrap)."""
+        if (episode is None) != (step is None):
+            raise ValueError("give both episode and step, or neither")
+        episode, step = (-1, -1) if episode is None else (int(episode), int(step))
+        if self.pending and episode >= 0:
+            last = self.pending[-1]
+            if (last.episode, last.step + 1) != (episode, step):
+                self.close_window()
+        if to_demo and self.demo_sink is None:
+            raise ValueError("an intervention step needs a demo_sink to store its items in")
         self.pending.append(
             _PendingStep(
                 np.asarray(obs, dtype=np.float32).copy(),
@@ -78,6 +108,9 @@ class NStepReplayBuffer:
                 float(reward),
                 np.asarray(next_obs, dtype=np.float32).copy(),
                 np.asarray(next_base_action, dtype=np.float32).copy(),
+                episode,
+                step,
+                bool(to_demo),
             )
         )
         if terminated or truncated:
@@ -88,6 +121,19 @@ class NStepReplayBuffer:
             self._emit_oldest(terminated=False)
             self.pending.popleft()
 
+    def add_transition(self, t: Transition, reward: float | None = None) -> None:
+        """Record an actor's transition; `reward` replaces the env's (a reward the learner computed)."""
+        self.add(t.obs, t.base_action, t.action, t.reward if reward is None else reward, t.next_obs,
+                 t.next_base_action, terminated=t.terminated, truncated=t.truncated, episode=t.episode,
+                 step=t.step, to_demo=t.intervention)
+
+    def close_window(self) -> None:
+        """Emit every pending step as a truncated window (bootstrapping from the last observation):
+        for a gap in the step sequence, or an episode that will receive no more steps."""
+        while self.pending:
+            self._emit_oldest(terminated=False)
+            self.pending.popleft()
+
     def _emit_oldest(self, terminated: bool) -> None:
         """Write the item that starts at the oldest pending step and spans all pending steps."""
         n_step_return = 0.0
@@ -95,14 +141,19 @@ class NStepReplayBuffer:
             n_step_return += self.gamma**k * step.reward
         horizon = len(self.pending)
         first, last = self.pending[0], self.pending[-1]
+        target = self.demo_sink if first.to_demo else self
+        target._store(first.obs, first.base_action, first.action, n_step_return, last.next_obs,
+                      last.next_base_action, 0.0 if terminated else self.gamma**horizon)
+
+    def _store(self, obs, base_action, action, n_step_return, next_obs, next_base_action, discount) -> None:
         i = self.write_index
-        self.obs[i] = first.obs
-        self.base_action[i] = first.base_action
-        self.action[i] = first.action
+        self.obs[i] = obs
+        self.base_action[i] = base_action
+        self.action[i] = action
         self.n_step_return[i] = n_step_return
-        self.next_obs[i] = last.next_obs
-        self.next_base_action[i] = last.next_base_action
-        self.discount[i] = 0.0 if terminated else self.gamma**horizon
+        self.next_obs[i] = next_obs
+        self.next_base_action[i] = next_base_action
+        self.discount[i] = discount
         self.write_index = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -133,6 +184,8 @@ class NStepReplayBuffer:
             else:
                 width = self.obs_dim if key in ("obs", "next_obs") else self.act_dim
                 state[f"pending_{key}"] = np.asarray(values, dtype=np.float32).reshape(len(values), width)
+        for key in _PENDING_TAGS:
+            state[f"pending_{key}"] = np.asarray([getattr(step, key) for step in self.pending], dtype=np.int64)
         return state
 
     @classmethod
@@ -156,9 +209,15 @@ class NStepReplayBuffer:
         for key in _STORED_KEYS:
             getattr(self, key)[: self.size] = state[key]
         pending_columns = [np.asarray(state[f"pending_{key}"]) for key in _PENDING_KEYS]
+        count = len(pending_columns[0])
+        # checkpoints from before episode tracking have no tags: their pending steps are untracked
+        defaults = {"episode": -1, "step": -1, "to_demo": 0}
+        tags = [np.asarray(state.get(f"pending_{key}", np.full(count, defaults[key])), dtype=np.int64)
+                for key in _PENDING_TAGS]
         self.pending = deque(
-            _PendingStep(obs.copy(), base.copy(), act.copy(), float(rew), nxt.copy(), nxt_base.copy())
-            for obs, base, act, rew, nxt, nxt_base in zip(*pending_columns)
+            _PendingStep(obs.copy(), base.copy(), act.copy(), float(rew), nxt.copy(), nxt_base.copy(),
+                         int(episode), int(step), bool(to_demo))
+            for obs, base, act, rew, nxt, nxt_base, episode, step, to_demo in zip(*pending_columns, *tags)
         )
 
 

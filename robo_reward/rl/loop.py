@@ -23,12 +23,14 @@ from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError
 from robo_reward.rewards.sources import RewardSource
+from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import load_buffers, load_learner, load_progress, save_checkpoint
 from robo_reward.rl.evaluation import evaluate
-from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.policies import Policy
 from robo_reward.rl.residual import ResidualTD3
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT, ResidualPolicy
+from robo_reward.rl.transition import Transition
 
 
 @dataclass
@@ -90,6 +92,7 @@ def fill_demo_buffer(
                 flat_state(demo.observations[t + 1]), base_actions[t + 1],
                 terminated=success and terminate_on_success,
                 truncated=t == usable - 1 and not (success and terminate_on_success),
+                episode=i, step=t,
             )
 
 
@@ -141,32 +144,22 @@ class ResidualTrainer:
         )
 
     def run_episode(self) -> dict[str, Any]:
-        env, base, learner, s = self.env, self.base, self.learner, self.state
-        act_dim = learner.act_dim
-        episode_seed = self.config.seed + s.episode
-        obs, _ = env.reset(seed=episode_seed)
-        base.reset(episode_seed)
-        base_action = checked_action(base.act(obs), act_dim, "base policy")
-        total, length, success, done = 0.0, 0, False, False
+        """One training episode through the shared actor loop, with UTD updates after every step."""
+        learner, s = self.learner, self.state
         update_metrics: dict[str, list[float]] = {}
-        while not done:
-            action = learner.act(flat_state(obs), base_action, explore=True, rng=self.rng)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
-            self.online_buffer.add(
-                flat_state(obs), base_action, action, float(reward), flat_state(next_obs), next_base_action,
-                terminated=bool(terminated), truncated=bool(truncated),
-            )
+
+        def learn(t: Transition) -> None:
+            self.online_buffer.add_transition(t)
             s.env_step += 1
             if s.env_step > learner.cfg.learning_starts:
                 for key, value in learner.train_step(self.demo_buffer, self.online_buffer, self.rng).items():
                     update_metrics.setdefault(key, []).append(value)
-            obs, base_action = next_obs, next_base_action
-            total, length = total + float(reward), length + 1
-            success = success or bool(info.get("success", False))
-            done = terminated or truncated
+
+        outcome = run_episode(self.env, self.base, lambda obs, base_action: learner.act(
+            obs, base_action, explore=True, rng=self.rng), learn, episode=s.episode, seed=self.config.seed + s.episode)
         s.episode += 1
-        record = {"env_step": s.env_step, "episode": s.episode, "success": success, "return": total, "length": length,
+        record = {"env_step": s.env_step, "episode": s.episode, "success": outcome.success,
+                  "return": outcome.total_reward, "length": outcome.length,
                   **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
         return record

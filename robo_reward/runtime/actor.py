@@ -1,4 +1,5 @@
-"""The actor a robot runs at its control rate: frozen base + the learner's latest residual.
+"""The actor a robot runs at its control rate: the learner's latest residual over the frozen base
+(the base itself is the shared actor loop's to call, robo_reward.rl.actor_loop).
 
 Weights arrive as versioned safetensors blobs and are swapped in whole (one reference
 assignment), so a control step never mixes two versions. Until the first blob arrives the
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 
 from robo_reward.config.hardware import HardwareConfig
-from robo_reward.envs.observations import ENV_STATE_KEY, STATE_KEY, flat_state
+from robo_reward.envs.observations import ENV_STATE_KEY, STATE_KEY
 from robo_reward.rl.networks import ObsNormalizer, ResidualActor
-from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.policies import checked_action
 from robo_reward.rl.residual import ResidualTD3Config, residual_action
 from robo_reward.runtime.codecs import MessageError, decode_weights
 from robo_reward.safety.monitor import joint_vector
@@ -33,9 +34,11 @@ class _Weights:
 
 
 class RuntimeActor:
-    def __init__(self, base: Policy, obs_dim: int | None, act_dim: int, exploration_noise: float = 0.05,
+    """The residual half of a robot's policy, with weights that arrive while it runs."""
+
+    def __init__(self, obs_dim: int | None, act_dim: int, exploration_noise: float = 0.05,
                  residual_scale: float = 0.1, seed: int = 0, device: str = "cpu"):
-        self.base, self.obs_dim, self.act_dim = base, obs_dim, act_dim
+        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         self._noise_cfg = ResidualTD3Config(exploration_noise=exploration_noise, residual_scale=residual_scale)
@@ -75,22 +78,21 @@ class RuntimeActor:
         self._weights = _Weights(session, version, cfg, normalizer.to(self.device), actor.to(self.device))
         return version
 
-    def act(self, obs: Mapping[str, np.ndarray], explore: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(base action, executed action); both checked for shape and finiteness."""
-        base_action = checked_action(self.base.act(obs), self.act_dim, "base policy")
-        flat = flat_state(obs)
+    def choose(self, flat_obs: np.ndarray, base_action: np.ndarray, explore: bool) -> np.ndarray:
+        """The action to send for this observation and the base's action at it (the base is the actor
+        loop's to call, once per step)."""
         if self.obs_dim is None:
-            self.obs_dim = flat.size
-        elif flat.size != self.obs_dim:
-            raise MessageError(f"observation has {flat.size} values, the policy expects {self.obs_dim}")
+            self.obs_dim = flat_obs.size
+        elif flat_obs.size != self.obs_dim:
+            raise MessageError(f"observation has {flat_obs.size} values, the policy expects {self.obs_dim}")
         w = self._weights  # one read: the whole step uses one version
         if w is None:
             noise = self.rng.normal(0.0, self._noise_cfg.exploration_noise, self.act_dim) if explore else 0.0
             scale = self._noise_cfg.residual_scale
             action = np.clip(base_action + np.clip(noise, -scale, scale), -1.0, 1.0).astype(np.float32)
         else:
-            action = residual_action(w.normalizer, w.actor, w.cfg, flat, base_action, explore, self.rng)
-        return base_action, checked_action(action, self.act_dim, "residual actor")
+            action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, explore, self.rng)
+        return checked_action(action, self.act_dim, "residual actor")
 
 
 @dataclass

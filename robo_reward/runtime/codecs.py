@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from robo_reward.errors import RoboRewardError
+from robo_reward.rl.transition import Transition
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
@@ -46,25 +46,7 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data: bytes 
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-@dataclass
-class Transition:
-    """One control step as the actor saw it; `stamp` is the next observation's source time, which
-    the learner uses to join the reward the reward server published for that observation."""
-
-    obs: np.ndarray
-    base_action: np.ndarray
-    action: np.ndarray
-    next_obs: np.ndarray
-    next_base_action: np.ndarray
-    stamp: float
-    episode: int
-    terminated: bool = False
-    truncated: bool = False
-    intervention: bool = False  # the operator's command was executed (HIL-SERL): learn it as a demo
-    env_reward: float = float("nan")  # a reward the robot itself reports (sim success), when there is one
-
-
-_SCALARS = ("stamp", "episode", "terminated", "truncated", "intervention", "env_reward")
+_SCALARS = ("stamp", "episode", "step", "terminated", "truncated", "intervention", "reward")
 
 
 def encode_transition(t: Transition) -> np.ndarray:
@@ -93,9 +75,9 @@ def decode_transition(data: np.ndarray, obs_dim: int, act_dim: int) -> Transitio
     obs, base, action, next_obs, next_base = np.split(body.astype(np.float32), cuts)
     scalars = dict(zip(_SCALARS, data[2:n_head]))
     return Transition(obs, base, action, next_obs, next_base, stamp=float(scalars["stamp"]),
-                      episode=int(scalars["episode"]), terminated=bool(scalars["terminated"]),
+                      episode=int(scalars["episode"]), step=int(scalars["step"]), terminated=bool(scalars["terminated"]),
                       truncated=bool(scalars["truncated"]), intervention=bool(scalars["intervention"]),
-                      env_reward=float(scalars["env_reward"]))
+                      reward=float(scalars["reward"]))
 
 
 def encode_weights(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> bytes:

@@ -4,8 +4,8 @@ driven by transitions that arrive from an actor process instead of a local env l
 Rewards: each transition names the source time of its next observation; the reward for it is the
 one the reward server published for that time (`RewardJoin`), or the robot's own success signal
 when the run uses the sparse reward. A transition whose reward never arrives is dropped and
-counted — the learner never invents one. Operator interventions (HIL-SERL) go to the
-demonstration buffer.
+counted — the learner never invents one, and the n-step windows close at the gap it leaves.
+Operator interventions (HIL-SERL) go to the demonstration buffer.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from robo_reward.rl.runs import (
     demo_rewards_from_videos,
     training_env_spec,
 )
-from robo_reward.runtime.codecs import Transition, encode_weights
+from robo_reward.rl.transition import Transition
+from robo_reward.runtime.codecs import encode_weights
 
 INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
 
@@ -85,6 +86,7 @@ class RuntimeLearner:
                  online_buffer: NStepReplayBuffer, progress: dict[str, Any], seed: int = 0):
         self.run_dir, self.learner = Path(run_dir), learner
         self.demo_buffer, self.online_buffer = demo_buffer, online_buffer
+        online_buffer.demo_sink = demo_buffer
         self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0, **progress}
         self.rng = np.random.default_rng(seed)
         if "rng_state" in self.progress:
@@ -139,9 +141,8 @@ class RuntimeLearner:
                                   f"({self.learner.obs_dim}, {self.learner.act_dim})")
         if not math.isfinite(reward):
             raise RoboRewardError(f"reward {reward} is not finite")
-        buffer = self.demo_buffer if t.intervention else self.online_buffer
-        buffer.add(t.obs, t.base_action, t.action, float(reward), t.next_obs, t.next_base_action,
-                   terminated=t.terminated, truncated=t.truncated)
+        # one window per episode whoever acted: items that start with an intervention go to the demos
+        self.online_buffer.add_transition(t, float(reward))
         p = self.progress
         p["env_step"] += 1
         p["interventions"] += int(t.intervention)

@@ -72,18 +72,19 @@ class RewardServerCore:
         return RewardOutput(stamp, progress, self._shaper.step(progress, success), success)
 
     def _process_one(self, sample: Sample) -> RewardOutput:
+        """A stream starts only at a frame it could score: after a bad first frame the next good one
+        starts the episode's stream (and its shaper) instead."""
+        first = self._stream is None
         try:
-            first = self._stream is None
-            if first:
-                self._stream = self.model.stream(self.task)
-                self._shaper = progress_shaper(self.model, self.shaping) if self.shaping else None
-                score = self._stream.reset(sample.frames, sample.state)
-            else:
-                score = self._stream.step(sample.frames, sample.state)
+            stream = self.model.stream(self.task) if first else self._stream
+            score = stream.reset(sample.frames, sample.state) if first else stream.step(sample.frames, sample.state)
         except RoboRewardError as exc:
             return RewardOutput(sample.stamp, ok=False, error=str(exc))
         if not score.ok:
             return RewardOutput(sample.stamp, ok=False, error=score.error)
+        if first:
+            self._stream = stream
+            self._shaper = progress_shaper(self.model, self.shaping) if self.shaping else None
         return self._shape(sample.stamp, score.progress, score.success, score.reward, first)
 
     def _process_batch(self, samples: Sequence[Sample]) -> list[RewardOutput]:

@@ -1,0 +1,112 @@
+"""A real (or simulated-behind-topics) robot as a Gymnasium env, so the robot runs the same actor
+loop as `rl train`. The env talks to a `RobotLink` — the robot's transport — whose ROS 2
+implementation lives in ros_nodes/ (the library never imports rclpy).
+
+- reset: waits until the reset manager runs an episode (home reached, safety OK, on hardware an
+  operator confirmed) and a fresh observation is in, then returns it with the episode's id.
+- step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
+  control period, and returns the first observation newer than the one the action was chosen on.
+  The operator's command replaces the policy's while they intervene (HIL-SERL). A refused command
+  ends the episode for the actor with "executed": False: nothing went out, no transition exists.
+- termination: success (the robot's success signal, a success detector or the operator's mark, as
+  the link reports it) terminates with reward 1 — the sparse reward is the same on a robot as in
+  simulation; the reset manager ending the episode otherwise (time limit, safety) truncates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+
+class LinkClosed(Exception):
+    """The transport is shutting down: the actor loop ends."""
+
+
+@dataclass(frozen=True)
+class RobotReading:
+    """One observation as it arrived: the observation dict and its source time (state stamp)."""
+
+    obs: Mapping[str, np.ndarray]
+    stamp: float
+
+
+@dataclass(frozen=True)
+class EpisodeStatus:
+    running: bool
+    episode: int
+    ended: bool = False  # this episode's outcome is in (success, operator mark, time limit, safety)
+    success: bool = False
+    reason: str = ""
+
+
+class RobotLink(Protocol):
+    control_period_s: float
+    observation_timeout_s: float
+
+    def wait_ready(self, timeout_s: float) -> tuple[RobotReading, EpisodeStatus] | None:
+        """A running episode, safety OK and fresh inputs; None at the timeout. Raises LinkClosed."""
+
+    def gate(self) -> tuple[bool, str]:
+        """Whether a command may go out now, and why not."""
+
+    def send(self, action: np.ndarray) -> None: ...
+
+    def wait_newer(self, stamp: float, timeout_s: float) -> RobotReading | None:
+        """The first observation with a source time after `stamp`; None at the timeout. Raises LinkClosed."""
+
+    def episode_status(self, episode: int) -> EpisodeStatus:
+        """Where episode `episode` stands now (its outcome, once the reset manager has one)."""
+
+    def operator_command(self) -> np.ndarray | None:
+        """The operator's command while they intervene and it is fresh, else None."""
+
+
+class RobotEnv(gym.Env):
+    def __init__(self, link: RobotLink, act_dim: int, ready_poll_s: float = 1.0):
+        self.link, self.act_dim, self.ready_poll_s = link, act_dim, ready_poll_s
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+        self._reading: RobotReading | None = None
+        self._episode = -1
+        self._last_send = float("-inf")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict[str, Any]]:
+        """Waits (as long as it takes: an operator may be resetting the scene) for a running episode."""
+        while True:
+            ready = self.link.wait_ready(self.ready_poll_s)
+            if ready is not None:
+                break
+        self._reading, status = ready
+        self._episode = status.episode
+        return dict(self._reading.obs), {"episode": status.episode, "stamp": self._reading.stamp}
+
+    def step(self, action: np.ndarray):
+        if self._reading is None:
+            raise RuntimeError("RobotEnv.step before reset")
+        ok, reason = self.link.gate()
+        if not ok:
+            return dict(self._reading.obs), 0.0, False, True, {"executed": False, "stopped": reason}
+        operator = self.link.operator_command()
+        executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
+        wait = self._last_send + self.link.control_period_s - time.monotonic()
+        if wait > 0:  # commands go out at the control rate, not faster
+            time.sleep(wait)
+        self.link.send(executed)
+        self._last_send = time.monotonic()
+        reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)
+        if reading is None:  # the command went out but the robot never reported back
+            return dict(self._reading.obs), 0.0, False, True, {
+                "executed": False, "stopped": f"no observation within {self.link.observation_timeout_s} s"}
+        self._reading = reading
+        status = self.link.episode_status(self._episode)
+        success, ended = status.success, not status.running or status.ended
+        info = {"executed_action": executed, "intervention": operator is not None, "stamp": reading.stamp,
+                "success": success, "episode": self._episode}
+        if ended and not success:
+            info["stopped"] = status.reason
+        return dict(reading.obs), float(success), success, ended and not success, info

@@ -1,0 +1,65 @@
+"""The one actor loop: env + frozen base + residual -> transitions. `rl train` (robosuite) and the
+robot's actor (a robot env over ROS 2) run this same function; only the env below it differs.
+
+The base is called exactly once per control step: its action at the next observation is stored as
+the transition's `next_base_action` and is the one executed at the next step, so a stateful base
+(an ACT action-chunk queue, a noisy scripted controller) sees one call per executed action, and
+`reset()` at every episode start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from robo_reward.envs.observations import flat_state
+from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.transition import Transition
+
+ChooseAction = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (flat obs, base action) -> action to send
+
+
+@dataclass
+class EpisodeOutcome:
+    episode: int
+    length: int  # transitions emitted
+    total_reward: float
+    success: bool
+
+
+def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: Callable[[Transition], None],
+                episode: int | None = None, seed: int | None = None) -> EpisodeOutcome:
+    """Run one episode to its end, handing every executed step to `emit`.
+
+    `episode`: the id stamped on the transitions; None takes the env's (info["episode"] at reset,
+    a robot's episode counter). The env may report in `info`: "executed_action" (what really went
+    out: limited, or the operator's), "intervention", "stamp" (source time of the new observation),
+    "success", and "executed": False for a step whose command never went out (no transition).
+    """
+    act_dim = int(env.action_space.shape[0])
+    obs, info = env.reset(seed=seed)
+    episode = int(info["episode"]) if episode is None else episode
+    base.reset(seed)
+    base_action = checked_action(base.act(obs), act_dim, "base policy")
+    step, total, success, done = 0, 0.0, False, False
+    while not done:
+        flat = flat_state(obs)
+        action = checked_action(choose_action(flat, base_action), act_dim, "residual actor")
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        done = bool(terminated or truncated)
+        if not info.get("executed", True):
+            break  # nothing went out (a safety stop): the episode ends here for the learner
+        next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
+        executed = checked_action(info.get("executed_action", action), act_dim, "executed action")
+        emit(Transition(flat, base_action, executed, flat_state(next_obs), next_base_action,
+                        stamp=float(info.get("stamp", step)), episode=episode, step=step,
+                        terminated=bool(terminated), truncated=bool(truncated),
+                        intervention=bool(info.get("intervention", False)), reward=float(reward)))
+        obs, base_action = next_obs, next_base_action
+        step += 1
+        total += float(reward)
+        success = success or bool(info.get("success", False))
+    return EpisodeOutcome(episode, step, total, success)

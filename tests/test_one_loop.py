@@ -1,0 +1,187 @@
+"""One actor/learner core for simulation and robots: windows that respect episodes and gaps, the
+base called once per step, and the same transitions whatever drives the env."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from robo_reward.rl.buffers import NStepReplayBuffer
+
+GAMMA = 0.9
+
+
+def _step(buffer: NStepReplayBuffer, episode: int, t: int, reward: float, end: str = "", to_demo: bool = False):
+    """obs_t = [episode * 100 + t]; `end` is "", "terminated" or "truncated"."""
+    o = episode * 100 + t
+    buffer.add([o], [0.0], [0.0], reward, [o + 1], [0.0], terminated=end == "terminated",
+               truncated=end == "truncated", episode=episode, step=t, to_demo=to_demo)
+
+
+def _items(buffer: NStepReplayBuffer) -> list[tuple[float, float, float, float]]:
+    """(obs, n-step return, next obs, discount) of every stored item, in write order."""
+    n = len(buffer)
+    return [(float(buffer.obs[i, 0]), round(float(buffer.n_step_return[i]), 6), float(buffer.next_obs[i, 0]),
+             round(float(buffer.discount[i]), 6)) for i in range(n)]
+
+
+def test_a_dropped_transition_closes_the_window_with_bootstrap() -> None:
+    buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    _step(buffer, 0, 0, 1.0)
+    _step(buffer, 0, 1, 2.0)
+    # step 2 never reached the learner (no reward for it): 0 and 1 must not join 3
+    _step(buffer, 0, 3, 4.0)
+    _step(buffer, 0, 4, 5.0, end="terminated")
+    assert _items(buffer) == [
+        (0.0, round(1 + 0.9 * 2, 6), 2.0, round(0.81, 6)),  # window 0-1, bootstraps from obs 2
+        (1.0, 2.0, 2.0, 0.9),
+        (3.0, round(4 + 0.9 * 5, 6), 5.0, 0.0),  # window 3-4 ends the episode
+        (4.0, 5.0, 5.0, 0.0),
+    ]
+
+
+def test_an_episode_boundary_never_joins_even_without_its_last_transition() -> None:
+    buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    _step(buffer, 0, 0, 1.0)
+    _step(buffer, 0, 1, 1.0)  # episode 0's last transition (with its end flag) was lost
+    _step(buffer, 1, 0, 7.0)
+    _step(buffer, 1, 1, 8.0, end="truncated")
+    obs_and_next = [(o, nxt) for o, _, nxt, _ in _items(buffer)]
+    assert obs_and_next == [(0.0, 2.0), (1.0, 2.0), (100.0, 102.0), (101.0, 102.0)]
+    # a window starting in episode 1 sums only episode 1's rewards
+    assert _items(buffer)[2][1] == round(7 + 0.9 * 8, 6)
+
+
+def test_interventions_keep_windows_intact_and_go_to_the_demo_buffer() -> None:
+    """The same episode gives the same n-step items whether or not some steps were interventions;
+    only where the items are stored changes."""
+    plain = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    online = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    demo = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    online.demo_sink = demo
+    rewards = [0.0, 0.5, 0.0, 1.0, 0.0, 2.0]
+    for t, r in enumerate(rewards):
+        end = "terminated" if t == len(rewards) - 1 else ""
+        _step(plain, 0, t, r, end)
+        _step(online, 0, t, r, end, to_demo=t in (2, 3))
+    by_obs = {item[0]: item for item in _items(online) + _items(demo)}
+    assert by_obs == {item[0]: item for item in _items(plain)}
+    assert sorted(item[0] for item in _items(demo)) == [2.0, 3.0]
+
+
+def test_pending_episode_tags_survive_a_checkpoint() -> None:
+    buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    _step(buffer, 4, 7, 1.0)
+    restored = NStepReplayBuffer.from_state_dict(buffer.state_dict())
+    _step(restored, 4, 9, 1.0)  # step 8 is missing: the restored window must close, not join
+    assert _items(restored)[0] == (407.0, 1.0, 408.0, 0.9)
+
+
+def test_episode_and_step_come_together() -> None:
+    buffer = NStepReplayBuffer(capacity=4, obs_dim=1, act_dim=1)
+    with pytest.raises(ValueError, match="both episode and step"):
+        buffer.add([0], [0], [0], 0.0, [1], [0], False, False, episode=1)
+    with pytest.raises(ValueError, match="demo_sink"):
+        buffer.add([0], [0], [0], 0.0, [1], [0], False, False, episode=1, step=0, to_demo=True)
+    assert np.all(buffer.obs == 0)
+
+
+class ChunkQueueBase:
+    """ACT-style: predicts a chunk of `size` actions from the observation when its queue is empty and
+    executes one per call. Action j of chunk i is (i + j / 10) / 10 in every dimension, so the
+    executed sequence says exactly which chunk entries ran, and in which order."""
+
+    def __init__(self, act_dim: int, size: int = 4):
+        self.act_dim, self.size = act_dim, size
+        self.queue: list[np.ndarray] = []
+        self.chunks = 0
+
+    def reset(self, seed=None) -> None:
+        self.queue, self.chunks = [], 0
+
+    def act(self, obs) -> np.ndarray:
+        if not self.queue:
+            self.queue = [np.full(self.act_dim, (self.chunks + j / 10) / 10, np.float32) for j in range(self.size)]
+            self.chunks += 1
+        return self.queue.pop(0)
+
+
+def _chunk_value(i: int) -> float:
+    return (i // 4 + (i % 4) / 10) / 10
+
+
+def test_a_chunked_base_runs_each_action_once_in_order_through_the_actor_loop() -> None:
+    from robo_reward.rl.actor_loop import run_episode
+    from sim import make_env
+
+    env = make_env("lift", "Panda", horizon=11, terminate_on_success=False)
+    base = ChunkQueueBase(env.action_space.shape[0])
+    for episode in range(2):  # the queue starts over at every episode (reset)
+        transitions = []
+        outcome = run_episode(env, base, lambda obs, base_action: base_action, transitions.append, episode=episode,
+                              seed=episode)
+        assert outcome.length == 11 and [t.step for t in transitions] == list(range(11))
+        executed = [float(t.action[0]) for t in transitions]
+        np.testing.assert_allclose(executed, [_chunk_value(i) for i in range(11)], atol=1e-7)
+        for before, after in zip(transitions, transitions[1:]):  # the stored next base action runs next
+            np.testing.assert_array_equal(before.next_base_action, after.base_action)
+        assert transitions[-1].truncated and not any(t.truncated for t in transitions[:-1])
+        assert {t.episode for t in transitions} == {episode}
+    env.close()
+
+
+@pytest.mark.slow
+def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos, tmp_path) -> None:
+    """A noisy scripted base draws fresh noise at every call. Through the robot actor (sim robot behind
+    ROS 2 topics), each transition's stored next base action must be the base action of the step after
+    it — which fails when the base is called a second time per control period."""
+    pytest.importorskip("rclpy")
+    import random
+
+    import yaml
+    from std_msgs.msg import Float64MultiArray
+
+    from robo_reward.config.hardware import CONFIG_DIR
+    from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rl.scripted_policy import save_scripted_policy
+    from robo_reward.runtime.codecs import decode_transition
+    from ros_nodes.common import RELIABLE
+    from ros_nodes.runner import BackgroundNode, ros_up_process
+
+    config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
+    config["cameras"] = []  # state only: this is about the actor, and rendering costs ~0.1 s a view here
+    config_path = tmp_path / "sim_panda_lift_state.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    base = tmp_path / "noisy_scripted"
+    save_scripted_policy(base, read_env_spec(lift_demos), noise=0.3, seed=5)
+    domain = random.randint(10, 99)
+    watcher = BackgroundNode("test_transitions", domain)
+    transitions = []
+
+    def on_transition(msg) -> None:
+        data = np.asarray(msg.data)
+        transitions.append(decode_transition(data, int(data[0]), 7))
+
+    watcher.node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
+    log = tmp_path / "stack.log"
+    proc = ros_up_process(config_path, ["--base", str(base), "--max-episode-steps", "20", "--device", "cpu",
+                                        "--only", "sim_robot", "actor", "safety_monitor", "reset_manager"],
+                          domain, log)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and len(transitions) < 45:
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        watcher.close()
+    assert len(transitions) >= 45, f"only {len(transitions)} transitions; log:\n{log.read_text()[-3000:]}"
+    pairs = [(a, b) for a, b in zip(transitions, transitions[1:]) if (b.episode, b.step) == (a.episode, a.step + 1)]
+    assert len(pairs) >= 30
+    for a, b in pairs:
+        np.testing.assert_array_equal(a.next_base_action, b.base_action)
+        np.testing.assert_array_equal(a.next_obs, b.obs)
+    assert len({t.episode for t in transitions}) >= 2  # episodes ended and the next one started
