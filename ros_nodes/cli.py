@@ -43,11 +43,9 @@ def cmd_ros_up(args: argparse.Namespace) -> None:
         print(json.dumps([{"name": s.name, "executable": s.executable, "parameters": s.parameters}
                           for s in specs], indent=2))
         return
-    from ros_nodes.runner import run_stack
+    from ros_nodes.runner import exit_now, run_stack
 
-    code = run_stack(specs, args.duration)
-    if code:
-        raise SystemExit(code)
+    exit_now(run_stack(specs, args.duration))
 
 
 def add_ros_parsers(groups, command) -> None:

@@ -23,10 +23,14 @@ EXECUTABLES = {  # executable name (setup entry point) -> node class
     "reset_manager": "ros_nodes.reset_manager_node:ResetManagerNode",
     "recorder": "ros_nodes.recorder_node:RecorderNode",
 }
+# Start order; `ros up` stops them in reverse: the actor first (no command after a stop is asked
+# for), the learner next (checkpoint), the robot before the recorder, whose writer then has the CPU
+# to finish the last episodes' videos.
+_ROBOT_STACK = ("safety_monitor", "reset_manager", "reward_server", "learner", "actor")
 PROFILES = {
-    "sim_rehearsal": ("sim_robot", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
-    "real_arm": ("camera", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
-    "real_humanoid": ("camera", "reward_server", "actor", "learner", "safety_monitor", "reset_manager", "recorder"),
+    "sim_rehearsal": ("recorder", "sim_robot", *_ROBOT_STACK),
+    "real_arm": ("recorder", "camera", *_ROBOT_STACK),
+    "real_humanoid": ("recorder", "camera", *_ROBOT_STACK),
     "reward_server": ("camera", "reward_server"),
 }
 

@@ -25,6 +25,7 @@ from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.runtime.actor import observation_from_parts, proprio_state
 from robo_reward.runtime.codecs import MessageError
 from robo_reward.safety.monitor import JointStateError
+from robo_reward.worker import ignore_stop_signals
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -178,7 +179,8 @@ class RecorderNode(Node):
 
 def write_episodes(episodes: mp.Queue, out: str) -> None:
     """Worker process: one LeRobotDataset (created with the first episode's shapes), an episode per
-    queue item, finalized at None."""
+    queue item, finalized at None (the node sends it when it stops)."""
+    ignore_stop_signals()
     recorder = None
     try:
         while (item := episodes.get()) is not None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,13 +65,19 @@ def _spin(nodes: list, duration_s: float | None) -> None:
     try:
         stop.wait(timeout=duration_s)
     finally:
+        began = time.monotonic()
         executor.shutdown(timeout_sec=5.0)
+        timings = [("executor", time.monotonic() - began)]
         for node in reversed(nodes):
+            name, started = node.get_name(), time.monotonic()
             try:
                 node.destroy_node()
             except Exception as exc:  # noqa: BLE001 - one node's cleanup must not skip the others'
-                print(f"[robo_reward] {node.get_name()}: error while stopping: {exc}", file=sys.stderr)
+                print(f"[robo_reward] {name}: error while stopping: {exc}", file=sys.stderr)
+            timings.append((name, time.monotonic() - started))
         rclpy.try_shutdown()
+        print(f"[robo_reward] stopped in {time.monotonic() - began:.1f} s (" +
+              ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings) + ")", file=sys.stderr, flush=True)
 
 
 def build(specs: Sequence[NodeSpec]) -> list:
@@ -87,6 +94,15 @@ def build(specs: Sequence[NodeSpec]) -> list:
             node.destroy_node()
         raise
     return nodes
+
+
+def exit_now(code: int) -> None:
+    """End the process once every node has stopped (checkpoints written, recordings finalized): the
+    interpreter's own teardown garbage-collects torch and rclpy objects for seconds, which would make
+    Ctrl-C look like a hang."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int:
@@ -115,6 +131,7 @@ def run_single(cls: type, args=None) -> None:
         rclpy.try_shutdown()
         sys.exit(2)
     _spin([node], None)
+    exit_now(0)
 
 
 class BackgroundNode:
@@ -147,6 +164,20 @@ def ros_up_process(config: str | Path, args: Sequence[str], domain: int, log: Pa
     Fast DDS profile; stdout and stderr go to `log`."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "FASTDDS_DEFAULT_PROFILES_FILE": str(FASTDDS_PROFILE),
            "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
+    with open(log, "w") as out:  # its own process group, like a terminal's job: Ctrl-C reaches all of it
         return subprocess.Popen([sys.executable, "-m", "robo_reward.cli", "ros", "up", str(config), *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def interrupt_and_wait(proc: subprocess.Popen, timeout_s: float) -> float:
+    """Ctrl-C to the process's whole group, as a terminal sends it; returns the seconds until it exited
+    (the group is killed and TimeoutExpired raised past `timeout_s`)."""
+    start = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return time.monotonic() - start

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from robo_reward.envs.observations import ENV_STATE_KEY, IMAGE_PREFIX
+from robo_reward.worker import ignore_stop_signals
 
 
 class SimulatedDriver:
@@ -58,6 +59,7 @@ class SimulatedDriver:
 
 
 def _serve(conn, args: dict) -> None:
+    ignore_stop_signals()  # the node stops the driver (hold, then close) when it stops
     # Mesa's software rasterizer (llvmpipe) has livelocked here with its worker threads spinning
     # under heavy CPU load; rendering these small frames in the calling thread avoids it
     os.environ.setdefault("LP_NUM_THREADS", "0")

@@ -3,7 +3,6 @@ base called once per step, and the same transitions whatever drives the env."""
 
 from __future__ import annotations
 
-import signal
 import time
 
 import numpy as np
@@ -149,7 +148,7 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     from robo_reward.rl.scripted_policy import save_scripted_policy
     from robo_reward.runtime.codecs import decode_transition
     from ros_nodes.common import RELIABLE
-    from ros_nodes.runner import BackgroundNode, ros_up_process
+    from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
 
     config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
     config["cameras"] = []  # state only: this is about the actor, and rendering costs ~0.1 s a view here
@@ -175,8 +174,7 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
         while time.monotonic() < end and len(transitions) < 45:
             time.sleep(0.2)
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        interrupt_and_wait(proc, 60)
         watcher.close()
     assert len(transitions) >= 45, f"only {len(transitions)} transitions; log:\n{log.read_text()[-3000:]}"
     pairs = [(a, b) for a, b in zip(transitions, transitions[1:]) if (b.episode, b.step) == (a.episode, a.step + 1)]

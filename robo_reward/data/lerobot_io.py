@@ -110,7 +110,9 @@ class EpisodeRecorder:
         with warnings.catch_warnings(), keep_scheduling_policy():
             # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
             warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
-            self._dataset.save_episode()
+            # lerobot's parallel encoding starts a process pool per episode: ~5 s from a worker process
+            # for a few small videos that encode in ~0.1 s each one after the other
+            self._dataset.save_episode(parallel_encoding=False)
         self.episodes += 1
 
     def discard_episode(self) -> None:
