@@ -38,7 +38,7 @@ ACTOR_STATUS_TOPIC = "/robo_reward/actor_status"
 INTERVENTION_TOPIC = "/robo_reward/intervention"
 OPERATOR_COMMAND_TOPIC = "/robo_reward/operator_command"
 SUCCESS_TOPIC = "/robo_reward/robot_success"  # std_msgs/Bool: the robot's own success signal (sim check)
-REWARD_FIELDS = ("progress", "reward", "success", "latency_s")
+REWARD_FIELDS = ("progress", "reward", "success", "ok", "latency_s")  # a reward model's reading of a frame
 
 # late joiners get the last value of state-like topics (safety, episode phase, weights)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -1,10 +1,11 @@
-"""Learner: the residual learner of robo_reward.rl fed by the actor's transitions. Rewards come from
-the reward server (joined by source time) or, with the sparse reward, from the robot's own success
-signal. Publishes actor weights periodically and a heartbeat; checkpoints periodically and on
+"""Learner: the residual learner of robo_reward.rl fed by the actor's transitions, rewarded here by
+the run's rule from the reward server's readings (joined by source time) or, with the sparse reward,
+from the robot's own success signal. Publishes actor weights periodically and a heartbeat; checkpoints periodically and on
 shutdown, and resumes from its run directory after a restart."""
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
 from robo_reward.errors import RoboRewardError
 from robo_reward.rewards import RewardSpec
+from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
 from robo_reward.rl.runs import learner_config
 from robo_reward.runtime.codecs import MessageError, decode_transition
@@ -77,9 +79,12 @@ class LearnerNode(Node):
     # Callbacks only queue: gradient steps run on the learning thread. A slow callback would also
     # make rclpy's multi-threaded executor spin at 100% CPU while the callback's group is busy.
     def on_reward(self, msg: JointState) -> None:
+        """A reward model's reading of one frame; a frame it could not score carries no reading."""
         values = read_named_values(msg)
-        if "reward" in values and np.isfinite(values["reward"]):
-            self.inbox.put(("reward", (to_sec(msg.header.stamp), values["reward"], values.get("success", 0.0) > 0.5)))
+        if values.get("ok", 0.0) > 0.5:
+            reading = RewardReading(values.get("progress", math.nan), values.get("success", 0.0) > 0.5,
+                                    values.get("reward", math.nan))
+            self.inbox.put(("reading", (to_sec(msg.header.stamp), reading)))
 
     def on_transition(self, msg: Float64MultiArray) -> None:
         try:
@@ -98,17 +103,17 @@ class LearnerNode(Node):
             except queue.Empty:
                 kind, item = "tick", None
             with self.lock:
-                if kind == "reward":
-                    self.join.add_reward(*item)
+                if kind == "reading":
+                    self.join.add_reading(*item)
                 elif kind == "transition" and self.reward_source == "sparse":  # the robot's own success signal
-                    self.add(item, 1.0 if item.reward > 0.5 else 0.0)
+                    self.add(item)
                 elif kind == "transition":
                     self.join.add_transition(item, monotonic())
-                for t, reward, _ in self.join.ready(monotonic()):  # overdue ones are dropped and counted
-                    self.add(t, reward)
+                for t in self.join.ready(monotonic()):  # overdue ones are dropped and counted
+                    self.add(t)
 
-    def add(self, t, reward: float) -> None:
-        self.learner.add(t, reward)
+    def add(self, t) -> None:
+        self.learner.add(t)
         self.since_checkpoint += 1
         if self.since_checkpoint >= self.checkpoint_every:
             self.checkpoint()

@@ -3,7 +3,8 @@ scored by any robo_reward reward model (batched when it falls behind, on the GPU
 published on /robo_reward/reward stamped with the source time, with its own latency.
 
 Parameters: model (directory / hf:ORG/NAME / clip:NAME), task (changeable at runtime with
-`ros2 param set`), shaping, tolerance_s, use_joint_states, device. Bad images or a model that
+`ros2 param set`), tolerance_s, use_joint_states, device. It publishes the model's reading of each
+frame (progress, success, the model's own reward); the learner turns readings into reward. Bad images or a model that
 cannot score give an explicit no-reward output (success = 0, reward NaN, logged), never a crash.
 """
 
@@ -22,7 +23,6 @@ from std_msgs.msg import String
 
 from robo_reward.errors import RoboRewardError
 from robo_reward.rewards.registry import load_reward_model
-from robo_reward.rewards.shaping import ShapingConfig
 from robo_reward.runtime.codecs import MessageError
 from robo_reward.runtime.reward_server import RewardOutput, RewardServerCore, Sample
 from robo_reward.runtime.sync import ApproximateTimeSync
@@ -51,10 +51,8 @@ class RewardServerNode(Node):
         model_path = str(declare(self, "model", ""))
         if not model_path:
             raise RoboRewardError("reward_server: parameter model is required")
-        shaping = str(declare(self, "shaping", "policy-invariant"))
         self.model = load_reward_model(model_path, str(declare(self, "device", "auto")))
-        self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")),
-                                     None if shaping == "none" else ShapingConfig(mode=shaping))
+        self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")))
         self.max_batch = int(declare(self, "max_batch", 16))
         if self.max_batch < 1:
             raise RoboRewardError(f"reward_server: parameter max_batch must be >= 1, got {self.max_batch}")
@@ -181,8 +179,8 @@ class RewardServerNode(Node):
                 self.last_error = f"no reward at {stamp:.3f}: {out.error}"
                 self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
             self.pub.publish(named_values(stamp, {"progress": out.progress, "reward": out.reward,
-                                                  "success": float(out.success), "latency_s":
-                                                  time.monotonic() - arrived}))
+                                                  "success": float(out.success), "ok": float(out.ok),
+                                                  "latency_s": time.monotonic() - arrived}))
 
     def destroy_node(self):
         self.running = False

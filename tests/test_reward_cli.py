@@ -178,8 +178,9 @@ def test_rapl_trains_from_simulator_preferences(camera_demos, tmp_path):
 def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demos, tmp_path, capsys):
     import shutil
 
+    from robo_reward.rewards import RewardSpec, reward_rule
     from robo_reward.rewards.registry import ModelRewardSource
-    from robo_reward.rewards.shaping import ShapingConfig
+    from robo_reward.rewards.shaping import RewardReading
     from robo_reward.runtime.reward_server import RewardServerCore, Sample
 
     episodes = load_episodes(camera_demos)
@@ -222,14 +223,17 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     np.testing.assert_array_equal(success, result.success)
     expected = success[1:] + 0.99 * phi[1:] - phi[:-1]
     np.testing.assert_allclose(scores["reward"], expected, atol=1e-5)
-    source = ModelRewardSource(both, ShapingConfig())
-    np.testing.assert_allclose(source.episode_rewards(episode)[:-1], expected, atol=1e-5)
-    core = RewardServerCore(both, episode.task, ShapingConfig())
+    source = ModelRewardSource(both)
+    rule = reward_rule(RewardSpec("progress-success", model=str(models / "both")), source, 0.99)
+    readings = source.episode_readings(episode)
+    np.testing.assert_allclose([rule(a, b) for a, b in zip(readings, readings[1:])][:-1], expected, atol=1e-5)
+    # the ROS reward server publishes the same readings frame by frame; the learner's rule makes the reward
+    core = RewardServerCore(both, episode.task)
     frames = episode.frames
     out = core.process([Sample(float(t), {c: frames[c][t] for c in frames}) for t in range(12)])
     assert all(o.ok for o in out)
-    for before, after in zip(out, out[1:]):
-        assert after.reward == pytest.approx(after.success + 0.99 * after.progress - before.progress, abs=1e-5)
+    served = [RewardReading(o.progress, o.success, o.reward) for o in out]
+    np.testing.assert_allclose([rule(a, b) for a, b in zip(served, served[1:])], expected[:11], atol=1e-5)
     run = tmp_path / "run"
     assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "progress-success",
                  "--reward-model", str(models / "both"), "--steps", "90", "--eval-every", "90", "--eval-episodes",

@@ -11,7 +11,7 @@ from robo_reward.errors import DatasetError
 from robo_reward.rewards.base import Episode, RewardInputError, subsample_indices
 from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
 from robo_reward.rewards.metrics import preference_accuracy, score_mae, success_metrics, value_order_correlation
-from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig, shaped_rewards
+from robo_reward.rewards.shaping import RewardReading, RewardRule, ShapingConfig, shaped_rewards
 
 
 def test_policy_invariant_shaping_telescopes_and_pays_gold_at_goal():
@@ -33,12 +33,14 @@ def test_parking_at_high_progress_is_not_rewarded_by_shaping():
     assert np.all(shaped_rewards(phi, ShapingConfig(mode="raw-progress-difference")) == 0)
 
 
-def test_online_shaper_matches_batch_form():
+def test_the_learners_step_rule_matches_batch_form():
     phi = np.random.default_rng(0).uniform(0, 1, 20)
-    shaper = ProgressShaper()
-    shaper.reset(phi[0])
-    online = [shaper.step(p) for p in phi[1:]]
+    rule = RewardRule(ShapingConfig())
+    online = [rule(RewardReading(a), RewardReading(b)) for a, b in zip(phi, phi[1:])]
     np.testing.assert_allclose(online, shaped_rewards(phi), rtol=1e-6)
+    assert RewardRule.from_dict(rule.to_dict()) == rule
+    # no shaping: the source's own reward at s' (sparse success, a classifier's call)
+    assert RewardRule(None)(RewardReading(0.2), RewardReading(0.9, True, 1.0)) == 1.0
 
 
 def test_success_detector_replaces_the_progress_threshold_as_gold():
@@ -48,9 +50,9 @@ def test_success_detector_replaces_the_progress_threshold_as_gold():
     r = shaped_rewards(phi, ShapingConfig(), success)
     np.testing.assert_allclose(r, success[1:] + 0.99 * phi[1:] - phi[:-1], rtol=1e-6)
     assert not np.allclose(r, shaped_rewards(phi))  # the threshold alone would pay no gold here
-    shaper = ProgressShaper(gold_from_success=True)
-    shaper.reset(phi[0])
-    np.testing.assert_allclose([shaper.step(p, s) for p, s in zip(phi[1:], success[1:])], r, rtol=1e-6)
+    rule = RewardRule(ShapingConfig(), gold_from_success=True)
+    readings = [RewardReading(p, s) for p, s in zip(phi, success)]
+    np.testing.assert_allclose([rule(a, b) for a, b in zip(readings, readings[1:])], r, rtol=1e-6)
     with pytest.raises(ValueError, match="success flags shape"):
         shaped_rewards(phi, ShapingConfig(), success[1:])
 

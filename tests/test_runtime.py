@@ -9,7 +9,7 @@ import torch
 from reward_helpers import moving_square_frames, save_tiny_open_clip
 
 from robo_reward.rewards.registry import load_reward_model
-from robo_reward.rewards.shaping import ShapingConfig
+from robo_reward.rewards.shaping import RewardReading, RewardRule, ShapingConfig
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
 from robo_reward.runtime.actor import CommandGate, RuntimeActor
 from robo_reward.runtime.codecs import (
@@ -50,14 +50,15 @@ def _transition(obs_dim=4, act_dim=2, **kw):
     rng = np.random.default_rng(1)
     return Transition(rng.normal(size=obs_dim).astype(np.float32), rng.normal(size=act_dim).astype(np.float32),
                       rng.normal(size=act_dim).astype(np.float32), rng.normal(size=obs_dim).astype(np.float32),
-                      rng.normal(size=act_dim).astype(np.float32), stamp=1_795_000_000.123456, episode=3, step=41, **kw)
+                      rng.normal(size=act_dim).astype(np.float32), stamp=1_795_000_000.123456, obs_stamp=1_795_000_000.073456, episode=3, step=41, **kw)
 
 
 def test_transition_round_trip_and_rejects():
-    t = _transition(truncated=True, intervention=True, reward=1.0)
+    t = _transition(truncated=True, intervention=True, reward=1.0, progress=0.25, success=True)
     back = decode_transition(encode_transition(t), 4, 2)
     assert back.stamp == t.stamp and back.episode == 3 and back.step == 41 and back.truncated and back.intervention
-    assert not back.terminated and back.reward == 1.0
+    assert not back.terminated and back.reward == 1.0 and back.obs_stamp == t.obs_stamp
+    assert back.progress == 0.25 and np.isnan(back.next_progress) and back.success  # NaN: no reading there
     for name in ("obs", "base_action", "action", "next_obs", "next_base_action"):
         np.testing.assert_array_equal(getattr(back, name), getattr(t, name))
     data = encode_transition(t)
@@ -71,6 +72,10 @@ def test_transition_round_trip_and_rejects():
         decode_transition(bad, 4, 2)
     with pytest.raises(MessageError, match="header"):
         decode_transition(data[:3], 4, 2)
+    bad = data.copy()
+    bad[2] = np.inf  # the stamp
+    with pytest.raises(MessageError, match="stamps"):
+        decode_transition(bad, 4, 2)
 
 
 def _blob(learner: ResidualTD3, version: int, session: str = "a", **meta) -> bytes:
@@ -135,29 +140,34 @@ def test_time_alignment():
     assert sync.add("front", 50.0, "late") == []
 
 
-def test_reward_join_matches_by_stamp_and_never_invents():
+def test_reward_join_matches_both_observations_by_stamp_and_never_invents():
     join = RewardJoin(tolerance_s=0.01, max_wait_s=1.0)
     t1, t2 = _transition(), _transition()
-    t1.stamp, t2.stamp = 10.0, 10.05
+    t1.obs_stamp, t1.stamp, t2.obs_stamp, t2.stamp = 9.95, 10.0, 10.0, 10.05
     join.add_transition(t1, now=0.0)
     join.add_transition(t2, now=0.0)
-    assert join.ready(now=0.1) == []  # waits for its reward
-    join.add_reward(10.051, 0.7, False)
-    assert join.ready(now=0.2) == []  # keeps order: t1 is still waiting
-    assert join.ready(now=1.5) == [(t2, 0.7, False)] and join.dropped == 1  # t1 overdue: dropped
+    assert join.ready(now=0.1) == []  # waits for its readings
+    join.add_reading(10.051, RewardReading(0.7, False, 0.0))
+    join.add_reading(10.003, RewardReading(0.6, True, 1.0))
+    assert join.ready(now=0.2) == []  # keeps order: t1 still lacks the reading of its first observation
+    (ready,) = join.ready(now=1.5)  # t1 overdue: dropped
+    assert join.dropped == 1 and ready is t2 or (ready.obs_stamp, ready.stamp) == (10.0, 10.05)
+    assert (ready.progress, ready.next_progress, ready.success, ready.reward) == (0.6, 0.7, False, 0.0)
+    rule = RewardRule(ShapingConfig(gamma=0.9))
+    assert rule(*ready.readings()) == pytest.approx(0.9 * 0.7 - 0.6)
 
 
 def test_reward_server_batches_and_reports_bad_samples(tmp_path):
     model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
     frames = moving_square_frames(6)
     samples = [Sample(float(i), {"agentview": frames[i]}) for i in range(6)]
-    one_by_one = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    one_by_one = RewardServerCore(model, "lift the red cube")
     single = [o for s in samples for o in one_by_one.process([s])]
-    batched_core = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    batched_core = RewardServerCore(model, "lift the red cube")
     batched = batched_core.process(samples[:1]) + batched_core.process(samples[1:])  # a backlog of 5
     np.testing.assert_allclose([o.progress for o in batched], [o.progress for o in single], atol=1e-5)
     np.testing.assert_allclose([o.reward for o in batched], [o.reward for o in single], atol=1e-5)
-    assert single[0].reward == 0.0 and all(o.ok for o in single)  # the first frame sets the potential
+    assert all(o.ok for o in single) and np.isfinite([o.progress for o in single]).all()
     bad = [Sample(6.0, {"agentview": frames[0][:, :, :2]}), Sample(7.0, {"wrist": frames[0]}), samples[2]]
     outputs = batched_core.process(bad)
     assert [o.ok for o in outputs] == [False, False, True]
@@ -166,19 +176,19 @@ def test_reward_server_batches_and_reports_bad_samples(tmp_path):
     with pytest.raises(Exception, match="task text is empty"):
         batched_core.set_task("  ")
     batched_core.set_task("open the drawer")
-    assert batched_core.process([samples[3]])[0].reward == 0.0  # a new task restarts the stream
+    assert batched_core.process([samples[3]])[0].ok  # a new task restarts the stream
 
 
 def test_reward_server_survives_a_bad_first_frame(tmp_path):
     """A first frame the model cannot score must not leave a half-started stream behind: the next
-    good frame starts the episode (reward 0, the potential), and the frames after it are shaped."""
+    good frame starts the episode's stream, and every frame after it is read as from a clean start."""
     model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
     frames = moving_square_frames(4)
-    core = RewardServerCore(model, "lift the red cube", ShapingConfig())
-    reference = RewardServerCore(model, "lift the red cube", ShapingConfig())
+    core = RewardServerCore(model, "lift the red cube")
+    reference = RewardServerCore(model, "lift the red cube")
     first = core.process([Sample(0.0, {"agentview": frames[0][:, :, :2]})])
-    assert not first[0].ok and np.isnan(first[0].reward)
+    assert not first[0].ok and np.isnan(first[0].progress)
     outputs = [core.process([Sample(float(i), {"agentview": frames[i]})])[0] for i in range(1, 4)]
     expected = [reference.process([Sample(float(i), {"agentview": frames[i]})])[0] for i in range(1, 4)]
-    assert all(o.ok for o in outputs) and outputs[0].reward == 0.0
-    np.testing.assert_allclose([o.reward for o in outputs], [o.reward for o in expected], atol=1e-6)
+    assert all(o.ok for o in outputs)
+    np.testing.assert_allclose([o.progress for o in outputs], [o.progress for o in expected], atol=1e-6)

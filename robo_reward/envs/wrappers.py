@@ -5,28 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 from robo_reward.rewards.sources import RewardSource
 
+READING_KEY = "reward_reading"  # info key: the reward source's RewardReading of the observation returned
+
 
 class RewardWrapper(gym.Wrapper):
-    """Replaces the env's reward with a RewardSource's; the original stays in info['env_reward']."""
+    """Runs a reward source on every observation and puts its reading in info[READING_KEY]; the step's
+    reward is the source's own (sparse success, a classifier's call; NaN for a pure progress model).
+    The learner's reward comes from two readings through its RewardRule; the env's original reward
+    stays in info['env_reward']."""
 
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
         self.source = source
-        self._last_obs: dict[str, np.ndarray] | None = None
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
-        self.source.reset(obs, getattr(self.env.unwrapped, "task_text", ""))
-        self._last_obs = obs
-        return obs, info
+        reading = self.source.reset(obs, getattr(self.env.unwrapped, "task_text", ""))
+        return obs, dict(info, **{READING_KEY: reading})
 
     def step(self, action):
         next_obs, env_reward, terminated, truncated, info = self.env.step(action)
-        info = dict(info, env_reward=env_reward)
-        reward = float(self.source.reward(self._last_obs, action, next_obs, info))
-        self._last_obs = next_obs
-        return next_obs, reward, terminated, truncated, info
+        reading = self.source.read(next_obs, info)
+        return next_obs, reading.reward, terminated, truncated, dict(info, env_reward=env_reward,
+                                                                     **{READING_KEY: reading})

@@ -16,7 +16,7 @@ import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
 from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
-from robo_reward.rewards.shaping import ShapingConfig, progress_shaper, shaped_episode_rewards
+from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
 
 
@@ -146,39 +146,38 @@ def frames_from_obs(obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 class ModelRewardSource:
     """A reward model as the learner's RewardSource: the model streams progress on the env's camera
-    images, shaping turns progress into reward (policy-invariant by default). A model that reports
-    "no reward" stops training with its reason — the learner never sees a made-up reward."""
+    images. A model that reports "no reward" stops training with its reason — the learner never sees
+    a made-up reward."""
 
-    def __init__(self, model: RewardModel, shaping: ShapingConfig | None):
-        self.model, self.shaping = model, shaping
+    def __init__(self, model: RewardModel):
+        self.model = model
         self.name = getattr(model, "name", "model")
         self.cameras = tuple(model.cameras)
         self.image_size = getattr(model, "render_size", None)  # camera resolution the model was trained at
         self._stream = None
-        self._shaper = progress_shaper(model, shaping) if shaping else None
+
+    @staticmethod
+    def _reading(score) -> RewardReading:
+        return RewardReading(float(score.progress), bool(score.success), float(score.reward))
 
     def _check(self, score):
         if not score.ok:
             raise RewardModelError(f"reward model {self.name} gave no reward: {score.error}")
         return score
 
-    def reset(self, obs, task_text):
+    def reset(self, obs, task_text) -> RewardReading:
         self._stream = self.model.stream(task_text)
-        score = self._check(self._stream.reset(frames_from_obs(obs), obs.get(STATE_KEY)))
-        if self._shaper:
-            self._shaper.reset(score.progress)
+        return self._reading(self._check(self._stream.reset(frames_from_obs(obs), obs.get(STATE_KEY))))
 
-    def reward(self, obs, action, next_obs, info) -> float:
-        score = self._check(self._stream.step(frames_from_obs(next_obs), next_obs.get(STATE_KEY)))
-        return self._shaper.step(score.progress, score.success) if self._shaper else float(score.reward)
+    def read(self, obs, info) -> RewardReading:
+        return self._reading(self._check(self._stream.step(frames_from_obs(obs), obs.get(STATE_KEY))))
 
-    def episode_rewards(self, episode: Episode) -> np.ndarray:
-        """Rewards of a recorded episode's T transitions (demonstrations), batched through score_episode.
-        A LeRobot episode stores T frames; the observation after the last action repeats the last frame."""
+    def episode_readings(self, episode: Episode) -> list[RewardReading]:
+        """Readings of a recorded episode's T frames plus the state after its last action (LeRobot
+        does not store it: the last frame repeats), batched through score_episode (demonstrations)."""
         result = self.model.score_episode(episode)
         if not result.ok:
             raise RewardModelError(f"reward model {self.name} gave no reward for a demonstration: {result.error}")
-        if self._shaper:
-            return shaped_episode_rewards(self.model, np.append(result.progress, result.progress[-1]),
-                                          np.append(result.success, result.success[-1]), self.shaping)
-        return np.append(result.reward[1:], result.reward[-1]).astype(np.float32)
+        readings = [RewardReading(float(p), bool(s), float(r))
+                    for p, s, r in zip(result.progress, result.success, result.reward)]
+        return readings + readings[-1:]

@@ -12,7 +12,7 @@ as r_gold; the shaping term is unchanged, so the invariance still holds for that
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -57,35 +57,46 @@ def shaped_rewards(progress: np.ndarray, config: ShapingConfig = ShapingConfig()
     return rewards.astype(np.float32)
 
 
-class ProgressShaper:
-    """The online form of `shaped_rewards`: feed Phi(s_0) to reset, then Phi(s_{t+1}) (and the model's
-    success call) per step. `gold_from_success`: r_gold is that call rather than the progress threshold."""
+@dataclass(frozen=True)
+class RewardReading:
+    """What a reward source says about one observation: progress Phi (NaN when it has none), its
+    success call, and its own reward for arriving there (a classifier's call, sparse success)."""
 
-    def __init__(self, config: ShapingConfig = ShapingConfig(), gold_from_success: bool = False):
-        self.config, self.gold_from_success = config, gold_from_success
-        self._previous: float | None = None
+    progress: float = float("nan")
+    success: bool = False
+    reward: float = float("nan")
 
-    def reset(self, progress: float) -> None:
-        self._previous = float(progress)
 
-    def step(self, progress: float, success: bool = False) -> float:
-        if self._previous is None:
-            raise RuntimeError("ProgressShaper.step before reset")
-        flags = np.array([False, success]) if self.gold_from_success else None
-        reward = float(shaped_rewards(np.array([self._previous, progress]), self.config, flags)[0])
-        self._previous = float(progress)
-        return reward
+@dataclass(frozen=True)
+class RewardRule:
+    """The learner's reward for one transition from the readings at s and s': `shaped_rewards` with
+    the learner's own gamma, or the source's own reward at s' (`shaping` None: sparse success, a
+    classifier). The one place progress becomes reward — demonstrations and online data, simulation
+    and robots alike."""
+
+    shaping: ShapingConfig | None = None
+    gold_from_success: bool = False  # r_gold is the success call, not Phi >= 1 - delta
+
+    def to_dict(self) -> dict:
+        return {"shaping": None if self.shaping is None else asdict(self.shaping),
+                "gold_from_success": self.gold_from_success}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RewardRule:
+        shaping = data["shaping"]
+        return cls(None if shaping is None else ShapingConfig(**shaping), bool(data["gold_from_success"]))
+
+    def __call__(self, before: RewardReading, after: RewardReading) -> float:
+        if self.shaping is None:
+            return float(after.reward)
+        flags = np.array([before.success, after.success]) if self.gold_from_success else None
+        return float(shaped_rewards(np.array([before.progress, after.progress]), self.shaping, flags)[0])
 
 
 def gold_from_success(model: object) -> bool:
     """Whether a reward model's r_gold is its success call: it carries a separate success detector
     (`success_sets_gold`, see rewards/combined.py); otherwise r_gold comes from its progress."""
     return bool(getattr(model, "success_sets_gold", False))
-
-
-def progress_shaper(model: object, config: ShapingConfig) -> ProgressShaper:
-    """The online shaper for a reward model's stream."""
-    return ProgressShaper(config, gold_from_success=gold_from_success(model))
 
 
 def shaped_episode_rewards(model: object, progress: np.ndarray, success: np.ndarray,

@@ -13,23 +13,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from robo_reward.errors import ConfigError
-from robo_reward.rewards.shaping import SHAPING_MODES, ShapingConfig
+from robo_reward.rewards.shaping import SHAPING_MODES, RewardReading, RewardRule, ShapingConfig, gold_from_success
 
 
 class RewardSource(Protocol):
-    """Computes the learner's reward for one transition."""
+    """Reads each observation an episode reaches (progress, success call, its own reward); the
+    learner's `RewardRule` turns two readings into the reward."""
 
     name: str
 
-    def reset(self, obs: Mapping[str, np.ndarray], task_text: str) -> None: ...
+    def reset(self, obs: Mapping[str, np.ndarray], task_text: str) -> RewardReading: ...
 
-    def reward(
-        self,
-        obs: Mapping[str, np.ndarray],
-        action: np.ndarray,
-        next_obs: Mapping[str, np.ndarray],
-        info: Mapping[str, Any],
-    ) -> float: ...
+    def read(self, obs: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> RewardReading: ...
 
 
 class SparseSuccessReward:
@@ -37,11 +32,12 @@ class SparseSuccessReward:
 
     name = "sparse"
 
-    def reset(self, obs: Mapping[str, np.ndarray], task_text: str) -> None:
-        pass
+    def reset(self, obs: Mapping[str, np.ndarray], task_text: str) -> RewardReading:
+        return RewardReading(success=False, reward=0.0)
 
-    def reward(self, obs, action, next_obs, info) -> float:
-        return 1.0 if info.get("success", False) else 0.0
+    def read(self, obs, info) -> RewardReading:
+        success = bool(info.get("success", False))
+        return RewardReading(success=success, reward=float(success))
 
 
 MODEL_SOURCES = ("success-classifier", "hop", "clip", "vlm", "rapl", "bradley-terry", "progress-success")
@@ -78,8 +74,8 @@ class RewardSpec:
         return cls(**data)
 
 
-def make_reward_source(spec: RewardSpec | str, device: str = "auto", gamma: float = 0.99) -> RewardSource:
-    """The learner's reward: sparse success, or a reward model streamed on camera images + shaping."""
+def make_reward_source(spec: RewardSpec | str, device: str = "auto") -> RewardSource:
+    """Sparse success, or a reward model streamed on camera images."""
     from robo_reward.rewards.registry import ModelRewardSource, load_reward_model
 
     spec = RewardSpec(source=spec) if isinstance(spec, str) else spec
@@ -89,5 +85,12 @@ def make_reward_source(spec: RewardSpec | str, device: str = "auto", gamma: floa
     kind = getattr(model, "name", None)
     if kind != spec.source:
         raise ConfigError(f"--reward {spec.source} but {spec.model} is a {kind!r} reward model")
-    shaping = None if spec.shaping == "none" else ShapingConfig(mode=spec.shaping, gamma=gamma)
-    return ModelRewardSource(model, shaping)
+    return ModelRewardSource(model)
+
+
+def reward_rule(spec: RewardSpec, source: RewardSource, gamma: float) -> RewardRule:
+    """How the learner (discount `gamma`) turns the source's readings into reward."""
+    if spec.source == "sparse" or spec.shaping == "none":
+        return RewardRule(None)
+    return RewardRule(ShapingConfig(mode=spec.shaping, gamma=gamma),
+                      gold_from_success(getattr(source, "model", None)))

@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 
 from robo_reward.envs.observations import flat_state
+from robo_reward.envs.wrappers import READING_KEY
+from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rl.policies import Policy, checked_action
 from robo_reward.rl.transition import Transition
 
@@ -26,7 +28,6 @@ ChooseAction = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (flat obs, base
 class EpisodeOutcome:
     episode: int
     length: int  # transitions emitted
-    total_reward: float
     success: bool
 
 
@@ -37,14 +38,16 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     `episode`: the id stamped on the transitions; None takes the env's (info["episode"] at reset,
     a robot's episode counter). The env may report in `info`: "executed_action" (what really went
     out: limited, or the operator's), "intervention", "stamp" (source time of the new observation),
-    "success", and "executed": False for a step whose command never went out (no transition).
+    "success", a reward wrapper's reading (READING_KEY; else the env's success and reward stand in),
+    and "executed": False for a step whose command never went out (no transition).
     """
     act_dim = int(env.action_space.shape[0])
     obs, info = env.reset(seed=seed)
     episode = int(info["episode"]) if episode is None else episode
+    stamp, reading = float(info.get("stamp", 0.0)), info.get(READING_KEY, RewardReading())
     base.reset(seed)
     base_action = checked_action(base.act(obs), act_dim, "base policy")
-    step, total, success, done = 0, 0.0, False, False
+    step, success, done = 0, False, False
     while not done:
         flat = flat_state(obs)
         action = checked_action(choose_action(flat, base_action), act_dim, "residual actor")
@@ -54,12 +57,14 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
             break  # nothing went out (a safety stop): the episode ends here for the learner
         next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
         executed = checked_action(info.get("executed_action", action), act_dim, "executed action")
+        next_stamp = float(info.get("stamp", step + 1))
+        next_reading = info.get(READING_KEY, RewardReading(success=bool(info.get("success", False)),
+                                                           reward=float(reward)))
         emit(Transition(flat, base_action, executed, flat_state(next_obs), next_base_action,
-                        stamp=float(info.get("stamp", step)), episode=episode, step=step,
-                        terminated=bool(terminated), truncated=bool(truncated),
-                        intervention=bool(info.get("intervention", False)), reward=float(reward)))
-        obs, base_action = next_obs, next_base_action
+                        stamp=next_stamp, episode=episode, step=step, terminated=bool(terminated),
+                        truncated=bool(truncated), intervention=bool(info.get("intervention", False)),
+                        obs_stamp=stamp).with_readings(reading, next_reading))
+        obs, base_action, stamp, reading = next_obs, next_base_action, next_stamp, next_reading
         step += 1
-        total += float(reward)
         success = success or bool(info.get("success", False))
-    return EpisodeOutcome(episode, step, total, success)
+    return EpisodeOutcome(episode, step, success)

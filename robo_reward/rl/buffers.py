@@ -121,9 +121,9 @@ class NStepReplayBuffer:
             self._emit_oldest(terminated=False)
             self.pending.popleft()
 
-    def add_transition(self, t: Transition, reward: float | None = None) -> None:
-        """Record an actor's transition; `reward` replaces the env's (a reward the learner computed)."""
-        self.add(t.obs, t.base_action, t.action, t.reward if reward is None else reward, t.next_obs,
+    def add_transition(self, t: Transition, reward: float) -> None:
+        """Record an actor's transition with the reward the learner gave it (its RewardRule)."""
+        self.add(t.obs, t.base_action, t.action, reward, t.next_obs,
                  t.next_base_action, terminated=t.terminated, truncated=t.truncated, episode=t.episode,
                  step=t.step, to_demo=t.intervention)
 

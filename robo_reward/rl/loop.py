@@ -22,6 +22,8 @@ from robo_reward.data.lerobot_io import Demonstration
 from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError
+from robo_reward.rewards.base import Episode
+from robo_reward.rewards.shaping import RewardReading, RewardRule
 from robo_reward.rewards.sources import RewardSource
 from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.buffers import NStepReplayBuffer
@@ -60,13 +62,13 @@ class TrainingState:
 
 
 def fill_demo_buffer(
-    buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, reward_source: RewardSource,
-    rewards: Sequence[np.ndarray] | None = None, terminate_on_success: bool = True,
+    buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, readings: Sequence[Sequence[RewardReading]],
+    rule: RewardRule, terminate_on_success: bool = True,
 ) -> None:
-    """Demo transitions with the base action at every state and rewards from the run's reward source
-    (or `rewards`, one array per demo, when a reward model scored the recorded videos in a batch).
-    With a learned reward the simulator's success does not end episodes (`terminate_on_success=False`):
-    the demo's success step is then a truncation that bootstraps, like the online episodes.
+    """Demo transitions with the base action at every state and the reward the learner gives online:
+    `rule` over the reward source's readings of the demo's states (`demo_readings`). With a learned
+    reward the simulator's success does not end episodes (`terminate_on_success=False`): the demo's
+    success step is then a truncation that bootstraps, like the online episodes.
 
     LeRobot frames do not store the observation after an episode's last action. A successful demo
     ends in a terminal transition (no bootstrap, so that missing observation is never used); a
@@ -74,26 +76,29 @@ def fill_demo_buffer(
     """
     for i, demo in enumerate(demos):
         base.reset(demo.episode_index)
-        if rewards is None:
-            reward_source.reset(demo.observations[0], demo.task)
         base_actions = [np.asarray(base.act(o), dtype=np.float32) for o in demo.observations]
         first_success = np.flatnonzero(demo.successes)
         usable = int(first_success[0]) + 1 if len(first_success) else len(demo.actions) - 1
         for t in range(usable):
             success = bool(demo.successes[t])
-            action = np.clip(demo.actions[t], -1.0, 1.0)
-            if rewards is None:
-                reward = reward_source.reward(demo.observations[t], action, demo.observations[t + 1],
-                                              {"success": success})
-            else:
-                reward = float(rewards[i][t])
             buffer.add(
-                flat_state(demo.observations[t]), base_actions[t], action, reward,
+                flat_state(demo.observations[t]), base_actions[t], np.clip(demo.actions[t], -1.0, 1.0),
+                rule(readings[i][t], readings[i][t + 1]),
                 flat_state(demo.observations[t + 1]), base_actions[t + 1],
                 terminated=success and terminate_on_success,
                 truncated=t == usable - 1 and not (success and terminate_on_success),
                 episode=i, step=t,
             )
+
+
+def demo_readings(demos: Sequence[Demonstration], source: RewardSource,
+                  episodes: Sequence[Episode] | None = None) -> list[list[RewardReading]]:
+    """The reward source's readings of every demo state (T+1 each): a reward model's of the recorded
+    videos (`episodes`, batched), or the recorded success for the sparse reward."""
+    if episodes is not None:
+        return [source.episode_readings(e) for e in episodes]
+    return [[RewardReading(success=False, reward=0.0)] +
+            [RewardReading(success=bool(s), reward=float(s)) for s in demo.successes] for demo in demos]
 
 
 class ResidualTrainer:
@@ -107,11 +112,13 @@ class ResidualTrainer:
         learner: ResidualTD3,
         demo_buffer: NStepReplayBuffer,
         config: LoopConfig,
+        reward_rule: RewardRule,
         online_buffer: NStepReplayBuffer | None = None,
         state: TrainingState | None = None,
     ):
         self.run_dir = Path(run_dir)
         self.env, self.base, self.learner, self.config = env, base, learner, config
+        self.reward_rule = reward_rule
         self.demo_buffer = demo_buffer
         cfg = learner.cfg
         self.online_buffer = online_buffer if online_buffer is not None else NStepReplayBuffer(
@@ -124,14 +131,15 @@ class ResidualTrainer:
             self.rng.bit_generator.state = self.state.rng_state
 
     @classmethod
-    def resume(cls, run_dir: Path, env: gym.Env, base: Policy, config: LoopConfig, device) -> "ResidualTrainer":
+    def resume(cls, run_dir: Path, env: gym.Env, base: Policy, config: LoopConfig, reward_rule: RewardRule,
+               device) -> "ResidualTrainer":
         ckpt = Path(run_dir) / LATEST_CHECKPOINT
         learner = load_learner(ckpt, device)
         buffers = load_buffers(ckpt)
         demo = NStepReplayBuffer.from_state_dict(buffers["demo"])
         online = NStepReplayBuffer.from_state_dict(buffers["online"])
         state = TrainingState(**load_progress(ckpt))
-        return cls(run_dir, env, base, learner, demo, config, online, state)
+        return cls(run_dir, env, base, learner, demo, config, reward_rule, online, state)
 
     def checkpoint(self) -> None:
         self.checkpointed_at = self.state.env_step
@@ -147,9 +155,11 @@ class ResidualTrainer:
         """One training episode through the shared actor loop, with UTD updates after every step."""
         learner, s = self.learner, self.state
         update_metrics: dict[str, list[float]] = {}
+        rewards: list[float] = []
 
         def learn(t: Transition) -> None:
-            self.online_buffer.add_transition(t)
+            rewards.append(self.reward_rule(*t.readings()))
+            self.online_buffer.add_transition(t, rewards[-1])
             s.env_step += 1
             if s.env_step > learner.cfg.learning_starts:
                 for key, value in learner.train_step(self.demo_buffer, self.online_buffer, self.rng).items():
@@ -159,7 +169,7 @@ class ResidualTrainer:
             obs, base_action, explore=True, rng=self.rng), learn, episode=s.episode, seed=self.config.seed + s.episode)
         s.episode += 1
         record = {"env_step": s.env_step, "episode": s.episode, "success": outcome.success,
-                  "return": outcome.total_reward, "length": outcome.length,
+                  "return": float(np.sum(rewards)), "length": outcome.length,
                   **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
         return record

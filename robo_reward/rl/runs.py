@@ -22,10 +22,10 @@ from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
-from robo_reward.rewards import RewardSpec, make_reward_source
+from robo_reward.rewards import RewardSpec, make_reward_source, reward_rule
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
-from robo_reward.rl.loop import LoopConfig, ResidualTrainer, fill_demo_buffer
+from robo_reward.rl.loop import LoopConfig, ResidualTrainer, demo_readings, fill_demo_buffer
 from robo_reward.rl.policies import (
     load_policy,
     read_policy_manifest,
@@ -96,18 +96,19 @@ def training_env_spec(spec: dict[str, Any], reward_source) -> dict[str, Any]:
     return {**spec, "cameras": merged, "image_size": list(size), "terminate_on_success": False}
 
 
-def demo_rewards_from_videos(dataset: Path, demos, reward_source) -> list[np.ndarray] | None:
-    """Rewards of the demonstrations from a reward model scoring their recorded camera videos."""
-    if not hasattr(reward_source, "episode_rewards"):
-        return None
+def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
+    """The reward source's readings of the demonstrations: a reward model scores their recorded
+    camera videos; the sparse reward reads their recorded success."""
+    if not hasattr(reward_source, "episode_readings"):
+        return demo_readings(demos, reward_source)
     from robo_reward.data.episodes import load_episodes
 
     episodes = load_episodes(dataset, list(reward_source.cameras), [d.episode_index for d in demos])
-    return [reward_source.episode_rewards(e.episode) for e in episodes]
+    return demo_readings(demos, reward_source, [e.episode for e in episodes])
 
 
-def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3Config, reward_source,
-                  demo_rewards, train_spec: dict[str, Any], device, extra_demo_capacity: int = 0):
+def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3Config, readings, rule,
+                  train_spec: dict[str, Any], device, extra_demo_capacity: int = 0):
     """A fresh learner (normalizer fitted on the demonstrations) and its demonstration buffer;
     `extra_demo_capacity` leaves room for operator interventions added as demonstrations later."""
     obs_dim = flat_state(demos[0].observations[0]).shape[0]
@@ -115,7 +116,7 @@ def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3C
     learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
     demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
                                     learner_config.n_step, learner_config.gamma)
-    fill_demo_buffer(demo_buffer, demos, base_policy, reward_source, demo_rewards,
+    fill_demo_buffer(demo_buffer, demos, base_policy, readings, rule,
                      terminate_on_success=train_spec.get("terminate_on_success", True))
     return learner, demo_buffer
 
@@ -138,20 +139,21 @@ def create_residual_run(
     spec = read_env_spec(dataset)
     demos = load_demonstrations(dataset)
     reward = RewardSpec(source=reward) if isinstance(reward, str) else reward
-    reward_source = make_reward_source(reward, str(device), learner_config.gamma)
+    reward_source = make_reward_source(reward, str(device))
+    rule = reward_rule(reward, reward_source, learner_config.gamma)
     train_spec = training_env_spec(spec, reward_source)
     env = RewardWrapper(make_sim_env(train_spec), reward_source)
-    demo_rewards = demo_rewards_from_videos(dataset, demos, reward_source)
+    readings = reward_readings_of_demos(dataset, demos, reward_source)
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
         learner, demo_buffer = build_learner(demos, base_policy, env.action_space.shape[0], learner_config,
-                                             reward_source, demo_rewards, train_spec, device)
+                                             readings, rule, train_spec, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
         write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
-        trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config)
+        trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config, rule)
         trainer.checkpoint()  # a run directory always holds a resumable checkpoint
     trainer.run_dir = out
     return trainer
@@ -168,6 +170,7 @@ def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.de
         raise RoboRewardError(f"--resume: {out / RUN_CONFIG_FILE} is missing or malformed ({exc})") from exc
     base, _ = load_policy(out / BASE_SUBDIR, str(device))
     learner_gamma = run.get("learner", {}).get("gamma", 0.99)
-    reward = make_reward_source(RewardSpec.from_json(run["reward"]), str(device), learner_gamma)
-    env = RewardWrapper(make_sim_env(run["env"]), reward)
-    return ResidualTrainer.resume(out, env, base, loop_config, device)
+    spec = RewardSpec.from_json(run["reward"])
+    source = make_reward_source(spec, str(device))
+    env = RewardWrapper(make_sim_env(run["env"]), source)
+    return ResidualTrainer.resume(out, env, base, loop_config, reward_rule(spec, source, learner_gamma), device)

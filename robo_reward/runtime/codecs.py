@@ -46,7 +46,8 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data: bytes 
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-_SCALARS = ("stamp", "episode", "step", "terminated", "truncated", "intervention", "reward")
+_SCALARS = ("stamp", "episode", "step", "terminated", "truncated", "intervention", "reward", "obs_stamp", "progress",
+            "next_progress", "success")
 
 
 def encode_transition(t: Transition) -> np.ndarray:
@@ -74,10 +75,14 @@ def decode_transition(data: np.ndarray, obs_dim: int, act_dim: int) -> Transitio
     cuts = np.cumsum([obs_dim, act_dim, act_dim, obs_dim])
     obs, base, action, next_obs, next_base = np.split(body.astype(np.float32), cuts)
     scalars = dict(zip(_SCALARS, data[2:n_head]))
+    if not all(np.isfinite(scalars[k]) for k in ("stamp", "obs_stamp", "episode", "step")):
+        raise MessageError("transition stamps or episode/step index are NaN or inf")
     return Transition(obs, base, action, next_obs, next_base, stamp=float(scalars["stamp"]),
                       episode=int(scalars["episode"]), step=int(scalars["step"]), terminated=bool(scalars["terminated"]),
                       truncated=bool(scalars["truncated"]), intervention=bool(scalars["intervention"]),
-                      reward=float(scalars["reward"]))
+                      reward=float(scalars["reward"]), obs_stamp=float(scalars["obs_stamp"]),
+                      progress=float(scalars["progress"]), next_progress=float(scalars["next_progress"]),
+                      success=bool(scalars["success"]))
 
 
 def encode_weights(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, object]) -> bytes:

@@ -1,11 +1,13 @@
-"""The learner a robot feeds: the same ResidualTD3, buffers and checkpoints as `robo-reward rl train`,
-driven by transitions that arrive from an actor process instead of a local env loop.
+"""The learner a robot feeds: the same ResidualTD3, buffers, checkpoints and reward rule as
+`robo-reward rl train`, driven by transitions that arrive from an actor process instead of a local
+env loop.
 
-Rewards: each transition names the source time of its next observation; the reward for it is the
-one the reward server published for that time (`RewardJoin`), or the robot's own success signal
-when the run uses the sparse reward. A transition whose reward never arrives is dropped and
-counted — the learner never invents one, and the n-step windows close at the gap it leaves.
-Operator interventions (HIL-SERL) go to the demonstration buffer.
+Rewards are computed here, once, by the run's RewardRule (the learner's own gamma and shaping mode,
+the same rule that rewarded the demonstrations): from the robot's own success signal that travels
+with each transition (sparse), or from a reward model's readings that the reward server published
+for the two observations' source times (`RewardJoin`). A transition whose readings never arrive is
+dropped and counted — the learner never invents a reward — and the n-step windows close at the gap
+it leaves. Operator interventions (HIL-SERL) go to the demonstration buffer.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
 from robo_reward.device import pick_device
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
-from robo_reward.rewards import RewardSpec, make_reward_source
+from robo_reward.rewards import RewardSpec, make_reward_source, reward_rule
+from robo_reward.rewards.shaping import RewardReading, RewardRule
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import (
     load_buffers,
@@ -40,7 +43,7 @@ from robo_reward.rl.runs import (
     RUN_CONFIG_FILE,
     build_learner,
     copy_base,
-    demo_rewards_from_videos,
+    reward_readings_of_demos,
     training_env_spec,
 )
 from robo_reward.rl.transition import Transition
@@ -51,28 +54,33 @@ INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
 
 @dataclass
 class RewardJoin:
-    """Pairs transitions with rewards published for the same source time (within `tolerance_s`)."""
+    """Pairs each transition with the reward model's readings published for its observation's and its
+    next observation's source times (each within `tolerance_s`)."""
 
     tolerance_s: float
-    max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its reward
+    max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its readings
     dropped: int = 0
     _pending: deque = field(default_factory=deque)  # (arrival, transition)
-    _rewards: deque = field(default_factory=lambda: deque(maxlen=1000))  # (stamp, reward, success)
+    _readings: deque = field(default_factory=lambda: deque(maxlen=1000))  # (stamp, RewardReading)
 
-    def add_reward(self, stamp: float, reward: float, success: bool) -> None:
-        self._rewards.append((stamp, float(reward), bool(success)))
+    def add_reading(self, stamp: float, reading: RewardReading) -> None:
+        self._readings.append((stamp, reading))
 
     def add_transition(self, t: Transition, now: float) -> None:
         self._pending.append((now, t))
 
-    def ready(self, now: float) -> list[tuple[Transition, float, bool]]:
-        """Transitions whose reward has arrived, in order; the overdue ones are dropped."""
+    def _reading_at(self, stamp: float) -> RewardReading | None:
+        match = min(self._readings, key=lambda r: abs(r[0] - stamp), default=None)
+        return match[1] if match is not None and abs(match[0] - stamp) <= self.tolerance_s else None
+
+    def ready(self, now: float) -> list[Transition]:
+        """Transitions with their readings, in order; the overdue ones are dropped."""
         out = []
         while self._pending:
             arrived, t = self._pending[0]
-            match = min(self._rewards, key=lambda r: abs(r[0] - t.stamp), default=None)
-            if match is not None and abs(match[0] - t.stamp) <= self.tolerance_s:
-                out.append((t, match[1], match[2]))
+            before, after = self._reading_at(t.obs_stamp), self._reading_at(t.stamp)
+            if before is not None and after is not None:
+                out.append(t.with_readings(before, after))
             elif now - arrived > self.max_wait_s:
                 self.dropped += 1
             else:
@@ -83,8 +91,8 @@ class RewardJoin:
 
 class RuntimeLearner:
     def __init__(self, run_dir: Path, learner: ResidualTD3, demo_buffer: NStepReplayBuffer,
-                 online_buffer: NStepReplayBuffer, progress: dict[str, Any], seed: int = 0):
-        self.run_dir, self.learner = Path(run_dir), learner
+                 online_buffer: NStepReplayBuffer, progress: dict[str, Any], rule: RewardRule, seed: int = 0):
+        self.run_dir, self.learner, self.rule = Path(run_dir), learner, rule
         self.demo_buffer, self.online_buffer = demo_buffer, online_buffer
         online_buffer.demo_sink = demo_buffer
         self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0, **progress}
@@ -103,22 +111,23 @@ class RuntimeLearner:
         refuse_output_inside_inputs(out, [dataset, Path(base)])
         spec = read_env_spec(dataset)
         demos = load_demonstrations(dataset)
-        reward_source = make_reward_source(reward, device, learner_config.gamma)
+        reward_source = make_reward_source(reward, device)
+        rule = reward_rule(reward, reward_source, learner_config.gamma)
         train_spec = training_env_spec(spec, reward_source)
         act_dim = int(np.asarray(demos[0].actions).shape[1])
         with staged_dir(out, overwrite) as staging:
             copy_base(base, spec, staging / BASE_SUBDIR, 0.0, learner_config.seed)
             base_policy, _ = load_policy(staging / BASE_SUBDIR, device)
-            learner, demo_buffer = build_learner(demos, base_policy, act_dim, learner_config, reward_source,
-                                                 demo_rewards_from_videos(dataset, demos, reward_source),
+            learner, demo_buffer = build_learner(demos, base_policy, act_dim, learner_config,
+                                                 reward_readings_of_demos(dataset, demos, reward_source), rule,
                                                  train_spec, device, INTERVENTION_CAPACITY)
             online = NStepReplayBuffer(buffer_capacity, learner.obs_dim, act_dim, learner_config.n_step,
                                        learner_config.gamma)
             (staging / RUN_CONFIG_FILE).write_text(json.dumps(
-                {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
-                 "learner": learner_config.to_dict(), "runtime": True}, indent=2))
+                {"env": train_spec, "reward": asdict(reward), "reward_rule": rule.to_dict(), "dataset": str(dataset),
+                 "base": str(base), "learner": learner_config.to_dict(), "runtime": True}, indent=2))
             write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
-            runtime = cls(staging, learner, demo_buffer, online, {}, learner_config.seed)
+            runtime = cls(staging, learner, demo_buffer, online, {}, rule, learner_config.seed)
             runtime.checkpoint()
         runtime.run_dir = out
         return runtime
@@ -128,19 +137,26 @@ class RuntimeLearner:
         ckpt = Path(run_dir) / LATEST_CHECKPOINT
         if not readable_checkpoint(ckpt).is_dir():
             raise RoboRewardError(f"{run_dir}: no learner checkpoint to resume from")
+        try:
+            rule = RewardRule.from_dict(json.loads((Path(run_dir) / RUN_CONFIG_FILE).read_text())["reward_rule"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RoboRewardError(f"{run_dir / RUN_CONFIG_FILE}: no readable reward_rule ({exc}); it was written by "
+                                  "an older robo_reward — start a new run directory") from exc
         learner = load_learner(ckpt, pick_device(device))
         buffers = load_buffers(ckpt)
         return cls(run_dir, learner, NStepReplayBuffer.from_state_dict(buffers["demo"]),
-                   NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), learner.cfg.seed)
+                   NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), rule, learner.cfg.seed)
 
     # ------------------------------------------------------------------ learning
-    def add(self, t: Transition, reward: float) -> dict[str, float]:
-        """Store one rewarded transition, then the learner's UTD updates once past learning_starts."""
+    def add(self, t: Transition) -> dict[str, float]:
+        """Reward one transition by the run's rule and store it, then the learner's UTD updates once
+        past learning_starts."""
         if (t.obs.size, t.action.size) != (self.learner.obs_dim, self.learner.act_dim):
             raise RoboRewardError(f"transition dims ({t.obs.size}, {t.action.size}) do not match the learner's "
                                   f"({self.learner.obs_dim}, {self.learner.act_dim})")
+        reward = self.rule(*t.readings())
         if not math.isfinite(reward):
-            raise RoboRewardError(f"reward {reward} is not finite")
+            raise RoboRewardError(f"reward {reward} is not finite (readings {t.readings()})")
         # one window per episode whoever acted: items that start with an intervention go to the demos
         self.online_buffer.add_transition(t, float(reward))
         p = self.progress

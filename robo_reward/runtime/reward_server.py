@@ -1,5 +1,7 @@
 """What the reward server does between messages: score aligned camera frames (+ joint state) with
-any reward model, shape progress into reward per episode, and never fail on one bad sample.
+any reward model and publish its reading (progress, success call, its own reward) per frame stamp;
+never fail on one bad sample. Turning readings into reward is the learner's job (its RewardRule,
+with its own discount, between control steps — not between camera frames).
 
 Frame models (CLIP, success classifier) score a backlog of samples in one batched forward;
 progress models with per-episode state (hop fusion, RAPL) step through it in order. A sample the
@@ -20,7 +22,6 @@ from robo_reward.rewards.base import (
     check_task,
     single_frame,
 )
-from robo_reward.rewards.shaping import ProgressShaper, ShapingConfig, progress_shaper
 
 
 @dataclass(frozen=True)
@@ -34,19 +35,17 @@ class Sample:
 class RewardOutput:
     stamp: float
     progress: float = float("nan")
-    reward: float = float("nan")
+    reward: float = float("nan")  # the model's own reward at this frame
     success: bool = False
     ok: bool = True
     error: str | None = None
 
 
 class RewardServerCore:
-    def __init__(self, model: RewardModel, task: str, shaping: ShapingConfig | None):
-        """`shaping` None: publish the model's native reward (e.g. a classifier's sparse success)."""
-        self.model, self.shaping = model, shaping
+    def __init__(self, model: RewardModel, task: str):
+        self.model = model
         self.task = check_task(task)
         self._stream = None
-        self._shaper: ProgressShaper | None = None
 
     def set_task(self, task: str) -> None:
         """A new instruction takes effect at the next sample (the progress stream restarts)."""
@@ -63,17 +62,9 @@ class RewardServerCore:
             return self._process_batch(samples)
         return [self._process_one(s) for s in samples]
 
-    def _shape(self, stamp: float, progress: float, success: bool, native: float, first: bool) -> RewardOutput:
-        if self._shaper is None:
-            return RewardOutput(stamp, progress, native, success)
-        if first:
-            self._shaper.reset(progress)
-            return RewardOutput(stamp, progress, 0.0, success)
-        return RewardOutput(stamp, progress, self._shaper.step(progress, success), success)
-
     def _process_one(self, sample: Sample) -> RewardOutput:
         """A stream starts only at a frame it could score: after a bad first frame the next good one
-        starts the episode's stream (and its shaper) instead."""
+        starts the episode's stream instead."""
         first = self._stream is None
         try:
             stream = self.model.stream(self.task) if first else self._stream
@@ -82,10 +73,8 @@ class RewardServerCore:
             return RewardOutput(sample.stamp, ok=False, error=str(exc))
         if not score.ok:
             return RewardOutput(sample.stamp, ok=False, error=score.error)
-        if first:
-            self._stream = stream
-            self._shaper = progress_shaper(self.model, self.shaping) if self.shaping else None
-        return self._shape(sample.stamp, score.progress, score.success, score.reward, first)
+        self._stream = stream
+        return RewardOutput(sample.stamp, score.progress, score.reward, score.success)
 
     def _process_batch(self, samples: Sequence[Sample]) -> list[RewardOutput]:
         """One forward for the backlog; a sample with bad frames is dropped from the batch and
@@ -108,6 +97,6 @@ class RewardServerCore:
             except RoboRewardError as exc:
                 return [RewardOutput(s.stamp, ok=False, error=str(exc)) for s in samples]
             for k, i in enumerate(good):
-                outputs[i] = self._shape(samples[i].stamp, float(progress[k]),
-                                         bool(prob[k] >= model.success_threshold), float(native[k]), False)
+                outputs[i] = RewardOutput(samples[i].stamp, float(progress[k]), float(native[k]),
+                                          bool(prob[k] >= model.success_threshold))
         return [outputs[i] for i in range(len(samples))]
