@@ -136,18 +136,22 @@ def test_a_chunked_base_runs_each_action_once_in_order_through_the_actor_loop() 
 def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos, tmp_path) -> None:
     """A noisy scripted base draws fresh noise at every call. Through the robot actor (sim robot behind
     ROS 2 topics), each transition's stored next base action must be the base action of the step after
-    it — which fails when the base is called a second time per control period."""
+    it — which fails when the base is called a second time per control period. An operator's success
+    mark ends an episode with a terminal transition that carries reward 1 (time limits carry 0)."""
     pytest.importorskip("rclpy")
     import random
 
+    import json
+
     import yaml
-    from std_msgs.msg import Float64MultiArray
+    from std_msgs.msg import Float64MultiArray, String
+    from std_srvs.srv import SetBool
 
     from robo_reward.config.hardware import CONFIG_DIR
     from robo_reward.data.lerobot_io import read_env_spec
     from robo_reward.rl.scripted_policy import save_scripted_policy
     from robo_reward.runtime.codecs import decode_transition
-    from ros_nodes.common import RELIABLE
+    from ros_nodes.common import LATCHED, RELIABLE
     from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
 
     config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
@@ -165,14 +169,30 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
         transitions.append(decode_transition(data, int(data[0]), 7))
 
     watcher.node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
+    episode_status: list[dict] = []
+    watcher.node.create_subscription(String, "/robo_reward/episode", lambda m: episode_status.append(json.loads(m.data)),
+                                     LATCHED)
+    mark = watcher.node.create_client(SetBool, "/reset_manager/mark_outcome")
     log = tmp_path / "stack.log"
     proc = ros_up_process(config_path, ["--base", str(base), "--max-episode-steps", "20", "--device", "cpu",
                                         "--only", "sim_robot", "actor", "safety_monitor", "reset_manager"],
                           domain, log)
+    def wait_for(predicate, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not predicate():
+            time.sleep(0.05)
+
+    marked = None
     try:
-        end = time.monotonic() + 240
-        while time.monotonic() < end and len(transitions) < 45:
-            time.sleep(0.2)
+        wait_for(lambda: len(transitions) >= 45, 240)
+        # the operator marks the running episode a success a few steps in
+        wait_for(lambda: episode_status and episode_status[-1]["phase"] == "running"
+                 and episode_status[-1]["step"] >= 3, 60)
+        marked = episode_status[-1]["episode"]
+        assert mark.wait_for_service(timeout_sec=20.0)
+        future = mark.call_async(SetBool.Request(data=True))
+        wait_for(lambda: any(t.episode == marked and t.terminated for t in transitions), 30)
+        assert future.done() and future.result().success, future.result()
     finally:
         interrupt_and_wait(proc, 60)
         watcher.close()
@@ -183,3 +203,7 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
         np.testing.assert_array_equal(a.next_base_action, b.base_action)
         np.testing.assert_array_equal(a.next_obs, b.obs)
     assert len({t.episode for t in transitions}) >= 2  # episodes ended and the next one started
+    (last,) = [t for t in transitions if t.episode == marked and t.terminated]
+    assert last.success and last.reward == 1.0
+    assert all(t.reward == 0.0 and not t.success for t in transitions if not t.terminated)
+    assert any(t.truncated for t in transitions)  # episodes that ran out of time: no reward
