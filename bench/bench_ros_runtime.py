@@ -41,7 +41,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from robo_reward.config.hardware import CONFIG_DIR, load_hardware_config
-from ros_nodes.common import LATCHED, RELIABLE, SENSOR, to_sec, to_stamp
+from ros_nodes.common import LATCHED, RELIABLE, SENSOR_PUB, to_sec, to_stamp
 from ros_nodes.runner import BackgroundNode, ros_up_process
 
 RESULTS = Path(__file__).parent / "results"
@@ -166,9 +166,9 @@ def bench_safety_stop(work: Path, domain: int, trials: int) -> dict:
                              domain, work / "safety.log")
     probe = Probe(domain)
     node = probe.node
-    joints = node.create_publisher(JointState, cfg.topics.joint_states, SENSOR)
-    pose = node.create_publisher(PoseStamped, cfg.topics.ee_poses[0], SENSOR)
-    wrench = node.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR)
+    joints = node.create_publisher(JointState, cfg.topics.joint_states, SENSOR_PUB)
+    pose = node.create_publisher(PoseStamped, cfg.topics.ee_poses[0], SENSOR_PUB)
+    wrench = node.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR_PUB)
     state = {"force": 5.0, "errors": []}
 
     def on_status(msg: DiagnosticStatus):

@@ -15,7 +15,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from robo_reward.errors import ConfigError
-from ros_nodes.common import SENSOR, declare, hardware, rgb_to_image
+from ros_nodes.common import SENSOR_PUB, declare, hardware, rgb_to_image
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
@@ -36,7 +36,7 @@ class CameraNode(Node):
         self.width = int(declare(self, "width", cam.width))
         self.height = int(declare(self, "height", cam.height))
         rate = float(declare(self, "rate_hz", cam.rate_hz))
-        self.pub = self.create_publisher(Image, str(declare(self, "topic", cam.topic)), SENSOR)
+        self.pub = self.create_publisher(Image, str(declare(self, "topic", cam.topic)), SENSOR_PUB)
         self.capture: cv2.VideoCapture | None = None
         self.retry_at = 0.0
         self.backoff = 0.5

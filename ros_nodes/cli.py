@@ -18,11 +18,11 @@ def cmd_ros_check(args: argparse.Namespace) -> None:
 
 
 def options_from(args: argparse.Namespace):
-    from ros_nodes.graph import StackOptions
+    from ros_nodes.graph import StackOptions, join_settings
 
     return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task,
                         base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
-                        record_dir=args.record_dir, mcap=args.mcap or "", learner_set=",".join(args.set),
+                        record_dir=args.record_dir, mcap=args.mcap or "", learner_set=join_settings(args.set),
                         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
                         seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch)
 

@@ -43,7 +43,11 @@ REWARD_FIELDS = ("progress", "reward", "success", "ok", "latency_s")  # a reward
 # late joiners get the last value of state-like topics (safety, episode phase, weights)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-SENSOR = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Sensor streams (joint states, poses, wrench, cameras): subscriptions take best effort, so they match
+# any driver (camera and arm drivers commonly publish best effort, and a RELIABLE subscription never
+# matches a best-effort publisher); our own publishers stay reliable, which best-effort readers accept.
+SENSOR_SUB = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+SENSOR_PUB = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def to_sec(stamp: Time) -> float:

@@ -35,6 +35,20 @@ PROFILES = {
 }
 
 
+SETTINGS_SEPARATOR = ";"  # values may hold commas (actor_hidden=[256,256]); a launch argument is one string
+
+
+def join_settings(settings: list[str]) -> str:
+    bad = [s for s in settings if SETTINGS_SEPARATOR in s]
+    if bad:
+        raise ValueError(f"--set {bad[0]!r}: a learner setting cannot contain {SETTINGS_SEPARATOR!r}")
+    return SETTINGS_SEPARATOR.join(settings)
+
+
+def split_settings(text: str) -> list[str]:
+    return [s for s in text.split(SETTINGS_SEPARATOR) if s]
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     name: str
@@ -54,7 +68,7 @@ class StackOptions:
     run_dir: str = "runs/ros/learner"
     record_dir: str = "runs/ros/recording"
     mcap: str = ""
-    learner_set: str = ""  # comma-separated KEY=VALUE learner overrides
+    learner_set: str = ""  # KEY=VALUE learner overrides joined by SETTINGS_SEPARATOR
     max_episode_steps: int = 100
     checkpoint_every: int = 500  # learner checkpoint period in transitions
     seed: int = 0
@@ -75,8 +89,9 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
     learned = o.reward != "sparse"
     if learned and not o.reward_model:
         raise ValueError(f"reward {o.reward!r} needs a reward model directory")
-    # who says an episode succeeded: the reset manager ends episodes on it, the actor's env terminates on it
-    success_source = "robot" if cfg.sim is not None else ("reward" if learned else "operator")
+    # who says an episode succeeded (the reset manager ends episodes on it, the actor's env terminates on
+    # it): a learned reward's success call, as in `rl train`; else the simulator's check or an operator
+    success_source = "reward" if learned else ("robot" if cfg.sim is not None else "operator")
     specs: dict[str, list[NodeSpec]] = {
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],

@@ -35,6 +35,7 @@ from ros_nodes.common import (
     read_named_values,
     to_sec,
 )
+from ros_nodes.graph import split_settings
 
 
 class LearnerNode(Node):
@@ -50,7 +51,7 @@ class LearnerNode(Node):
             dataset, base = str(declare(self, "dataset", "")), str(declare(self, "base_policy", ""))
             if not dataset or not base:
                 raise RoboRewardError("learner: a new run needs parameters dataset and base_policy")
-            settings = [s for s in str(declare(self, "learner_set", "")).split(",") if s]
+            settings = split_settings(str(declare(self, "learner_set", "")))
             spec = RewardSpec(source=self.reward_source,
                               model=str(declare(self, "reward_model", "")) or None) \
                 if self.reward_source != "sparse" else RewardSpec(source="sparse")

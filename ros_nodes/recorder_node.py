@@ -32,7 +32,7 @@ from ros_nodes.common import (
     RELIABLE,
     REWARD_TOPIC,
     SAFETY_TOPIC,
-    SENSOR,
+    SENSOR_SUB,
     SUCCESS_TOPIC,
     declare,
     hardware,
@@ -73,12 +73,12 @@ class RecorderNode(Node):
         self.safety_ok, self.safety_reason = False, "no status yet"
         self.saved_episodes = 0
         self.events: list[dict] = []
-        subs = [(JointState, cfg.topics.joint_states, SENSOR), (WrenchStamped, cfg.topics.wrench, SENSOR),
-                (Float64MultiArray, cfg.topics.object_state, SENSOR), (Bool, SUCCESS_TOPIC, SENSOR),
+        subs = [(JointState, cfg.topics.joint_states, SENSOR_SUB), (WrenchStamped, cfg.topics.wrench, SENSOR_SUB),
+                (Float64MultiArray, cfg.topics.object_state, SENSOR_SUB), (Bool, SUCCESS_TOPIC, SENSOR_SUB),
                 (Float64MultiArray, cfg.command.topic, RELIABLE), (JointState, REWARD_TOPIC, RELIABLE),
                 (DiagnosticStatus, SAFETY_TOPIC, LATCHED), (String, EPISODE_TOPIC, LATCHED)]
-        subs += [(PoseStamped, t, SENSOR) for t in cfg.topics.ee_poses]
-        subs += [(Image, c.topic, SENSOR) for c in cfg.cameras]
+        subs += [(PoseStamped, t, SENSOR_SUB) for t in cfg.topics.ee_poses]
+        subs += [(Image, c.topic, SENSOR_SUB) for c in cfg.cameras]
         for msg_type, topic, qos in subs:
             self.create_subscription(msg_type, topic, lambda m, t=topic: self.on_message(t, m), qos)
 

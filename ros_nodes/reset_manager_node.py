@@ -24,7 +24,7 @@ from ros_nodes.common import (
     RELIABLE,
     REWARD_TOPIC,
     SAFETY_TOPIC,
-    SENSOR,
+    SENSOR_SUB,
     SUCCESS_TOPIC,
     declare,
     hardware,
@@ -59,9 +59,9 @@ class ResetManagerNode(Node):
         self.scene_pending = None
         self.pub_episode = self.create_publisher(String, EPISODE_TOPIC, LATCHED)
         self.pub_target = self.create_publisher(Float64MultiArray, cfg.command.reset_topic, RELIABLE)
-        self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR)
+        self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR_SUB)
         self.create_subscription(DiagnosticStatus, SAFETY_TOPIC, self.on_safety, LATCHED)
-        self.create_subscription(Bool, SUCCESS_TOPIC, self.on_robot_success, SENSOR)
+        self.create_subscription(Bool, SUCCESS_TOPIC, self.on_robot_success, SENSOR_SUB)
         self.create_subscription(JointState, REWARD_TOPIC, self.on_reward, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_service(Trigger, "~/reset", self.on_reset)

@@ -32,7 +32,7 @@ from ros_nodes.common import (
     LATCHED,
     RELIABLE,
     REWARD_TOPIC,
-    SENSOR,
+    SENSOR_SUB,
     declare,
     hardware,
     image_to_array,
@@ -76,9 +76,9 @@ class RewardServerNode(Node):
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
         self.create_timer(1.0, self.publish_status)
         for cam in self.model.cameras:
-            self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR)
+            self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR_SUB)
         if JOINTS in streams:
-            self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR)
+            self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR_SUB)
         self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.episode = None
@@ -166,7 +166,8 @@ class RewardServerNode(Node):
                     batch.append(payload)
 
     def score(self, batch) -> None:
-        samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, None) for stamp, items, _ in batch]
+        samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, items.get(JOINTS))
+                   for stamp, items, _ in batch]
         try:
             outputs = self.core.process(samples)
         except Exception as exc:  # noqa: BLE001 - the inference thread must outlive any one bad batch

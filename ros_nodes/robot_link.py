@@ -25,7 +25,7 @@ from ros_nodes.common import (
     OPERATOR_COMMAND_TOPIC,
     RELIABLE,
     SAFETY_TOPIC,
-    SENSOR,
+    SENSOR_SUB,
     SUCCESS_TOPIC,
     monotonic,
     pose_parts,
@@ -55,11 +55,11 @@ class RosRobotLink:
         self.intervention, self.operator = False, None
         self.reason = "starting"
         self.pub_cmd = node.create_publisher(Float64MultiArray, config.command.topic, RELIABLE)
-        node.create_subscription(JointState, config.topics.joint_states, self.on_joints, SENSOR)
+        node.create_subscription(JointState, config.topics.joint_states, self.on_joints, SENSOR_SUB)
         for i, topic in enumerate(config.topics.ee_poses):
-            node.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR)
-        node.create_subscription(Float64MultiArray, config.topics.object_state, self.on_object, SENSOR)
-        node.create_subscription(Bool, SUCCESS_TOPIC, self.on_success, SENSOR)
+            node.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR_SUB)
+        node.create_subscription(Float64MultiArray, config.topics.object_state, self.on_object, SENSOR_SUB)
+        node.create_subscription(Bool, SUCCESS_TOPIC, self.on_success, SENSOR_SUB)
         node.create_subscription(DiagnosticStatus, SAFETY_TOPIC, self.on_safety, LATCHED)
         node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         node.create_subscription(Bool, INTERVENTION_TOPIC, self.on_intervention, RELIABLE)

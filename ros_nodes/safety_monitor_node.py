@@ -16,7 +16,7 @@ from ros_nodes.common import (
     LATCHED,
     RELIABLE,
     SAFETY_TOPIC,
-    SENSOR,
+    SENSOR_SUB,
     hardware,
     monotonic,
     safety_status,
@@ -30,10 +30,10 @@ class SafetyMonitorNode(Node):
         self.config = cfg = hardware(self)
         self.monitor = SafetyMonitor(cfg)
         self.pub = self.create_publisher(DiagnosticStatus, SAFETY_TOPIC, LATCHED)
-        self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR)
+        self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR_SUB)
         for i, topic in enumerate(cfg.topics.ee_poses):
-            self.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR)
-        self.create_subscription(WrenchStamped, cfg.topics.wrench, self.on_wrench, SENSOR)
+            self.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR_SUB)
+        self.create_subscription(WrenchStamped, cfg.topics.wrench, self.on_wrench, SENSOR_SUB)
         self.create_subscription(Bool, cfg.topics.estop, self.on_estop, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_service(Trigger, "~/reset", self.on_reset)

@@ -22,7 +22,7 @@ from std_srvs.srv import Trigger
 
 from ros_nodes.common import (
     RELIABLE,
-    SENSOR,
+    SENSOR_PUB,
     SUCCESS_TOPIC,
     declare,
     hardware,
@@ -46,12 +46,12 @@ class SimRobotNode(Node):
         self.wake = threading.Event()
         self.last_step_time = 0.0
         self.running = True
-        self.pub_joints = self.create_publisher(JointState, cfg.topics.joint_states, SENSOR)
-        self.pub_ee = [self.create_publisher(PoseStamped, t, SENSOR) for t in cfg.topics.ee_poses]
-        self.pub_wrench = self.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR)
-        self.pub_object = self.create_publisher(Float64MultiArray, cfg.topics.object_state, SENSOR)
-        self.pub_success = self.create_publisher(Bool, SUCCESS_TOPIC, SENSOR)
-        self.pub_cams = {c.name: self.create_publisher(Image, c.topic, SENSOR) for c in cfg.cameras}
+        self.pub_joints = self.create_publisher(JointState, cfg.topics.joint_states, SENSOR_PUB)
+        self.pub_ee = [self.create_publisher(PoseStamped, t, SENSOR_PUB) for t in cfg.topics.ee_poses]
+        self.pub_wrench = self.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR_PUB)
+        self.pub_object = self.create_publisher(Float64MultiArray, cfg.topics.object_state, SENSOR_PUB)
+        self.pub_success = self.create_publisher(Bool, SUCCESS_TOPIC, SENSOR_PUB)
+        self.pub_cams = {c.name: self.create_publisher(Image, c.topic, SENSOR_PUB) for c in cfg.cameras}
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.reset_topic, self.on_joint_target, RELIABLE)
         # the service waits for the simulator thread: its own reentrant group keeps the node's other

@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from ros_nodes.camera_node import CameraNode
-from ros_nodes.common import SENSOR, image_to_array, to_sec
+from ros_nodes.common import SENSOR_SUB, image_to_array, to_sec
 
 
 def _video(path, frames=12, size=(80, 60)):
@@ -41,7 +41,7 @@ def _run(params, seconds):
     try:
         camera = CameraNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         probe = rclpy.create_node("probe", context=context)
-        probe.create_subscription(Image, "/test/camera", received.append, SENSOR)
+        probe.create_subscription(Image, "/test/camera", received.append, SENSOR_SUB)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(camera)
         executor.add_node(probe)

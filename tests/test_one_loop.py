@@ -207,3 +207,51 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     assert last.success and last.reward == 1.0
     assert all(t.reward == 0.0 and not t.success for t in transitions if not t.terminated)
     assert any(t.truncated for t in transitions)  # episodes that ran out of time: no reward
+
+
+def test_the_robot_link_hears_a_best_effort_driver() -> None:
+    """Arm and camera drivers commonly publish best effort; a RELIABLE subscription never matches such
+    a publisher, and the actor would wait forever for a first observation."""
+    rclpy = pytest.importorskip("rclpy")
+    import random
+
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+
+    from robo_reward.config.hardware import load_hardware_config
+    from ros_nodes.common import to_stamp
+    from ros_nodes.robot_link import RosRobotLink
+
+    config = load_hardware_config("sim_panda_lift")
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=random.randint(150, 200))
+    try:
+        actor = rclpy.create_node("actor_under_test", context=context)
+        link = RosRobotLink(actor, config, trust_robot_success=True)
+        driver = rclpy.create_node("best_effort_driver", context=context)
+        best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        joints = driver.create_publisher(JointState, config.topics.joint_states, best_effort)
+        pose = driver.create_publisher(PoseStamped, config.topics.ee_poses[0], best_effort)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(actor)
+        executor.add_node(driver)
+        names = [*config.joints.names, *config.gripper_joints]
+        reading, end = None, time.monotonic() + 20
+        while reading is None and time.monotonic() < end:
+            stamp = to_stamp(time.time())
+            js = JointState(name=names, position=[0.1] * len(names))
+            js.header.stamp = stamp
+            ee = PoseStamped()
+            ee.header.stamp = stamp
+            ee.pose.orientation.w = 1.0
+            joints.publish(js)
+            pose.publish(ee)
+            for _ in range(5):
+                executor.spin_once(timeout_sec=0.02)
+            reading = link.wait_newer(float("-inf"), 0.0)
+        assert reading is not None, "no observation from a best-effort driver"
+        np.testing.assert_allclose(reading.obs["observation.state"][-7:], 0.1, rtol=1e-6)
+    finally:
+        rclpy.shutdown(context=context)

@@ -27,7 +27,7 @@ from std_srvs.srv import Trigger
 
 from robo_reward.cli import main
 from robo_reward.config.hardware import CONFIG_DIR
-from ros_nodes.common import LATCHED, RELIABLE, SENSOR, to_stamp
+from ros_nodes.common import LATCHED, RELIABLE, SENSOR_PUB, SENSOR_SUB, to_stamp
 from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
 
 PERIOD = 0.05  # sim_panda_lift runs at 20 Hz
@@ -61,8 +61,8 @@ class Operator(BackgroundNode):
                               lambda m: setattr(self, "heartbeat", json.loads(m.data)), RELIABLE)
         n.create_subscription(String, "/reward_server/status",
                               lambda m: setattr(self, "reward_server", json.loads(m.data)), LATCHED)
-        n.create_subscription(JointState, "/joint_states", lambda m: setattr(self, "joint_state", m), SENSOR)
-        self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR)
+        n.create_subscription(JointState, "/joint_states", lambda m: setattr(self, "joint_state", m), SENSOR_SUB)
+        self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR_PUB)
         self.estop = n.create_publisher(Bool, "/robo_reward/estop", RELIABLE)
 
     def wait(self, what: str, predicate, timeout: float):
@@ -242,8 +242,8 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
     procs = {"robot": ros_up_process(front_camera_config, [*common, "--only", "sim_robot"], domain, logs["robot"]),
              "stack": ros_up_process(front_camera_config, [*common, "--only", "reward_server", "actor",
                                                            "safety_monitor", "reset_manager"], domain, logs["stack"])}
-    camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR)
-    joints = op.node.create_publisher(JointState, "/joint_states", SENSOR)
+    camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR_PUB)
+    joints = op.node.create_publisher(JointState, "/joint_states", SENSOR_PUB)
 
     def fault(what: str, expected: str, inject, restore=lambda: None) -> None:
         """Inject, see the stated reason latch and the commands stop, restore, see the stack recover."""

@@ -15,7 +15,8 @@ class RewardWrapper(gym.Wrapper):
     """Runs a reward source on every observation and puts its reading in info[READING_KEY]; the step's
     reward is the source's own (sparse success, a classifier's call; NaN for a pure progress model).
     The learner's reward comes from two readings through its RewardRule; the env's original reward
-    stays in info['env_reward']."""
+    stays in info['env_reward']. The source's success call ends the episode, as the reward-model
+    success ends a robot's episode (the simulator's own check only counts in evaluation)."""
 
     def __init__(self, env: gym.Env, source: RewardSource):
         super().__init__(env)
@@ -29,5 +30,5 @@ class RewardWrapper(gym.Wrapper):
     def step(self, action):
         next_obs, env_reward, terminated, truncated, info = self.env.step(action)
         reading = self.source.read(next_obs, info)
-        return next_obs, reading.reward, terminated, truncated, dict(info, env_reward=env_reward,
-                                                                     **{READING_KEY: reading})
+        return next_obs, reading.reward, terminated or reading.success, truncated, dict(
+            info, env_reward=env_reward, **{READING_KEY: reading})

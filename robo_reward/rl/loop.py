@@ -63,31 +63,28 @@ class TrainingState:
 
 def fill_demo_buffer(
     buffer: NStepReplayBuffer, demos: Sequence[Demonstration], base: Policy, readings: Sequence[Sequence[RewardReading]],
-    rule: RewardRule, terminate_on_success: bool = True,
+    rule: RewardRule,
 ) -> None:
     """Demo transitions with the base action at every state and the reward the learner gives online:
-    `rule` over the reward source's readings of the demo's states (`demo_readings`). With a learned
-    reward the simulator's success does not end episodes (`terminate_on_success=False`): the demo's
-    success step is then a truncation that bootstraps, like the online episodes.
+    `rule` over the reward source's readings of the demo's states (`demo_readings`). As online, the
+    source's success call ends the episode (a terminal transition).
 
-    LeRobot frames do not store the observation after an episode's last action. A successful demo
-    ends in a terminal transition (no bootstrap, so that missing observation is never used); a
-    failed demo drops its last action and is truncated at the last real observation instead.
+    LeRobot frames do not store the observation after an episode's last action. A demo ends at its
+    first success call in a terminal transition (no bootstrap, so that missing observation is never
+    used); a demo without one drops its last action and is truncated at the last real observation.
     """
     for i, demo in enumerate(demos):
         base.reset(demo.episode_index)
         base_actions = [np.asarray(base.act(o), dtype=np.float32) for o in demo.observations]
-        first_success = np.flatnonzero(demo.successes)
-        usable = int(first_success[0]) + 1 if len(first_success) else len(demo.actions) - 1
+        calls = np.flatnonzero([r.success for r in readings[i][1:]])
+        usable = int(calls[0]) + 1 if len(calls) else len(demo.actions) - 1
         for t in range(usable):
-            success = bool(demo.successes[t])
+            success = bool(readings[i][t + 1].success)
             buffer.add(
                 flat_state(demo.observations[t]), base_actions[t], np.clip(demo.actions[t], -1.0, 1.0),
                 rule(readings[i][t], readings[i][t + 1]),
                 flat_state(demo.observations[t + 1]), base_actions[t + 1],
-                terminated=success and terminate_on_success,
-                truncated=t == usable - 1 and not (success and terminate_on_success),
-                episode=i, step=t,
+                terminated=success, truncated=t == usable - 1 and not success, episode=i, step=t,
             )
 
 

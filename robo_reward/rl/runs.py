@@ -87,7 +87,8 @@ def copy_base(base: str | Path, spec: dict[str, Any], target: Path, base_noise: 
 
 def training_env_spec(spec: dict[str, Any], reward_source) -> dict[str, Any]:
     """The env the learner trains in: a reward model needs its cameras rendered, and with a learned
-    reward the simulator's success check no longer ends episodes (it is only logged and evaluated)."""
+    reward the simulator's success check no longer ends episodes (it is only logged and evaluated):
+    the model's success call does (RewardWrapper), as on a robot."""
     cameras = tuple(getattr(reward_source, "cameras", ()))
     if not cameras:
         return dict(spec)
@@ -108,7 +109,7 @@ def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
 
 
 def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3Config, readings, rule,
-                  train_spec: dict[str, Any], device, extra_demo_capacity: int = 0):
+                  device, extra_demo_capacity: int = 0):
     """A fresh learner (normalizer fitted on the demonstrations) and its demonstration buffer;
     `extra_demo_capacity` leaves room for operator interventions added as demonstrations later."""
     obs_dim = flat_state(demos[0].observations[0]).shape[0]
@@ -116,8 +117,7 @@ def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3C
     learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
     demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
                                     learner_config.n_step, learner_config.gamma)
-    fill_demo_buffer(demo_buffer, demos, base_policy, readings, rule,
-                     terminate_on_success=train_spec.get("terminate_on_success", True))
+    fill_demo_buffer(demo_buffer, demos, base_policy, readings, rule)
     return learner, demo_buffer
 
 
@@ -148,7 +148,7 @@ def create_residual_run(
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
         learner, demo_buffer = build_learner(demos, base_policy, env.action_space.shape[0], learner_config,
-                                             readings, rule, train_spec, device)
+                                             readings, rule, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))

@@ -120,7 +120,7 @@ class RuntimeLearner:
             base_policy, _ = load_policy(staging / BASE_SUBDIR, device)
             learner, demo_buffer = build_learner(demos, base_policy, act_dim, learner_config,
                                                  reward_readings_of_demos(dataset, demos, reward_source), rule,
-                                                 train_spec, device, INTERVENTION_CAPACITY)
+                                                 device, INTERVENTION_CAPACITY)
             online = NStepReplayBuffer(buffer_capacity, learner.obs_dim, act_dim, learner_config.n_step,
                                        learner_config.gamma)
             (staging / RUN_CONFIG_FILE).write_text(json.dumps(
