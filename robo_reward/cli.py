@@ -116,7 +116,7 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     device = pick_device(args.device)
     if args.resume:
-        trainer = resume_residual_run(out, args.steps, device)
+        trainer = resume_residual_run(out, args.steps, device, local_env=args.in_process)
         print(f"resuming {out} at env step {trainer.state.env_step}")
     else:
         loop_config = LoopConfig(
@@ -126,7 +126,11 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
         reward = RewardSpec(args.reward, args.reward_model, args.shaping)
         trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config(args.set, args.seed),
                                       loop_config, reward=reward, device=device, base_noise=args.base_noise,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite, local_env=args.in_process)
+    if not args.in_process:
+        from robo_reward.runtime.actor_process import use_actor_process
+
+        use_actor_process(trainer)
     state = trainer.run(progress=not args.quiet)
     first, last = state.evals[0], state.evals[-1]
     print(f"residual RL: eval success {first['success_rate']:.0%} at step {first['env_step']} -> "
@@ -224,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=2_000)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--in-process", action="store_true",
+                   help="env and learner in one process, one after the other: deterministic, bit-exact resume "
+                        "(default: the env in a second process, so acting and learning share both cores)")
     p.add_argument("--out", required=True)
 
     add_reward_parsers(groups, command)

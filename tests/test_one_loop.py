@@ -255,3 +255,38 @@ def test_the_robot_link_hears_a_best_effort_driver() -> None:
         np.testing.assert_allclose(reading.obs["observation.state"][-7:], 0.1, rtol=1e-6)
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_demos, lift_mlp_base, tmp_path):
+    """`rl train` steps the env in a second process by default. It keeps the update-to-data ratio (one
+    update per transition past learning_starts), and a resumed run acts with the checkpoint's actor
+    from its very first step — never a fresh one (exploration noise is off here, so the executed
+    action is exactly the restored policy's)."""
+    import json
+
+    import torch
+
+    from robo_reward.cli import main
+    from robo_reward.rl.checkpoint import LEARNER_FILE, load_buffers, load_learner
+    from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
+
+    run = tmp_path / "rl"
+    common = ["--set", "learning_starts=40", "--set", "critic_warmup_updates=10", "--set", "utd_ratio=1",
+              "--set", "batch_size=32", "--set", "actor_lr=1e-3", "--set", "exploration_noise=0.0",
+              "--eval-episodes", "1", "--eval-every", "1000", "--checkpoint-every", "1000", "--quiet"]
+    assert main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", "60",
+                 "--out", str(run), *common]) == 0
+    trained = load_learner(run / LATEST_CHECKPOINT, "cpu")
+    assert trained.num_updates > 0
+    before = len(load_buffers(run / LATEST_CHECKPOINT)["online"]["obs"])
+    assert main(["rl", "train", "--out", str(run), "--steps", "120", "--resume", "--quiet"]) == 0
+    online = load_buffers(run / LATEST_CHECKPOINT)["online"]
+    first = {key: online[key][before] for key in ("obs", "base_action", "action")}
+    np.testing.assert_allclose(first["action"], trained.act(first["obs"], first["base_action"], explore=False),
+                               atol=1e-5)
+    assert not np.allclose(first["action"], np.clip(first["base_action"], -1, 1), atol=1e-4)  # residual is not 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    env_steps = metrics["evals"][-1]["env_step"]
+    assert sum(e["length"] for e in metrics["episodes"]) == env_steps >= 120
+    final = torch.load(run / LATEST_CHECKPOINT / LEARNER_FILE, weights_only=True)["learner"]
+    assert final["num_updates"] == env_steps - 40  # UTD 1 held, counted on across the resume

@@ -10,7 +10,7 @@ from robo_reward.cli import main
 from robo_reward.rl.checkpoint import LEARNER_FILE, load_buffers
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
 
-FAST = ["--set", "learning_starts=60", "--set", "critic_warmup_updates=20", "--set", "utd_ratio=1",
+FAST = ["--in-process", "--set", "learning_starts=60", "--set", "critic_warmup_updates=20", "--set", "utd_ratio=1",
         "--set", "batch_size=32", "--set", "actor_lr=1e-3", "--eval-episodes", "1", "--quiet"]
 
 
@@ -46,7 +46,7 @@ def test_resume_is_exact(lift_demos, lift_mlp_base, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert rl_train(lift_mlp_base, lift_demos, straight, 260) == 0
     assert rl_train(lift_mlp_base, lift_demos, split, 130) == 0
-    assert main(["rl", "train", "--out", str(split), "--steps", "260", "--resume", "--quiet"]) == 0
+    assert main(["rl", "train", "--out", str(split), "--steps", "260", "--resume", "--in-process", "--quiet"]) == 0
     a, b = learner_state(straight)["learner"], learner_state(split)["learner"]
     for part in ("actor", "critic", "actor_target", "critic_target"):
         for key in a[part]:

@@ -9,10 +9,11 @@ checkpointed — so N steps in one go and N/2 + resume + N/2 give identical weig
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -59,6 +60,8 @@ class TrainingState:
     rng_state: dict[str, Any] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    # seconds: whole run, gradient updates, evaluations (the rest is acting and waiting for the actor)
+    timing: dict[str, float] = field(default_factory=lambda: {"wall_s": 0.0, "update_s": 0.0, "eval_s": 0.0})
 
 
 def fill_demo_buffer(
@@ -98,13 +101,55 @@ def demo_readings(demos: Sequence[Demonstration], source: RewardSource,
             [RewardReading(success=bool(s), reward=float(s)) for s in demo.successes] for demo in demos]
 
 
+class EpisodeActor(Protocol):
+    """Where a run's episodes are acted out: in this process (deterministic, exact resume), or in a
+    process of its own (runtime.actor_process) so env steps and updates use two cores."""
+
+    def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
+        """Act out episode `episode`, handing each transition to `learn` as it happens; returns
+        {"length", "success"}."""
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
+        """The current policy (exploration off) on the evaluation seeds; EvalResult.summary()."""
+
+    def sync(self, learner: ResidualTD3, env_step: int) -> None:
+        """The learner has trained on one more transition (new weights for a remote actor)."""
+
+    def close(self) -> None: ...
+
+
+class InProcessActor:
+    """The env, the base and the learner's own actor in this process, one step after another."""
+
+    def __init__(self, env: gym.Env, base: Policy, learner: ResidualTD3, rng: np.random.Generator):
+        self.env, self.base, self.learner, self.rng = env, base, learner, rng
+
+    def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
+        outcome = run_episode(self.env, self.base, lambda obs, base_action: self.learner.act(
+            obs, base_action, explore=True, rng=self.rng), learn, episode=episode, seed=seed)
+        return {"length": outcome.length, "success": outcome.success}
+
+    def evaluate(self, episodes: int, seed: int) -> dict[str, Any]:
+        # success is the simulator's check; the reward model has no say in evaluation (and costs time there)
+        env = self.env.env if isinstance(self.env, RewardWrapper) else self.env
+        result = evaluate(env, ResidualPolicy(self.base, self.learner), episodes, seed=seed, progress=False)
+        return {k: v for k, v in result.summary().items() if k != "videos"}
+
+    def sync(self, learner: ResidualTD3, env_step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class ResidualTrainer:
-    """Owns everything a run needs; `run()` trains until total_env_steps, checkpointing on the way."""
+    """Owns everything a run needs; `run()` trains until total_env_steps, checkpointing on the way.
+    `actor`: where episodes run (default: here, on `env` and `base`)."""
 
     def __init__(
         self,
         run_dir: Path,
-        env: gym.Env,
+        env: gym.Env | None,
         base: Policy,
         learner: ResidualTD3,
         demo_buffer: NStepReplayBuffer,
@@ -126,6 +171,7 @@ class ResidualTrainer:
         self.rng = np.random.default_rng(config.seed)
         if self.state.rng_state:
             self.rng.bit_generator.state = self.state.rng_state
+        self.actor: EpisodeActor = InProcessActor(env, base, learner, self.rng)
 
     @classmethod
     def resume(cls, run_dir: Path, env: gym.Env, base: Policy, config: LoopConfig, reward_rule: RewardRule,
@@ -149,7 +195,7 @@ class ResidualTrainer:
         )
 
     def run_episode(self) -> dict[str, Any]:
-        """One training episode through the shared actor loop, with UTD updates after every step."""
+        """One training episode from the actor, with UTD updates after every transition."""
         learner, s = self.learner, self.state
         update_metrics: dict[str, list[float]] = {}
         rewards: list[float] = []
@@ -159,26 +205,25 @@ class ResidualTrainer:
             self.online_buffer.add_transition(t, rewards[-1])
             s.env_step += 1
             if s.env_step > learner.cfg.learning_starts:
+                started = time.perf_counter()
                 for key, value in learner.train_step(self.demo_buffer, self.online_buffer, self.rng).items():
                     update_metrics.setdefault(key, []).append(value)
+                s.timing["update_s"] += time.perf_counter() - started
+            self.actor.sync(learner, s.env_step)
 
-        outcome = run_episode(self.env, self.base, lambda obs, base_action: learner.act(
-            obs, base_action, explore=True, rng=self.rng), learn, episode=s.episode, seed=self.config.seed + s.episode)
+        outcome = self.actor.run_episode(s.episode, self.config.seed + s.episode, learn)
         s.episode += 1
-        record = {"env_step": s.env_step, "episode": s.episode, "success": outcome.success,
-                  "return": float(np.sum(rewards)), "length": outcome.length,
+        record = {"env_step": s.env_step, "episode": s.episode, "success": outcome["success"],
+                  "return": float(np.sum(rewards)), "length": outcome["length"],
                   **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
         return record
 
     def evaluate_now(self) -> dict[str, Any]:
-        # success is the simulator's check; the reward model has no say in evaluation (and costs time there)
-        env = self.env.env if isinstance(self.env, RewardWrapper) else self.env
-        result = evaluate(
-            env, ResidualPolicy(self.base, self.learner), self.config.eval_episodes,
-            seed=self.config.seed, progress=False,
-        )
-        entry = {"env_step": self.state.env_step, **{k: v for k, v in result.summary().items() if k != "videos"}}
+        started = time.perf_counter()
+        summary = self.actor.evaluate(self.config.eval_episodes, self.config.seed)
+        self.state.timing["eval_s"] += time.perf_counter() - started
+        entry = {"env_step": self.state.env_step, **summary}
         self.state.evals.append(entry)
         write_metrics(self.run_dir, self.state)
         return entry
@@ -189,6 +234,20 @@ class ResidualTrainer:
         s, cfg = self.state, self.config
         bar = tqdm(total=cfg.total_env_steps, initial=s.env_step, desc="residual RL", unit="step",
                    disable=not progress, mininterval=1.0)
+        started = time.perf_counter()
+        try:
+            self._train(bar, on_eval)
+        finally:
+            s.timing["wall_s"] += time.perf_counter() - started
+            bar.close()
+            self.actor.close()
+        if self.checkpointed_at != s.env_step:  # the last periodic save may already be this step
+            self.checkpoint()
+        write_metrics(self.run_dir, s)
+        return s
+
+    def _train(self, bar, on_eval: Callable[[Mapping[str, Any]], None] | None) -> None:
+        s, cfg = self.state, self.config
         while True:
             finished = s.env_step >= cfg.total_env_steps
             already_evaluated = bool(s.evals) and s.evals[-1]["env_step"] == s.env_step
@@ -208,16 +267,13 @@ class ResidualTrainer:
                 while s.next_checkpoint <= s.env_step:
                     s.next_checkpoint += cfg.checkpoint_every
                 self.checkpoint()
-        bar.close()
-        if self.checkpointed_at != s.env_step:  # the last periodic save may already be this step
-            self.checkpoint()
-        return s
 
 
 def write_metrics(run_dir: Path, state: TrainingState) -> None:
     """metrics.json and success_vs_steps.png beside the run, refreshed at every evaluation."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").write_text(json.dumps({"evals": state.evals, "episodes": state.episodes}))
+    (run_dir / "metrics.json").write_text(json.dumps({"evals": state.evals, "episodes": state.episodes,
+                                                      "timing": state.timing}))
     plot_success_curves(run_dir / "success_vs_steps.png", {"residual RL (eval)": state.evals}, state.episodes)
 
 

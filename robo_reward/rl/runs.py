@@ -131,9 +131,11 @@ def create_residual_run(
     device: torch.device | str = "cpu",
     base_noise: float = 0.3,
     overwrite: bool = False,
+    local_env: bool = True,
 ) -> ResidualTrainer:
     """Build a run in a staged sibling of `out` (validated base, demo buffer, step-0 checkpoint);
-    it replaces `out` only once complete, so a failed start never destroys an earlier run."""
+    it replaces `out` only once complete, so a failed start never destroys an earlier run.
+    `local_env` False: no env here — its episodes will run elsewhere (runtime.actor_process)."""
     out, dataset = Path(out), Path(dataset)
     refuse_output_inside_inputs(out, [dataset] + ([] if str(base) == "scripted" else [Path(base)]))
     spec = read_env_spec(dataset)
@@ -142,13 +144,13 @@ def create_residual_run(
     reward_source = make_reward_source(reward, str(device))
     rule = reward_rule(reward, reward_source, learner_config.gamma)
     train_spec = training_env_spec(spec, reward_source)
-    env = RewardWrapper(make_sim_env(train_spec), reward_source)
+    env = RewardWrapper(make_sim_env(train_spec), reward_source) if local_env else None
     readings = reward_readings_of_demos(dataset, demos, reward_source)
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
-        learner, demo_buffer = build_learner(demos, base_policy, env.action_space.shape[0], learner_config,
-                                             readings, rule, device)
+        learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
+                                             learner_config, readings, rule, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
@@ -159,7 +161,8 @@ def create_residual_run(
     return trainer
 
 
-def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.device | str = "cpu") -> ResidualTrainer:
+def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.device | str = "cpu",
+                        local_env: bool = True) -> ResidualTrainer:
     out = Path(out)
     if not readable_checkpoint(out / LATEST_CHECKPOINT).is_dir():
         raise RoboRewardError(f"--resume: {out} has no checkpoint to resume from")
@@ -172,5 +175,5 @@ def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.de
     learner_gamma = run.get("learner", {}).get("gamma", 0.99)
     spec = RewardSpec.from_json(run["reward"])
     source = make_reward_source(spec, str(device))
-    env = RewardWrapper(make_sim_env(run["env"]), source)
+    env = RewardWrapper(make_sim_env(run["env"]), source) if local_env else None
     return ResidualTrainer.resume(out, env, base, loop_config, reward_rule(spec, source, learner_gamma), device)

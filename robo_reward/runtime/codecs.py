@@ -90,6 +90,14 @@ def encode_weights(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, o
                             metadata={"robo_reward": json.dumps(dict(metadata))})
 
 
+def encode_actor_weights(learner, session: str, version: int, **metadata: object) -> bytes:
+    """What a remote actor needs of a ResidualTD3 (normalizer + residual actor), versioned within one
+    learner `session`; RuntimeActor.load_weights reads it."""
+    return encode_weights(learner.actor_tensors(), {
+        "session": session, "version": version, "obs_dim": learner.obs_dim, "act_dim": learner.act_dim,
+        "learner": learner.cfg.to_dict(), **metadata})
+
+
 def decode_weights(blob: bytes) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         blob = bytes(blob)

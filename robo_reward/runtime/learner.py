@@ -47,7 +47,7 @@ from robo_reward.rl.runs import (
     training_env_spec,
 )
 from robo_reward.rl.transition import Transition
-from robo_reward.runtime.codecs import encode_weights
+from robo_reward.runtime.codecs import encode_actor_weights
 
 INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
 
@@ -170,10 +170,8 @@ class RuntimeLearner:
     def actor_weights(self) -> bytes:
         """The deployable actor (normalizer + residual actor) as safetensors bytes, versioned."""
         self.progress["weights_version"] += 1
-        cfg = self.learner.cfg
-        return encode_weights(self.learner.actor_tensors(), {
-            "session": self.session, "version": self.progress["weights_version"], "env_step": self.progress["env_step"],
-            "obs_dim": self.learner.obs_dim, "act_dim": self.learner.act_dim, "learner": cfg.to_dict()})
+        return encode_actor_weights(self.learner, self.session, self.progress["weights_version"],
+                                    env_step=self.progress["env_step"])
 
     def checkpoint(self) -> None:
         self.progress["rng_state"] = self.rng.bit_generator.state
