@@ -148,7 +148,7 @@ class ActorProcess:
 
     def __init__(self, setup: dict[str, Any], learner, publish_every: int = 10):
         self.obs_dim, self.act_dim = int(setup["obs_dim"]), int(setup["act_dim"])
-        self.publish_every, self.version = publish_every, 0
+        self.publish_every, self.version, self.published_updates = publish_every, 0, -1
         self.session = uuid.uuid4().hex
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
@@ -182,10 +182,11 @@ class ActorProcess:
         from robo_reward.runtime.codecs import encode_actor_weights
 
         self.version += 1
+        self.published_updates = learner.num_updates
         self._conn.send_bytes(WEIGHTS + encode_actor_weights(learner, self.session, self.version))
 
     def sync(self, learner, env_step: int) -> None:
-        if env_step % self.publish_every == 0:
+        if env_step % self.publish_every == 0 and learner.num_updates != self.published_updates:
             self.publish(learner)
 
     def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
