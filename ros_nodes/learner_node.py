@@ -61,6 +61,8 @@ class LearnerNode(Node):
             self.get_logger().info(f"new run {run_dir}")
         self.join = RewardJoin(tolerance_s=float(declare(self, "reward_tolerance_s", 0.02)))
         self.checkpoint_every = int(declare(self, "checkpoint_every", 500))
+        # transitions waiting beyond this are stored without their updates: the robot does not wait
+        self.max_backlog = int(declare(self, "max_backlog", 20))
         self.since_checkpoint = 0
         self.rejected = 0
         self.published_at_update = -1
@@ -114,7 +116,7 @@ class LearnerNode(Node):
                     self.add(t)
 
     def add(self, t) -> None:
-        self.learner.add(t)
+        self.learner.add(t, update=self.inbox.qsize() <= self.max_backlog)
         self.since_checkpoint += 1
         if self.since_checkpoint >= self.checkpoint_every:
             self.checkpoint()
@@ -138,7 +140,10 @@ class LearnerNode(Node):
         self.pub_heartbeat.publish(json_msg({"env_step": p["env_step"], "episodes": p["episodes"],
                                              "weights_version": p["weights_version"],
                                              "no_reward_dropped": self.join.dropped, "rejected": self.rejected,
-                                             "updates": self.learner.learner.num_updates}))
+                                             "updates": self.learner.learner.num_updates,
+                                             "utd_reached": round(self.learner.utd_reached, 3),
+                                             "utd_configured": self.learner.learner.cfg.utd_ratio,
+                                             "skipped_updates": p["skipped_updates"], "backlog": self.inbox.qsize()}))
 
     def destroy_node(self):
         self.running = False

@@ -290,3 +290,31 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
     assert sum(e["length"] for e in metrics["episodes"]) == env_steps >= 120
     final = torch.load(run / LATEST_CHECKPOINT / LEARNER_FILE, weights_only=True)["learner"]
     assert final["num_updates"] == env_steps - 40  # UTD 1 held, counted on across the resume
+
+
+def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs_episodes(lift_demos,
+                                                                                          lift_mlp_base, tmp_path):
+    """The robot learner skips updates while it is behind (a robot cannot wait) and says which
+    update-to-data ratio it reached; its episodes go to metrics.json as `rl train`'s do."""
+    import json
+
+    from robo_reward.rewards import RewardSpec
+    from robo_reward.rl.residual import ResidualTD3Config
+    from robo_reward.rl.transition import Transition
+    from robo_reward.runtime.learner import RuntimeLearner
+
+    cfg = ResidualTD3Config(learning_starts=5, utd_ratio=2, batch_size=8, critic_warmup_updates=1)
+    learner = RuntimeLearner.create(tmp_path / "run", lift_demos, lift_mlp_base, cfg, RewardSpec("sparse"))
+    obs_dim, act_dim = learner.learner.obs_dim, learner.learner.act_dim
+    zeros = np.zeros(obs_dim, np.float32), np.zeros(act_dim, np.float32)
+    for step in range(10):
+        success = step == 9  # the operator marks success at the last step
+        t = Transition(zeros[0], zeros[1], zeros[1], zeros[0], zeros[1], stamp=step + 1.0, obs_stamp=float(step),
+                       episode=0, step=step, terminated=success, success=success, reward=float(success))
+        learner.add(t, update=step < 7)
+    assert learner.learner.num_updates == 4  # steps 6 and 7, two updates each
+    assert learner.progress["skipped_updates"] == 6 and learner.utd_reached == pytest.approx(0.8)
+    learner.checkpoint()
+    (episode,) = json.loads((tmp_path / "run" / "metrics.json").read_text())["episodes"]
+    assert episode["success"] and episode["length"] == 10 and episode["return"] == 1.0
+    assert (tmp_path / "run" / "success_vs_steps.png").is_file()

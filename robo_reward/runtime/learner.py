@@ -36,6 +36,7 @@ from robo_reward.rl.checkpoint import (
     readable_checkpoint,
     save_checkpoint,
 )
+from robo_reward.rl.loop import TrainingState, write_metrics
 from robo_reward.rl.policies import load_policy, write_policy_manifest
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
 from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESIDUAL_KIND
@@ -95,7 +96,9 @@ class RuntimeLearner:
         self.run_dir, self.learner, self.rule = Path(run_dir), learner, rule
         self.demo_buffer, self.online_buffer = demo_buffer, online_buffer
         online_buffer.demo_sink = demo_buffer
-        self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0, **progress}
+        self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0,
+                         "skipped_updates": 0, "episode_log": [], **progress}
+        self._open: dict[int, dict[str, Any]] = {}  # episodes still running: return, length, success
         self.rng = np.random.default_rng(seed)
         if "rng_state" in self.progress:
             self.rng.bit_generator.state = self.progress["rng_state"]
@@ -148,9 +151,11 @@ class RuntimeLearner:
                    NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), rule, learner.cfg.seed)
 
     # ------------------------------------------------------------------ learning
-    def add(self, t: Transition) -> dict[str, float]:
+    def add(self, t: Transition, update: bool = True) -> dict[str, float]:
         """Reward one transition by the run's rule and store it, then the learner's UTD updates once
-        past learning_starts."""
+        past learning_starts. `update` False stores it only: a robot cannot wait for a learner that
+        fell behind, so the node skips updates while its inbox is long (`utd_reached` says what the
+        ratio came to)."""
         if (t.obs.size, t.action.size) != (self.learner.obs_dim, self.learner.act_dim):
             raise RoboRewardError(f"transition dims ({t.obs.size}, {t.action.size}) do not match the learner's "
                                   f"({self.learner.obs_dim}, {self.learner.act_dim})")
@@ -163,9 +168,29 @@ class RuntimeLearner:
         p["env_step"] += 1
         p["interventions"] += int(t.intervention)
         p["episodes"] += int(t.terminated or t.truncated)
+        self._log_episode(t, reward)
         if p["env_step"] > self.learner.cfg.learning_starts and len(self.online_buffer) > 0:
-            self.metrics = self.learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+            if update:
+                self.metrics = self.learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+            else:
+                p["skipped_updates"] += self.learner.cfg.utd_ratio
         return self.metrics
+
+    @property
+    def utd_reached(self) -> float:
+        """Updates per transition since learning started (the configured ratio unless updates were skipped)."""
+        past = self.progress["env_step"] - self.learner.cfg.learning_starts
+        return self.learner.num_updates / past if past > 0 else 0.0
+
+    def _log_episode(self, t: Transition, reward: float) -> None:
+        """Training episodes as `rl train` logs them (metrics.json, the success plot)."""
+        open_episode = self._open.setdefault(t.episode, {"return": 0.0, "length": 0, "success": False})
+        open_episode["return"] += reward
+        open_episode["length"] += 1
+        open_episode["success"] |= t.success and t.terminated
+        if t.terminated or t.truncated:
+            self.progress["episode_log"].append({"env_step": self.progress["env_step"], "episode": t.episode,
+                                                 **self._open.pop(t.episode)})
 
     def actor_weights(self) -> bytes:
         """The deployable actor (normalizer + residual actor) as safetensors bytes, versioned."""
@@ -174,6 +199,9 @@ class RuntimeLearner:
                                     env_step=self.progress["env_step"])
 
     def checkpoint(self) -> None:
-        self.progress["rng_state"] = self.rng.bit_generator.state
+        p = self.progress
+        write_metrics(self.run_dir, TrainingState(env_step=p["env_step"], episode=p["episodes"],
+                                                  episodes=p["episode_log"]))
+        p["rng_state"] = self.rng.bit_generator.state
         save_checkpoint(self.run_dir / LATEST_CHECKPOINT, self.learner,
                         {"demo": self.demo_buffer, "online": self.online_buffer}, self.progress)
