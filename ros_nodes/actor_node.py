@@ -49,7 +49,7 @@ class ActorNode(Node):
         self.base, _ = load_policy(base_dir, str(declare(self, "device", "cpu")))
         self.actor = RuntimeActor(None, cfg.command.action_dim, seed=int(declare(self, "seed", 0)))
         self.link = RosRobotLink(self, cfg, str(declare(self, "success_source", "robot")) == "robot")
-        self.env = RobotEnv(self.link, cfg.command.action_dim)
+        self.env = RobotEnv(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100)))
         self.last_link = float("-inf")
         self.error = ""
         self.pub_transition = self.create_publisher(Float64MultiArray, TRANSITIONS_TOPIC, RELIABLE)

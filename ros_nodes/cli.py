@@ -24,7 +24,8 @@ def options_from(args: argparse.Namespace):
                         base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
                         record_dir=args.record_dir, mcap=args.mcap or "", learner_set=join_settings(args.set),
                         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
-                        seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch)
+                        seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch,
+                        explore=not args.no_explore, lockstep=args.lockstep)
 
 
 def cmd_ros_up(args: argparse.Namespace) -> None:
@@ -70,6 +71,9 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--reward-max-batch", type=int, default=16,
                    help="frames the reward server scores at once (1: lowest latency; more: throughput)")
+    p.add_argument("--no-explore", action="store_true", help="the actor adds no exploration noise (evaluation)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="sim robot: physics advances only on commands, so episodes step exactly as in rl train")
     p.add_argument("--only", nargs="+", metavar="NODE", help="run only these nodes of the set")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--print-nodes", action="store_true", help="print the node set and parameters, run nothing")

@@ -37,7 +37,9 @@ HEARTBEAT_TOPIC = "/robo_reward/learner_heartbeat"
 ACTOR_STATUS_TOPIC = "/robo_reward/actor_status"
 INTERVENTION_TOPIC = "/robo_reward/intervention"
 OPERATOR_COMMAND_TOPIC = "/robo_reward/operator_command"
-SUCCESS_TOPIC = "/robo_reward/robot_success"  # std_msgs/Bool: the robot's own success signal (sim check)
+# sensor_msgs/JointState as stamped named values {"success": 0/1}: the robot's own success signal (the
+# simulator's check), stamped with the state it judges so that it belongs to one observation
+SUCCESS_TOPIC = "/robo_reward/robot_success"
 REWARD_FIELDS = ("progress", "reward", "success", "ok", "latency_s")  # a reward model's reading of a frame
 
 # late joiners get the last value of state-like topics (safety, episode phase, weights)
@@ -94,6 +96,11 @@ def named_values(stamp: float, values: Mapping[str, float]) -> JointState:
 
 def read_named_values(msg: JointState) -> dict[str, float]:
     return dict(zip(msg.name, msg.position))
+
+
+def object_state_msg(stamp: float, values) -> JointState:
+    """Object state (what perception reports, or the simulator) as stamped named values."""
+    return named_values(stamp, {f"object_{i}": v for i, v in enumerate(values)})
 
 
 def json_msg(payload: Mapping) -> String:

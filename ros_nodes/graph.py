@@ -74,6 +74,8 @@ class StackOptions:
     seed: int = 0
     device: str = "auto"
     reward_max_batch: int = 16  # frames the reward server scores in one forward: throughput vs latency
+    explore: bool = True  # False: the actor runs without exploration noise (evaluation episodes)
+    lockstep: bool = False  # sim robot: physics advances only on commands (steps exactly as `rl train`)
 
 
 def node_set(profile: str, hardware_config: str, options: StackOptions | None = None) -> list[NodeSpec]:
@@ -93,14 +95,15 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
     # it): a learned reward's success call, as in `rl train`; else the simulator's check or an operator
     success_source = "reward" if learned else ("robot" if cfg.sim is not None else "operator")
     specs: dict[str, list[NodeSpec]] = {
-        "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed})],
+        "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed, "advance_when_idle": not o.lockstep})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
         "reward_server": [NodeSpec("reward_server", "reward_server",
                                    {**hw, "model": o.reward_model, "task": o.task, "device": o.device,
                                     "max_batch": o.reward_max_batch})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
-                                              "device": "cpu", "success_source": success_source})],
+                                              "device": "cpu", "success_source": success_source,
+                                              "explore": o.explore, "max_episode_steps": o.max_episode_steps})],
         "learner": [NodeSpec("learner", "learner", {
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
             "reward": o.reward, "reward_model": o.reward_model,

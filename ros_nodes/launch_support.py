@@ -14,7 +14,10 @@ def option_values(perform) -> StackOptions:
     values = {}
     for f in fields(StackOptions):
         raw = perform(f.name)
-        values[f.name] = int(raw) if isinstance(f.default, int) else raw
+        if isinstance(f.default, bool):
+            values[f.name] = raw.strip().lower() in ("true", "1", "yes")
+        else:
+            values[f.name] = int(raw) if isinstance(f.default, int) else raw
     return StackOptions(**values)
 
 

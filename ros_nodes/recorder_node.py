@@ -18,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
+from std_msgs.msg import Float64MultiArray, String
 
 from robo_reward.data.lerobot_io import EpisodeRecorder
 from robo_reward.envs.observations import IMAGE_PREFIX
@@ -74,7 +74,7 @@ class RecorderNode(Node):
         self.saved_episodes = 0
         self.events: list[dict] = []
         subs = [(JointState, cfg.topics.joint_states, SENSOR_SUB), (WrenchStamped, cfg.topics.wrench, SENSOR_SUB),
-                (Float64MultiArray, cfg.topics.object_state, SENSOR_SUB), (Bool, SUCCESS_TOPIC, SENSOR_SUB),
+                (JointState, cfg.topics.object_state, SENSOR_SUB), (JointState, SUCCESS_TOPIC, SENSOR_SUB),
                 (Float64MultiArray, cfg.command.topic, RELIABLE), (JointState, REWARD_TOPIC, RELIABLE),
                 (DiagnosticStatus, SAFETY_TOPIC, LATCHED), (String, EPISODE_TOPIC, LATCHED)]
         subs += [(PoseStamped, t, SENSOR_SUB) for t in cfg.topics.ee_poses]
@@ -116,12 +116,12 @@ class RecorderNode(Node):
         except JointStateError:
             return None
         obj = self.latest.get(cfg.topics.object_state)
-        return observation_from_parts(state, None if obj is None else np.asarray(obj.data, np.float32), images)
+        return observation_from_parts(state, None if obj is None else np.asarray(obj.position, np.float32), images)
 
     def outcome_now(self) -> tuple[float, bool]:
         reward_msg = self.latest.get(REWARD_TOPIC)
         success_msg = self.latest.get(SUCCESS_TOPIC)
-        success = bool(success_msg.data) if success_msg is not None else False
+        success = success_msg is not None and read_named_values(success_msg).get("success", 0.0) > 0.5
         if reward_msg is not None:
             values = read_named_values(reward_msg)
             return float(values.get("reward", np.nan)), success or values.get("success", 0.0) > 0.5

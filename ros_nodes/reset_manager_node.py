@@ -13,7 +13,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from robo_reward.safety.monitor import JointStateError, joint_vector
@@ -61,7 +61,7 @@ class ResetManagerNode(Node):
         self.pub_target = self.create_publisher(Float64MultiArray, cfg.command.reset_topic, RELIABLE)
         self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR_SUB)
         self.create_subscription(DiagnosticStatus, SAFETY_TOPIC, self.on_safety, LATCHED)
-        self.create_subscription(Bool, SUCCESS_TOPIC, self.on_robot_success, SENSOR_SUB)
+        self.create_subscription(JointState, SUCCESS_TOPIC, self.on_robot_success, SENSOR_SUB)
         self.create_subscription(JointState, REWARD_TOPIC, self.on_reward, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_service(Trigger, "~/reset", self.on_reset)
@@ -91,9 +91,9 @@ class ResetManagerNode(Node):
         if self.manager.phase == Phase.RUNNING:
             self.step += 1
 
-    def on_robot_success(self, msg: Bool) -> None:
+    def on_robot_success(self, msg: JointState) -> None:
         if self.success_source == "robot":
-            self.success = self.success or bool(msg.data)
+            self.success = self.success or read_named_values(msg).get("success", 0.0) > 0.5
 
     def on_reward(self, msg: JointState) -> None:
         if self.success_source == "reward":

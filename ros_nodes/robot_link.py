@@ -29,6 +29,7 @@ from ros_nodes.common import (
     SUCCESS_TOPIC,
     monotonic,
     pose_parts,
+    read_named_values,
     to_sec,
 )
 
@@ -46,7 +47,8 @@ class RosRobotLink:
         self.closed = False
         self.joints: tuple | None = None  # (names, positions, stamp)
         self.poses: dict[int, tuple] = {}  # end effector -> ((position, quaternion), stamp)
-        self.object: np.ndarray | None = None
+        self.object: tuple[np.ndarray, float] | None = None  # (values, stamp)
+        self.success_stamp = -np.inf  # stamp of the robot's last success message
         self.times: dict[str, float] = {}  # receipt time per input, for the freshness gate
         self.safety_ok = False
         self.phase, self.episode = "idle", 0
@@ -58,8 +60,8 @@ class RosRobotLink:
         node.create_subscription(JointState, config.topics.joint_states, self.on_joints, SENSOR_SUB)
         for i, topic in enumerate(config.topics.ee_poses):
             node.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR_SUB)
-        node.create_subscription(Float64MultiArray, config.topics.object_state, self.on_object, SENSOR_SUB)
-        node.create_subscription(Bool, SUCCESS_TOPIC, self.on_success, SENSOR_SUB)
+        node.create_subscription(JointState, config.topics.object_state, self.on_object, SENSOR_SUB)
+        node.create_subscription(JointState, SUCCESS_TOPIC, self.on_success, SENSOR_SUB)
         node.create_subscription(DiagnosticStatus, SAFETY_TOPIC, self.on_safety, LATCHED)
         node.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         node.create_subscription(Bool, INTERVENTION_TOPIC, self.on_intervention, RELIABLE)
@@ -83,12 +85,13 @@ class RosRobotLink:
             self.times[f"ee/{index}"] = monotonic()
             self.changed.notify_all()
 
-    def on_object(self, msg: Float64MultiArray) -> None:
-        self._update("object", object=np.asarray(msg.data, np.float32))
+    def on_object(self, msg: JointState) -> None:
+        self._update("object", object=(np.asarray(msg.position, np.float32), to_sec(msg.header.stamp)))
 
-    def on_success(self, msg: Bool) -> None:
-        if msg.data and self.trust_robot_success:
-            self._update(None, robot_success=True)
+    def on_success(self, msg: JointState) -> None:
+        if self.trust_robot_success:
+            success = read_named_values(msg).get("success", 0.0) > 0.5
+            self._update(None, robot_success=self.robot_success or success, success_stamp=to_sec(msg.header.stamp))
 
     def on_safety(self, msg: DiagnosticStatus) -> None:
         self._update(None, safety_ok=msg.level == DiagnosticStatus.OK)
@@ -116,18 +119,25 @@ class RosRobotLink:
         self._update(None, closed=True)
 
     def _reading(self) -> RobotReading | None:
-        """The newest complete observation: joints and every end-effector pose from one source time."""
+        """The newest complete observation: joints and every end-effector pose from one source time,
+        and — once they stream — object state and the robot's success call from no earlier than half
+        a control period before it (a simulator stamps all of them alike; perception runs at its own
+        rate)."""
         if self.joints is None or len(self.poses) < len(self.config.topics.ee_poses):
             return None
         names, positions, stamp = self.joints
         if any(pose_stamp != stamp for _, pose_stamp in self.poses.values()):
             return None  # the rest of this state has not arrived yet
+        oldest = stamp - self.control_period_s / 2
+        if (self.object is not None and self.object[1] < oldest) or \
+                (np.isfinite(self.success_stamp) and self.success_stamp < oldest):
+            return None
         try:
             state = proprio_state(self.config, names, positions, [self.poses[i][0] for i in sorted(self.poses)])
         except JointStateError as exc:
             self.reason = f"unreadable joint state: {exc}"
             return None
-        return RobotReading(observation_from_parts(state, self.object), stamp)
+        return RobotReading(observation_from_parts(state, None if self.object is None else self.object[0]), stamp)
 
     def _gate(self) -> tuple[bool, str]:
         if self._reading() is None:

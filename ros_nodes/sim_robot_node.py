@@ -2,7 +2,8 @@
 exposes, so the whole stack rehearses sim-to-real with no code change.
 
 Publishes /joint_states, one PoseStamped per end effector, a WrenchStamped, the object state
-(what perception would publish), each configured camera, and the simulator's success check.
+(what perception would publish), each configured camera, and the simulator's success check, all
+stamped with the time the state was produced.
 Follows normalized-action commands (one physics step each, lockstep with the actor) and
 joint-position reset commands; without commands it holds position at the control rate.
 Service ~/reset_scene re-draws the object placement (what an operator does on real hardware).
@@ -17,7 +18,7 @@ from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ros_nodes.common import (
@@ -26,6 +27,8 @@ from ros_nodes.common import (
     SUCCESS_TOPIC,
     declare,
     hardware,
+    named_values,
+    object_state_msg,
     rgb_to_image,
     to_stamp,
 )
@@ -45,12 +48,17 @@ class SimRobotNode(Node):
         self.resets: queue.Queue = queue.Queue()
         self.wake = threading.Event()
         self.last_step_time = 0.0
+        # False (lockstep): physics advances only on commands and resets; while idle the last state is
+        # published again under its own stamp (the watchdogs stay fed, nothing moves), so a rehearsal
+        # steps exactly like `rl train`. True: the arm holds position at the control rate, as a real one.
+        self.advance_when_idle = bool(declare(self, "advance_when_idle", True))
+        self.last_state: tuple[dict, float] | None = None  # (snapshot, stamp) last published
         self.running = True
         self.pub_joints = self.create_publisher(JointState, cfg.topics.joint_states, SENSOR_PUB)
         self.pub_ee = [self.create_publisher(PoseStamped, t, SENSOR_PUB) for t in cfg.topics.ee_poses]
         self.pub_wrench = self.create_publisher(WrenchStamped, cfg.topics.wrench, SENSOR_PUB)
-        self.pub_object = self.create_publisher(Float64MultiArray, cfg.topics.object_state, SENSOR_PUB)
-        self.pub_success = self.create_publisher(Bool, SUCCESS_TOPIC, SENSOR_PUB)
+        self.pub_object = self.create_publisher(JointState, cfg.topics.object_state, SENSOR_PUB)
+        self.pub_success = self.create_publisher(JointState, SUCCESS_TOPIC, SENSOR_PUB)
         self.pub_cams = {c.name: self.create_publisher(Image, c.topic, SENSOR_PUB) for c in cfg.cameras}
         self.create_subscription(Float64MultiArray, cfg.command.topic, self.on_command, RELIABLE)
         self.create_subscription(Float64MultiArray, cfg.command.reset_topic, self.on_joint_target, RELIABLE)
@@ -103,6 +111,9 @@ class SimRobotNode(Node):
             kind, payload, reply = self.next_request()
             if kind == "stop":
                 break
+            if kind == "hold" and not self.advance_when_idle:  # lockstep: time stands still between commands
+                self.publish_state(*self.last_state)
+                continue
             try:
                 status, result = self.driver.request(kind, payload)
             except (TimeoutError, EOFError, OSError) as exc:  # hung or gone: restart it, as a driver is
@@ -123,9 +134,17 @@ class SimRobotNode(Node):
                     done.append(result["scene_seed"])
                 event.set()
 
-    def publish_state(self, r: dict) -> None:
-        t = self.now()
-        self.last_step_time = t
+    def publish_state(self, r: dict, stamp: float | None = None) -> None:
+        """`stamp`: the source time of a state published again (lockstep idle). A new state is stamped
+        now — or, in lockstep, one control period after the last state: simulated time, which stands
+        still while idle (a wall-clock stamp after an idle spell would look like a clock jump)."""
+        if stamp is not None:
+            t = stamp
+        elif self.advance_when_idle or self.last_state is None:
+            t = self.now()
+        else:
+            t = self.last_state[1] + self.config.control_period_s
+        self.last_step_time, self.last_state = self.now(), (r, t)
         stamp = to_stamp(t)
         js = JointState(name=r["names"], position=r["positions"].tolist(), velocity=r["velocities"].tolist())
         js.header.stamp = stamp
@@ -142,8 +161,8 @@ class SimRobotNode(Node):
         w.wrench.force.x, w.wrench.force.y, w.wrench.force.z = (float(v) for v in r["force"])
         w.wrench.torque.x, w.wrench.torque.y, w.wrench.torque.z = (float(v) for v in r["torque"])
         self.pub_wrench.publish(w)
-        self.pub_object.publish(Float64MultiArray(data=r["object_state"].tolist()))
-        self.pub_success.publish(Bool(data=bool(r["success"])))
+        self.pub_object.publish(object_state_msg(t, r["object_state"]))
+        self.pub_success.publish(named_values(t, {"success": float(r["success"])}))
         for name, pub in self.pub_cams.items():
             pub.publish(rgb_to_image(r["images"][name], t, name))
 

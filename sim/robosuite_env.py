@@ -271,6 +271,13 @@ class RobosuiteEnv(gym.Env):
             self._env.close()
             raise ValueError(f"unknown camera(s) {_choices(bad)}; valid cameras: {_choices(valid_cams)}")
         self.valid_cameras = tuple(valid_cams)
+        # robosuite samples an observable at the first physics substep of each sampling period, counted
+        # from its last forced update: the observation a step returns lagged the state it ended in by
+        # up to a control period, by an amount that changed whenever the state was read in between
+        # (a robot driver reads it for every message). Here observables never sample on their own;
+        # step() reads them once, at the end of the step.
+        for name in self._env._observables:
+            self._env.modify_observable(name, "sampling_rate", 1e-9)
 
         # Action mapping [-1, 1] -> robosuite bounds.
         low, high = (np.asarray(b, dtype=np.float64) for b in self._env.action_spec)
@@ -436,6 +443,8 @@ class RobosuiteEnv(gym.Env):
             self._rng = np.random.RandomState(seed)
         with _global_np_random(self._rng):
             self._env.reset()
+        if options and options.get("arm_joints") is not None:  # a robot's reset: home pose after the scene
+            self.move_arm_joints(options["arm_joints"])
         # A second forced update: some robosuite sensors (e.g. PickPlace's object-to-eef pose) read
         # other sensors' values from the observation cache, which reset() has just emptied, and
         # would otherwise report zeros in the first observation of an episode.
@@ -450,7 +459,8 @@ class RobosuiteEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         rs_action = self.to_robosuite_action(action)
-        raw, _, _, _ = self._env.step(rs_action)
+        self._env.step(rs_action)
+        raw = self._env._get_observations(force_update=True)  # the state the step ended in
         self._steps += 1
         success = self.check_success()
         reward = 1.0 if success else 0.0

@@ -132,6 +132,61 @@ def test_a_chunked_base_runs_each_action_once_in_order_through_the_actor_loop() 
     env.close()
 
 
+class RobotStack:
+    """`robo-reward ros up` of a state-only sim Panda (sim robot, actor, safety monitor, reset manager) in
+    its own process, and a node that records the actor's transitions and the episode status."""
+
+    def __init__(self, tmp_path, base, args, config_changes=None):
+        import json
+        import random
+
+        import yaml
+        from std_msgs.msg import Float64MultiArray, String
+
+        from robo_reward.config.hardware import CONFIG_DIR
+        from robo_reward.runtime.codecs import decode_transition
+        from ros_nodes.common import LATCHED, RELIABLE
+        from ros_nodes.runner import BackgroundNode, ros_up_process
+
+        config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
+        config["cameras"] = []  # state only: rendering costs ~0.1 s a view here
+        config.update(config_changes or {})
+        config_path = tmp_path / "sim_panda_lift_state.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        self.config = config
+        domain = random.randint(10, 99)
+        self.watcher = BackgroundNode("test_transitions", domain)
+        self.transitions, self.episodes = [], []
+
+        def on_transition(msg) -> None:
+            data = np.asarray(msg.data)
+            self.transitions.append(decode_transition(data, int(data[0]), 7))
+
+        node = self.watcher.node
+        node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
+        node.create_subscription(String, "/robo_reward/episode", lambda m: self.episodes.append(json.loads(m.data)),
+                                 LATCHED)
+        self.log = tmp_path / "stack.log"
+        self.proc = ros_up_process(config_path, ["--base", str(base), "--device", "cpu", *args, "--only",
+                                                 "sim_robot", "actor", "safety_monitor", "reset_manager"],
+                                   domain, self.log)
+
+    def wait_for(self, what: str, predicate, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; {len(self.transitions)} transitions, "
+                             f"episodes {self.episodes[-1:]}; log:\n{self.log.read_text()[-3000:]}")
+
+    def close(self) -> None:
+        from ros_nodes.runner import interrupt_and_wait
+
+        interrupt_and_wait(self.proc, 60)
+        self.watcher.close()
+
+
 @pytest.mark.slow
 def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos, tmp_path) -> None:
     """A noisy scripted base draws fresh noise at every call. Through the robot actor (sim robot behind
@@ -139,64 +194,29 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     it — which fails when the base is called a second time per control period. An operator's success
     mark ends an episode with a terminal transition that carries reward 1 (time limits carry 0)."""
     pytest.importorskip("rclpy")
-    import random
-
-    import json
-
-    import yaml
-    from std_msgs.msg import Float64MultiArray, String
     from std_srvs.srv import SetBool
 
-    from robo_reward.config.hardware import CONFIG_DIR
     from robo_reward.data.lerobot_io import read_env_spec
     from robo_reward.rl.scripted_policy import save_scripted_policy
-    from robo_reward.runtime.codecs import decode_transition
-    from ros_nodes.common import LATCHED, RELIABLE
-    from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
 
-    config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
-    config["cameras"] = []  # state only: this is about the actor, and rendering costs ~0.1 s a view here
-    config_path = tmp_path / "sim_panda_lift_state.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     base = tmp_path / "noisy_scripted"
     save_scripted_policy(base, read_env_spec(lift_demos), noise=0.3, seed=5)
-    domain = random.randint(10, 99)
-    watcher = BackgroundNode("test_transitions", domain)
-    transitions = []
-
-    def on_transition(msg) -> None:
-        data = np.asarray(msg.data)
-        transitions.append(decode_transition(data, int(data[0]), 7))
-
-    watcher.node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
-    episode_status: list[dict] = []
-    watcher.node.create_subscription(String, "/robo_reward/episode", lambda m: episode_status.append(json.loads(m.data)),
-                                     LATCHED)
-    mark = watcher.node.create_client(SetBool, "/reset_manager/mark_outcome")
-    log = tmp_path / "stack.log"
-    proc = ros_up_process(config_path, ["--base", str(base), "--max-episode-steps", "20", "--device", "cpu",
-                                        "--only", "sim_robot", "actor", "safety_monitor", "reset_manager"],
-                          domain, log)
-    def wait_for(predicate, timeout_s: float) -> None:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and not predicate():
-            time.sleep(0.05)
-
-    marked = None
+    stack = RobotStack(tmp_path, base, ["--max-episode-steps", "20"])
+    transitions, episodes = stack.transitions, stack.episodes
+    mark = stack.watcher.node.create_client(SetBool, "/reset_manager/mark_outcome")
     try:
-        wait_for(lambda: len(transitions) >= 45, 240)
+        stack.wait_for("45 transitions", lambda: len(transitions) >= 45, 240)
         # the operator marks the running episode a success a few steps in
-        wait_for(lambda: episode_status and episode_status[-1]["phase"] == "running"
-                 and episode_status[-1]["step"] >= 3, 60)
-        marked = episode_status[-1]["episode"]
+        stack.wait_for("a running episode", lambda: episodes and episodes[-1]["phase"] == "running"
+                       and episodes[-1]["step"] >= 3, 60)
+        marked = episodes[-1]["episode"]
         assert mark.wait_for_service(timeout_sec=20.0)
         future = mark.call_async(SetBool.Request(data=True))
-        wait_for(lambda: any(t.episode == marked and t.terminated for t in transitions), 30)
+        stack.wait_for("the marked episode's end", lambda: any(t.episode == marked and t.terminated
+                                                               for t in transitions), 30)
         assert future.done() and future.result().success, future.result()
     finally:
-        interrupt_and_wait(proc, 60)
-        watcher.close()
-    assert len(transitions) >= 45, f"only {len(transitions)} transitions; log:\n{log.read_text()[-3000:]}"
+        stack.close()
     pairs = [(a, b) for a, b in zip(transitions, transitions[1:]) if (b.episode, b.step) == (a.episode, a.step + 1)]
     assert len(pairs) >= 30
     for a, b in pairs:
@@ -206,7 +226,65 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     (last,) = [t for t in transitions if t.episode == marked and t.terminated]
     assert last.success and last.reward == 1.0
     assert all(t.reward == 0.0 and not t.success for t in transitions if not t.terminated)
-    assert any(t.truncated for t in transitions)  # episodes that ran out of time: no reward
+    truncated = [t for t in transitions if t.truncated]
+    assert truncated and all(t.step == 19 for t in truncated)  # the time limit: exactly 20 commands
+
+
+@pytest.mark.slow
+def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_demos, tmp_path) -> None:
+    """The same scripted episode (Panda Lift, scene seed, home pose; lockstep, exploration off) through
+    `rl train`'s in-process actor loop and through the sim robot behind ROS 2 topics gives the same
+    transitions — observations, base and executed actions, rewards, ends — and the same n-step targets."""
+    pytest.importorskip("rclpy")
+    import gymnasium as gym
+
+    from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rewards.shaping import RewardRule
+    from robo_reward.rl.actor_loop import run_episode
+    from robo_reward.rl.policies import load_policy
+    from robo_reward.rl.scripted_policy import save_scripted_policy
+    from robo_reward.runtime.actor import RuntimeActor
+    from sim import make_env
+
+    base_dir = tmp_path / "scripted"
+    save_scripted_policy(base_dir, read_env_spec(lift_demos), noise=0.0, seed=0)
+    horizon = 60
+    stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore"],
+                       {"home": {"positions": [0.0, 0.1963, 0.0, -2.618, 0.0, 2.9416, 0.7854], "randomize": 0.0,
+                                 "tolerance": 0.02, "speed_fraction": 0.5}})
+    try:
+        stack.wait_for("episode 1's end", lambda: any(t.episode == 1 and (t.terminated or t.truncated)
+                                                      for t in stack.transitions), 240)
+    finally:
+        stack.close()
+    robot = [t for t in stack.transitions if t.episode == 1]
+
+    class HomeAfterReset(gym.Wrapper):
+        """What the reset manager does after the scene reset: the arm to its home pose."""
+
+        def reset(self, **kwargs):
+            return self.env.reset(seed=kwargs["seed"], options={"arm_joints": stack.config["home"]["positions"]})
+
+    env = HomeAfterReset(make_env("lift", "Panda", horizon=horizon))
+    base, _ = load_policy(base_dir, "cpu")
+    actor = RuntimeActor(None, 7)
+    here = []
+    # the sim robot's first scene reset draws seed 1 (its seed 0 is the scene it starts in)
+    run_episode(env, base, lambda obs, base_action: actor.choose(obs, base_action, explore=False), here.append,
+                episode=1, seed=1)
+    assert [t.step for t in robot] == list(range(len(robot))) and len(robot) == len(here)
+    for ours, theirs in zip(here, robot):
+        for field in ("obs", "base_action", "action", "next_obs", "next_base_action"):
+            np.testing.assert_allclose(getattr(theirs, field), getattr(ours, field), atol=1e-5, err_msg=field)
+        assert (theirs.reward, theirs.terminated, theirs.truncated) == (ours.reward, ours.terminated, ours.truncated)
+    items = []
+    for transitions in (here, robot):
+        buffer = NStepReplayBuffer(capacity=200, obs_dim=here[0].obs.size, act_dim=7, n_step=3, gamma=0.99)
+        for t in transitions:
+            buffer.add_transition(t, RewardRule(None)(*t.readings()))
+        items.append({k: getattr(buffer, k)[:len(buffer)] for k in ("n_step_return", "discount", "next_obs")})
+    for key in items[0]:
+        np.testing.assert_allclose(items[1][key], items[0][key], atol=1e-5, err_msg=key)
 
 
 def test_the_robot_link_hears_a_best_effort_driver() -> None:

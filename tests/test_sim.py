@@ -204,3 +204,23 @@ def test_gr1_constructs_and_steps():
     finally:
         env.close()
     assert resolve_robot("gr1armsonly", "lift") == "GR1" and resolve_robot("panda", "can") == "Panda"
+
+
+def test_a_step_returns_the_state_it_ended_in_however_often_the_state_was_read():
+    """robosuite samples observables on its own schedule; a driver that reads the state for every
+    message would otherwise see other observations (and a step would return a state that lagged its
+    end by up to a control period)."""
+    from sim import make_env
+
+    action = np.array([0.3, -0.2, 0.5, 0.1, 0.0, 0.0, -1.0], np.float32)
+    env = make_env("lift", "Panda", horizon=20)
+    observed = []
+    for reads in (0, 3):
+        env.reset(seed=4)
+        for _ in range(reads):
+            env.robot_readings()
+        obs = env.step(action)[0]
+        np.testing.assert_array_equal(obs["observation.state"], env.observation()["observation.state"])
+        observed.append(obs["observation.state"])
+    np.testing.assert_array_equal(observed[0], observed[1])
+    env.close()

@@ -124,7 +124,7 @@ class Topics(_Strict):
     # geometry_msgs/PoseStamped per end effector, in the order of observation.state (humanoids: right, left)
     ee_poses: list[str] = Field(default_factory=lambda: ["/robo_reward/ee_pose"], min_length=1)
     wrench: str = "/robo_reward/wrench"  # geometry_msgs/WrenchStamped
-    object_state: str = "/robo_reward/object_state"  # std_msgs/Float64MultiArray from perception (or the sim)
+    object_state: str = "/robo_reward/object_state"  # stamped named values (sensor_msgs/JointState) from perception or the sim
     estop: str = "/robo_reward/estop"  # std_msgs/Bool, True = stop
 
     check_topics = field_validator("*")(lambda v: [_topic(x) for x in v] if isinstance(v, list) else _topic(v))

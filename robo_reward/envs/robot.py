@@ -68,21 +68,30 @@ class RobotLink(Protocol):
 
 
 class RobotEnv(gym.Env):
-    def __init__(self, link: RobotLink, act_dim: int, ready_poll_s: float = 1.0):
+    """`max_episode_steps`: the episode's time limit in commands (truncation), counted here as a
+    TimeLimit counts it, so the last transition is known to be the last when it happens."""
+
+    def __init__(self, link: RobotLink, act_dim: int, max_episode_steps: int, ready_poll_s: float = 1.0):
         self.link, self.act_dim, self.ready_poll_s = link, act_dim, ready_poll_s
+        self.max_episode_steps = max_episode_steps
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
         self._reading: RobotReading | None = None
         self._episode = -1
+        self._ended = -1  # the last episode that ended for the actor (success, time limit, reset manager)
+        self._steps = 0
         self._last_send = float("-inf")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict[str, Any]]:
-        """Waits (as long as it takes: an operator may be resetting the scene) for a running episode."""
+        """Waits (as long as it takes: an operator may be resetting the scene) for a running episode —
+        a new one once the last has ended; the same one again after a refused command."""
         while True:
             ready = self.link.wait_ready(self.ready_poll_s)
-            if ready is not None:
+            if ready is not None and ready[1].episode != self._ended:
                 break
+            if ready is not None:  # the reset manager has not closed the ended episode yet
+                time.sleep(self.link.control_period_s / 2)
         self._reading, status = ready
-        self._episode = status.episode
+        self._episode, self._steps = status.episode, 0
         return dict(self._reading.obs), {"episode": status.episode, "stamp": self._reading.stamp}
 
     def step(self, action: np.ndarray):
@@ -103,10 +112,14 @@ class RobotEnv(gym.Env):
             return dict(self._reading.obs), 0.0, False, True, {
                 "executed": False, "stopped": f"no observation within {self.link.observation_timeout_s} s"}
         self._reading = reading
+        self._steps += 1
         status = self.link.episode_status(self._episode)
-        success, ended = status.success, not status.running or status.ended
+        success = status.success
+        ended = not status.running or status.ended or self._steps >= self.max_episode_steps
         info = {"executed_action": executed, "intervention": operator is not None, "stamp": reading.stamp,
                 "success": success, "episode": self._episode}
         if ended and not success:
-            info["stopped"] = status.reason
+            info["stopped"] = status.reason if status.ended or not status.running else "time limit"
+        if ended:
+            self._ended = self._episode
         return dict(reading.obs), float(success), success, ended and not success, info
