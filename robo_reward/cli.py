@@ -130,7 +130,7 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
     if not args.in_process:
         from robo_reward.runtime.actor_process import use_actor_process
 
-        use_actor_process(trainer)
+        use_actor_process(trainer, args.learner_threads)
     state = trainer.run(progress=not args.quiet)
     first, last = state.evals[0], state.evals[-1]
     print(f"residual RL: eval success {first['success_rate']:.0%} at step {first['env_step']} -> "
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="env and learner in one process, one after the other: deterministic, bit-exact resume "
                         "(default: the env in a second process, so acting and learning share both cores)")
+    p.add_argument("--learner-threads", type=int, help="torch threads for the learner's updates (default: torch's, "
+                   "every core; the env process uses one)")
     p.add_argument("--out", required=True)
 
     add_reward_parsers(groups, command)

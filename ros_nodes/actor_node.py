@@ -18,7 +18,7 @@ from robo_reward.envs.robot import LinkClosed, RobotEnv
 from robo_reward.errors import RoboRewardError
 from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.transition import Transition
-from robo_reward.runtime.actor import RuntimeActor
+from robo_reward.runtime.actor import RuntimeActor, checkpoint_weights
 from robo_reward.runtime.codecs import MessageError, encode_transition
 from ros_nodes.common import (
     ACTOR_STATUS_TOPIC,
@@ -48,6 +48,9 @@ class ActorNode(Node):
         self.link_timeout = float(declare(self, "learner_timeout_s", 3.0))
         self.base, _ = load_policy(base_dir, str(declare(self, "device", "cpu")))
         self.actor = RuntimeActor(None, cfg.command.action_dim, seed=int(declare(self, "seed", 0)))
+        residual_run = str(declare(self, "residual_run", ""))
+        if residual_run:  # a trained run's residual from the start; a learner's newer weights still replace it
+            self.actor.load_weights(checkpoint_weights(residual_run))
         self.link = RosRobotLink(self, cfg, str(declare(self, "success_source", "robot")) == "robot")
         self.env = RobotEnv(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100)))
         self.last_link = float("-inf")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from robo_reward.errors import ConfigError
 
@@ -20,12 +21,13 @@ def cmd_ros_check(args: argparse.Namespace) -> None:
 def options_from(args: argparse.Namespace):
     from ros_nodes.graph import StackOptions, join_settings
 
+    base = args.base or (str(Path(args.policy) / "base") if args.policy else "")
     return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task,
-                        base_policy=args.base or "", dataset=args.dataset or "", run_dir=args.run_dir,
+                        base_policy=base, dataset=args.dataset or "", run_dir=args.run_dir,
                         record_dir=args.record_dir, mcap=args.mcap or "", learner_set=join_settings(args.set),
                         max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
                         seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch,
-                        explore=not args.no_explore, lockstep=args.lockstep)
+                        explore=not args.no_explore, lockstep=args.lockstep, residual_run=args.policy or "")
 
 
 def cmd_ros_up(args: argparse.Namespace) -> None:
@@ -71,6 +73,8 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--reward-max-batch", type=int, default=16,
                    help="frames the reward server scores at once (1: lowest latency; more: throughput)")
+    p.add_argument("--policy", help="a residual RL run directory (rl train --out): the actor runs its base and "
+                                    "checkpointed residual (with --no-explore: evaluation on the robot path)")
     p.add_argument("--no-explore", action="store_true", help="the actor adds no exploration noise (evaluation)")
     p.add_argument("--lockstep", action="store_true",
                    help="sim robot: physics advances only on commands, so episodes step exactly as in rl train")

@@ -75,6 +75,7 @@ class StackOptions:
     device: str = "auto"
     reward_max_batch: int = 16  # frames the reward server scores in one forward: throughput vs latency
     explore: bool = True  # False: the actor runs without exploration noise (evaluation episodes)
+    residual_run: str = ""  # a residual RL run directory: the actor starts from its checkpoint's weights
     lockstep: bool = False  # sim robot: physics advances only on commands (steps exactly as `rl train`)
 
 
@@ -103,7 +104,8 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
                                               "device": "cpu", "success_source": success_source,
-                                              "explore": o.explore, "max_episode_steps": o.max_episode_steps})],
+                                              "explore": o.explore, "max_episode_steps": o.max_episode_steps,
+                                              "residual_run": o.residual_run})],
         "learner": [NodeSpec("learner", "learner", {
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
             "reward": o.reward, "reward_model": o.reward_model,

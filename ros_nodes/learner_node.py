@@ -37,6 +37,8 @@ from ros_nodes.common import (
 )
 from ros_nodes.graph import split_settings
 
+FUTURE_TOLERANCE_S = 1.0  # a stamp this far ahead of the learner's clock is a broken clock, not a message
+
 
 class LearnerNode(Node):
     def __init__(self, **kwargs):
@@ -64,7 +66,8 @@ class LearnerNode(Node):
         # transitions waiting beyond this are stored without their updates: the robot does not wait
         self.max_backlog = int(declare(self, "max_backlog", 20))
         self.since_checkpoint = 0
-        self.rejected = 0
+        self.rejected: dict[str, int] = {}  # reason -> dropped messages
+        self.last_rejection = ""
         self.published_at_update = -1
         self.pub_weights = self.create_publisher(UInt8MultiArray, WEIGHTS_TOPIC, LATCHED)
         self.pub_heartbeat = self.create_publisher(String, HEARTBEAT_TOPIC, RELIABLE)
@@ -81,20 +84,36 @@ class LearnerNode(Node):
 
     # Callbacks only queue: gradient steps run on the learning thread. A slow callback would also
     # make rclpy's multi-threaded executor spin at 100% CPU while the callback's group is busy.
+    def reject(self, what: str, reason: str) -> None:
+        """Count a dropped message by its reason (heartbeat: `rejected`, `last_rejection`); never raise."""
+        key = f"{what}: {reason.split(' (')[0]}"
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        self.last_rejection = f"{what}: {reason}"
+        self.get_logger().warning(self.last_rejection, throttle_duration_sec=2.0)
+
+    def from_the_future(self, stamp: float) -> bool:
+        return stamp > self.get_clock().now().nanoseconds * 1e-9 + FUTURE_TOLERANCE_S
+
     def on_reward(self, msg: JointState) -> None:
         """A reward model's reading of one frame; a frame it could not score carries no reading."""
-        values = read_named_values(msg)
-        if values.get("ok", 0.0) > 0.5:
-            reading = RewardReading(values.get("progress", math.nan), values.get("success", 0.0) > 0.5,
-                                    values.get("reward", math.nan))
-            self.inbox.put(("reading", (to_sec(msg.header.stamp), reading)))
+        values, stamp = read_named_values(msg), to_sec(msg.header.stamp)
+        if values.get("ok", 0.0) <= 0.5:
+            return
+        if self.from_the_future(stamp):
+            self.reject("reward reading", "stamp from the future")
+            return
+        reading = RewardReading(values.get("progress", math.nan), values.get("success", 0.0) > 0.5,
+                                values.get("reward", math.nan))
+        self.inbox.put(("reading", (stamp, reading)))
 
     def on_transition(self, msg: Float64MultiArray) -> None:
         try:
             t = decode_transition(np.asarray(msg.data), self.learner.learner.obs_dim, self.learner.learner.act_dim)
         except MessageError as exc:
-            self.rejected += 1
-            self.get_logger().warning(f"transition rejected: {exc}")
+            self.reject("transition", str(exc))
+            return
+        if self.from_the_future(t.stamp):
+            self.reject("transition", "stamp from the future")
             return
         self.inbox.put(("transition", t))
 
@@ -116,7 +135,11 @@ class LearnerNode(Node):
                     self.add(t)
 
     def add(self, t) -> None:
-        self.learner.add(t, update=self.inbox.qsize() <= self.max_backlog)
+        try:
+            self.learner.add(t, update=self.inbox.qsize() <= self.max_backlog)
+        except RoboRewardError as exc:  # e.g. a reading whose progress is not a number: no reward for it
+            self.reject("transition", str(exc))
+            return
         self.since_checkpoint += 1
         if self.since_checkpoint >= self.checkpoint_every:
             self.checkpoint()
@@ -140,6 +163,7 @@ class LearnerNode(Node):
         self.pub_heartbeat.publish(json_msg({"env_step": p["env_step"], "episodes": p["episodes"],
                                              "weights_version": p["weights_version"],
                                              "no_reward_dropped": self.join.dropped, "rejected": self.rejected,
+                                             "last_rejection": self.last_rejection,
                                              "updates": self.learner.learner.num_updates,
                                              "utd_reached": round(self.learner.utd_reached, 3),
                                              "utd_configured": self.learner.learner.cfg.utd_ratio,

@@ -60,13 +60,23 @@ def _spin(nodes: list, duration_s: float | None) -> None:
     executor = MultiThreadedExecutor(num_threads=max(4, len(nodes) + 2))
     for node in nodes:
         executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except Exception:  # rclpy's shutdown can pull a guard condition from under a spin in progress
+            if not stop.is_set():
+                raise
+
+    spinner = threading.Thread(target=spin, name="executor", daemon=True)
     spinner.start()
     try:
         stop.wait(timeout=duration_s)
     finally:
+        stop.set()
         began = time.monotonic()
         executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
         timings = [("executor", time.monotonic() - began)]
         for node in reversed(nodes):
             name, started = node.get_name(), time.monotonic()

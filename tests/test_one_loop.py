@@ -396,3 +396,67 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
     (episode,) = json.loads((tmp_path / "run" / "metrics.json").read_text())["episodes"]
     assert episode["success"] and episode["length"] == 10 and episode["return"] == 1.0
     assert (tmp_path / "run" / "success_vs_steps.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_robot_learner_drops_bad_messages_with_their_reason_over_dds(lift_demos, lift_mlp_base, tmp_path):
+    """A transition of the wrong length, with NaN or a stamp from the future, and a reward reading from
+    the future: each is counted and dropped with its reason on the heartbeat; the learner keeps
+    learning from the good ones."""
+    pytest.importorskip("rclpy")
+    import json
+    import random
+
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray, String
+
+    from robo_reward.rl.transition import Transition
+    from robo_reward.runtime.codecs import encode_transition
+    from ros_nodes.common import RELIABLE, named_values
+    from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
+
+    domain = random.randint(10, 99)
+    operator = BackgroundNode("test_bad_messages", domain)
+    heartbeats: list[dict] = []
+    operator.node.create_subscription(String, "/robo_reward/learner_heartbeat",
+                                      lambda m: heartbeats.append(json.loads(m.data)), RELIABLE)
+    transitions = operator.node.create_publisher(Float64MultiArray, "/robo_reward/transitions", RELIABLE)
+    readings = operator.node.create_publisher(JointState, "/robo_reward/reward", RELIABLE)
+    log = tmp_path / "learner.log"
+    proc = ros_up_process("sim_panda_lift", ["--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--run-dir",
+                                             str(tmp_path / "run"), "--device", "cpu", "--only", "learner"],
+                          domain, log)
+
+    def wait_for(what, predicate, timeout_s):
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not predicate():
+            time.sleep(0.05)
+        assert predicate(), f"timed out waiting for {what}; heartbeats {heartbeats[-1:]}; {log.read_text()[-2000:]}"
+
+    def good(step: int, stamp: float) -> np.ndarray:
+        zeros = np.zeros(26, np.float32), np.zeros(7, np.float32)
+        return encode_transition(Transition(zeros[0], zeros[1], zeros[1], zeros[0], zeros[1], stamp=stamp,
+                                            obs_stamp=stamp - 0.05, episode=0, step=step, reward=0.0))
+
+    try:
+        wait_for("the learner's heartbeat", lambda: heartbeats, 120)
+        now = time.time()
+        nan = good(0, now).copy()
+        nan[-1] = np.nan
+        future = good(1, now + 3600.0)
+        for data in (good(0, now)[:-1], nan, future):
+            transitions.publish(Float64MultiArray(data=data.tolist()))
+        readings.publish(named_values(now + 3600.0, {"progress": 0.5, "reward": 0.0, "success": 0.0, "ok": 1.0}))
+        for step in range(3):
+            transitions.publish(Float64MultiArray(data=good(step, now + 0.05 * step).tolist()))
+        wait_for("the good transitions learned", lambda: heartbeats[-1]["env_step"] >= 3, 30)
+        wait_for("every bad message counted", lambda: sum(heartbeats[-1]["rejected"].values()) >= 4, 30)
+        rejected = heartbeats[-1]["rejected"]
+        assert any(k.startswith("transition: transition has") for k in rejected), rejected
+        assert "transition: transition contains NaN or inf" in rejected
+        assert rejected.get("transition: stamp from the future") == 1
+        assert rejected.get("reward reading: stamp from the future") == 1
+    finally:
+        seconds = interrupt_and_wait(proc, 60)
+        operator.close()
+    assert proc.returncode == 0 and seconds < 5.0

@@ -97,14 +97,14 @@ class RobotEnv(gym.Env):
     def step(self, action: np.ndarray):
         if self._reading is None:
             raise RuntimeError("RobotEnv.step before reset")
-        ok, reason = self.link.gate()
+        wait = self._last_send + self.link.control_period_s - time.monotonic()
+        if wait > 0:  # commands go out at the control rate, not faster
+            time.sleep(wait)
+        ok, reason = self.link.gate()  # checked last, right before sending: a stop is never a period late
         if not ok:
             return dict(self._reading.obs), 0.0, False, True, {"executed": False, "stopped": reason}
         operator = self.link.operator_command()
         executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
-        wait = self._last_send + self.link.control_period_s - time.monotonic()
-        if wait > 0:  # commands go out at the control rate, not faster
-            time.sleep(wait)
         self.link.send(executed)
         self._last_send = time.monotonic()
         reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)

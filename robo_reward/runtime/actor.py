@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +94,17 @@ class RuntimeActor:
         else:
             action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, explore, self.rng)
         return checked_action(action, self.act_dim, "residual actor")
+
+
+def checkpoint_weights(run_dir: str | Path) -> bytes:
+    """The actor weights of a residual run's latest checkpoint, as a learner would publish them: a
+    robot can run (or evaluate) a trained policy without a learner."""
+    from robo_reward.rl.checkpoint import load_learner
+    from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
+    from robo_reward.runtime.codecs import encode_actor_weights
+
+    learner = load_learner(Path(run_dir) / LATEST_CHECKPOINT, "cpu")
+    return encode_actor_weights(learner, f"checkpoint:{Path(run_dir).resolve()}", 1)
 
 
 @dataclass

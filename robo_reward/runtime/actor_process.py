@@ -227,9 +227,10 @@ class ActorProcess:
         self._conn.close()
 
 
-def use_actor_process(trainer, max_lead: int = 4):
+def use_actor_process(trainer, learner_threads: int | None = None, max_lead: int = 4):
     """Move a trainer's episodes (rl.loop.ResidualTrainer) into a process of their own, set up from its
-    run directory: env steps and updates then overlap on two cores at the same update-to-data ratio."""
+    run directory: env steps and updates then overlap on two cores at the same update-to-data ratio.
+    `learner_threads`: torch threads for the updates (None: torch's default, every core)."""
     import torch
 
     from robo_reward.rewards import RewardSpec
@@ -243,6 +244,7 @@ def use_actor_process(trainer, max_lead: int = 4):
              "act_dim": trainer.learner.act_dim, "exploration_noise": cfg.exploration_noise,
              "residual_scale": cfg.residual_scale, "seed": trainer.config.seed,
              "first_episode": trainer.state.episode, "max_lead": max_lead}
-    torch.set_num_threads(1)  # the other core steps the env
+    if learner_threads:
+        torch.set_num_threads(learner_threads)
     trainer.actor = ActorProcess(setup, trainer.learner)
     return trainer
