@@ -209,12 +209,17 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
         # the operator marks the running episode a success a few steps in
         stack.wait_for("a running episode", lambda: episodes and episodes[-1]["phase"] == "running"
                        and episodes[-1]["step"] >= 3, 60)
-        marked = episodes[-1]["episode"]
         assert mark.wait_for_service(timeout_sec=20.0)
         future = mark.call_async(SetBool.Request(data=True))
+        stack.wait_for("the operator's mark", lambda: future.done(), 30)
+        assert future.result().success, future.result()
+        # the episode that was running when the call arrived (under load, maybe a later one)
+        operator_marked = lambda: [e["outcome"]["episode"] for e in episodes  # noqa: E731
+                                   if (e.get("outcome") or {}).get("source") == "operator"]
+        stack.wait_for("the marked episode's outcome", operator_marked, 30)
+        marked = operator_marked()[0]
         stack.wait_for("the marked episode's end", lambda: any(t.episode == marked and t.terminated
                                                                for t in transitions), 30)
-        assert future.done() and future.result().success, future.result()
     finally:
         stack.close()
     pairs = [(a, b) for a, b in zip(transitions, transitions[1:]) if (b.episode, b.step) == (a.episode, a.step + 1)]

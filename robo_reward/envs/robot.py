@@ -102,7 +102,12 @@ class RobotEnv(gym.Env):
             time.sleep(wait)
         ok, reason = self.link.gate()  # checked last, right before sending: a stop is never a period late
         if not ok:
-            return dict(self._reading.obs), 0.0, False, True, {"executed": False, "stopped": reason}
+            info = {"executed": False, "stopped": reason}
+            status = self.link.episode_status(self._episode)
+            if status.ended:  # it ended between two steps (an operator's mark): the last step was the end
+                info["episode_success"] = status.success
+                self._ended = self._episode
+            return dict(self._reading.obs), 0.0, False, True, info
         operator = self.link.operator_command()
         executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
         self.link.send(executed)

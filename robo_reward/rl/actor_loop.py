@@ -9,6 +9,7 @@ the transition's `next_base_action` and is the one executed at the next step, so
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +40,10 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     a robot's episode counter). The env may report in `info`: "executed_action" (what really went
     out: limited, or the operator's), "intervention", "stamp" (source time of the new observation),
     "success", a reward wrapper's reading (READING_KEY; else the env's success and reward stand in),
-    and "executed": False for a step whose command never went out (no transition).
+    and "executed": False for a step whose command never went out (no transition; with
+    "episode_success" when the episode had ended just before it — an operator's mark —, which makes
+    the step before the episode's terminal one). Each transition is emitted once the next step shows
+    whether it was the last.
     """
     act_dim = int(env.action_space.shape[0])
     obs, info = env.reset(seed=seed)
@@ -48,23 +52,33 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     base.reset(seed)
     base_action = checked_action(base.act(obs), act_dim, "base policy")
     step, success, done = 0, False, False
+    last: Transition | None = None  # emitted once the next step shows whether it was the episode's last
     while not done:
         flat = flat_state(obs)
         action = checked_action(choose_action(flat, base_action), act_dim, "residual actor")
         next_obs, reward, terminated, truncated, info = env.step(action)
         done = bool(terminated or truncated)
-        if not info.get("executed", True):
-            break  # nothing went out (a safety stop): the episode ends here for the learner
+        if not info.get("executed", True):  # nothing went out: the episode ends here for the learner
+            if last is not None and "episode_success" in info:  # it ended just before this step
+                success = success or bool(info["episode_success"])
+                last = dataclasses.replace(last, terminated=bool(info["episode_success"]),
+                                           truncated=not info["episode_success"], success=success,
+                                           reward=float(success))
+            break
         next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
         executed = checked_action(info.get("executed_action", action), act_dim, "executed action")
         next_stamp = float(info.get("stamp", step + 1))
         next_reading = info.get(READING_KEY, RewardReading(success=bool(info.get("success", False)),
                                                            reward=float(reward)))
-        emit(Transition(flat, base_action, executed, flat_state(next_obs), next_base_action,
-                        stamp=next_stamp, episode=episode, step=step, terminated=bool(terminated),
-                        truncated=bool(truncated), intervention=bool(info.get("intervention", False)),
-                        obs_stamp=stamp).with_readings(reading, next_reading))
+        if last is not None:
+            emit(last)
+        last = Transition(flat, base_action, executed, flat_state(next_obs), next_base_action,
+                          stamp=next_stamp, episode=episode, step=step, terminated=bool(terminated),
+                          truncated=bool(truncated), intervention=bool(info.get("intervention", False)),
+                          obs_stamp=stamp).with_readings(reading, next_reading)
         obs, base_action, stamp, reading = next_obs, next_base_action, next_stamp, next_reading
         step += 1
         success = success or bool(info.get("success", False))
+    if last is not None:
+        emit(last)
     return EpisodeOutcome(episode, step, success)
