@@ -9,6 +9,7 @@ save the episode in progress.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib
 import os
@@ -183,11 +184,15 @@ def interrupt_and_wait(proc: subprocess.Popen, timeout_s: float) -> float:
     """Ctrl-C to the process's whole group, as a terminal sends it; returns the seconds until it exited
     (the group is killed and TimeoutExpired raised past `timeout_s`)."""
     start = time.monotonic()
-    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:  # it has already ended
+        pass
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     return time.monotonic() - start

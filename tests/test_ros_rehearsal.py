@@ -120,6 +120,19 @@ def front_camera_config(tmp_path) -> Path:
     return path
 
 
+def _stop_all(procs: dict, logs: dict) -> None:
+    """Stop every process, even when one of them fails its check (a process left running would answer
+    a later test that draws the same ROS domain); then report the first failure."""
+    failures = []
+    for name, proc in procs.items():
+        try:
+            _stop(proc, logs[name])
+        except Exception as exc:  # noqa: BLE001 - collected and re-raised below
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
 def _stop(proc: subprocess.Popen, log: Path) -> None:
     """Ctrl-C to the process group: `ros up` stops within 5 s, cleanly (recorder and learner have
     finished their files by then: the callers load them)."""
@@ -196,8 +209,7 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
         assert "resumed" in logs["learner2"].read_text()
         op.wait("new weights at the actor", lambda: op.actor.get("weights_version") != version, 60)
     finally:
-        for name, proc in procs.items():
-            _stop(proc, proc_logs[name])
+        _stop_all(procs, proc_logs)
         op.close()
 
     # what was recorded loads back with other libraries' readers
@@ -285,6 +297,5 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
         assert all(p.poll() is None for p in procs.values()), "a node process died on bad input"
     finally:
         procs["robot"].send_signal(signal.SIGCONT)
-        for name, proc in procs.items():
-            _stop(proc, logs[name])
+        _stop_all(procs, logs)
         op.close()
