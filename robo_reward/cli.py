@@ -142,14 +142,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import load_policy
-    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.rl.runs import make_policy_env
 
     refuse_output_inside_inputs(Path(args.out), [Path(args.policy)])
     compare = Path(args.compare) / "eval.json" if args.compare else None
     if compare is not None and not compare.is_file():
         raise RoboRewardError(f"--compare: {compare} does not exist (expected an earlier `robo-reward eval --out`)")
     policy, manifest = load_policy(args.policy, args.device)
-    env = make_sim_env(manifest["env"], **({"render_camera": args.camera} if args.videos else {}))
+    env = make_policy_env(manifest["env"], **({"render_camera": args.camera} if args.videos else {}))
     with staged_dir(args.out, args.overwrite) as tmp:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
                           video_dir=tmp / "videos", progress=not args.quiet)

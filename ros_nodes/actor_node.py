@@ -1,6 +1,7 @@
 """Actor: the robot as a Gymnasium env (robo_reward.envs.robot over ros_nodes.robot_link) driven by
 the same actor loop as `rl train` (robo_reward.rl.actor_loop) on its own thread: the base is called
-once per control step and reset at every episode start; a command goes out only while the safety
+once per control step and reset at every episode start; commands pass the joint limit guard (as in
+`rl train`); a command goes out only while the safety
 monitor reports OK, an episode runs and every observation input is fresh; each executed step goes
 to the learner as a transition. New weights from the learner are swapped in atomically; when the
 learner goes quiet the actor keeps running on its current weights, reports the lost link, and picks
@@ -14,6 +15,7 @@ import time
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
+from robo_reward.envs.limits import JointLimitGuard, JointLimits
 from robo_reward.envs.robot import LinkClosed, RobotEnv
 from robo_reward.errors import RoboRewardError
 from robo_reward.rl.actor_loop import run_episode
@@ -52,7 +54,8 @@ class ActorNode(Node):
         if residual_run:  # a trained run's residual from the start; a learner's newer weights still replace it
             self.actor.load_weights(checkpoint_weights(residual_run))
         self.link = RosRobotLink(self, cfg, str(declare(self, "success_source", "robot")) == "robot")
-        self.env = RobotEnv(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100)))
+        self.env = JointLimitGuard(RobotEnv(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100))),
+                                   JointLimits.from_hardware(cfg))
         self.last_link = float("-inf")
         self.error = ""
         self.pub_transition = self.create_publisher(Float64MultiArray, TRANSITIONS_TOPIC, RELIABLE)

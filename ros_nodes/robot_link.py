@@ -45,7 +45,7 @@ class RosRobotLink:
         self.gate_check = CommandGate(config.safety.stale_timeout_s)
         self.changed = threading.Condition()
         self.closed = False
-        self.joints: tuple | None = None  # (names, positions, stamp)
+        self.joints: tuple | None = None  # (names, positions, velocities, stamp)
         self.poses: dict[int, tuple] = {}  # end effector -> ((position, quaternion), stamp)
         self.object: tuple[np.ndarray, float] | None = None  # (values, stamp)
         self.success_stamp = -np.inf  # stamp of the robot's last success message
@@ -77,7 +77,8 @@ class RosRobotLink:
             self.changed.notify_all()
 
     def on_joints(self, msg: JointState) -> None:
-        self._update("joints", joints=(list(msg.name), list(msg.position), to_sec(msg.header.stamp)))
+        self._update("joints", joints=(list(msg.name), list(msg.position), list(msg.velocity),
+                                       to_sec(msg.header.stamp)))
 
     def on_pose(self, msg: PoseStamped, index: int) -> None:
         with self.changed:
@@ -125,7 +126,7 @@ class RosRobotLink:
         rate)."""
         if self.joints is None or len(self.poses) < len(self.config.topics.ee_poses):
             return None
-        names, positions, stamp = self.joints
+        names, positions, velocities, stamp = self.joints
         if any(pose_stamp != stamp for _, pose_stamp in self.poses.values()):
             return None  # the rest of this state has not arrived yet
         oldest = stamp - self.control_period_s / 2
@@ -137,7 +138,8 @@ class RosRobotLink:
         except JointStateError as exc:
             self.reason = f"unreadable joint state: {exc}"
             return None
-        return RobotReading(observation_from_parts(state, None if self.object is None else self.object[0]), stamp)
+        return RobotReading(observation_from_parts(state, None if self.object is None else self.object[0]), stamp,
+                            {"names": names, "positions": positions, "velocities": velocities or None})
 
     def _gate(self) -> tuple[bool, str]:
         if self._reading() is None:

@@ -40,6 +40,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from robo_reward.envs.limits import JOINT_STATE_KEY
+
 __all__ = [
     "ROBOTS",
     "TASKS",
@@ -372,19 +374,24 @@ class RobosuiteEnv(gym.Env):
     def robot_readings(self) -> dict[str, Any]:
         """What a real arm's driver reports: joint positions and velocities (named), each end
         effector's pose (world frame, quaternion xyzw) and the wrench at the first wrist sensor."""
-        robot, sim = self._env.robots[0], self._env.sim
-        names = self.joint_names()
+        robot = self._env.robots[0]
         raw = self._env._get_observations(force_update=True)
         poses = [(np.asarray(raw[self._state_keys[2 * i]], float), np.asarray(raw[self._state_keys[2 * i + 1]], float))
                  for i in range(len(self.arms))]
         return {
-            "names": names,
-            "positions": np.array([sim.data.qpos[sim.model.get_joint_qpos_addr(n)] for n in names], float),
-            "velocities": np.array([sim.data.qvel[sim.model.get_joint_qvel_addr(n)] for n in names], float),
+            **self.joint_state(self.joint_names()),
             "ee_poses": poses,
             "force": np.asarray(robot.ee_force[self.arms[0]], float),
             "torque": np.asarray(robot.ee_torque[self.arms[0]], float),
         }
+
+    def joint_state(self, names: list[str] | None = None) -> dict[str, Any]:
+        """Named joint positions and velocities (default: the arm joints), as a driver reports them."""
+        sim = self._env.sim
+        names = list(self._env.robots[0].robot_joints) if names is None else names
+        return {"names": names,
+                "positions": np.array([sim.data.qpos[sim.model.get_joint_qpos_addr(n)] for n in names], float),
+                "velocities": np.array([sim.data.qvel[sim.model.get_joint_qvel_addr(n)] for n in names], float)}
 
     def observation(self) -> dict[str, np.ndarray]:
         """The current observation (rendering the cameras), without stepping."""
@@ -453,7 +460,7 @@ class RobosuiteEnv(gym.Env):
         self._needs_reset = False
         obs = self._convert_obs(raw)
         success = self.check_success()
-        return obs, {"success": success, "is_success": success}
+        return obs, {"success": success, "is_success": success, JOINT_STATE_KEY: self.joint_state()}
 
     def step(self, action):
         if self._needs_reset:
@@ -466,7 +473,7 @@ class RobosuiteEnv(gym.Env):
         reward = 1.0 if success else 0.0
         terminated = bool(success and self.terminate_on_success)
         truncated = bool(self._steps >= self.max_episode_steps and not terminated)
-        info = {"success": success, "is_success": success, "steps": self._steps}
+        info = {"success": success, "is_success": success, "steps": self._steps, JOINT_STATE_KEY: self.joint_state()}
         return self._convert_obs(raw), reward, terminated, truncated, info
 
     def render(self):

@@ -132,6 +132,67 @@ def test_a_chunked_base_runs_each_action_once_in_order_through_the_actor_loop() 
     env.close()
 
 
+class FlakyLink:
+    """A robot link whose command gate refuses at chosen control steps (a stale input, a moment
+    without a safety OK); observations advance one control period per command."""
+
+    control_period_s = observation_timeout_s = 0.0
+
+    def __init__(self, refuse_at: set[int]):
+        self.refuse_at, self.checks, self.stamp = refuse_at, 0, 0.0
+
+    def _reading(self):
+        from robo_reward.envs.robot import RobotReading
+
+        return RobotReading({"observation.state": np.array([self.stamp], np.float32)}, self.stamp,
+                            {"names": ["j"], "positions": [0.0], "velocities": [0.0]})
+
+    def wait_ready(self, timeout_s):
+        from robo_reward.envs.robot import EpisodeStatus
+
+        return self._reading(), EpisodeStatus(running=True, episode=4)
+
+    def gate(self):
+        self.checks += 1
+        return (False, "stale observation") if self.checks in self.refuse_at else (True, "ok")
+
+    def send(self, action):
+        self.stamp += 1.0
+
+    def wait_newer(self, stamp, timeout_s):
+        return self._reading()
+
+    def episode_status(self, episode):
+        from robo_reward.envs.robot import EpisodeStatus
+
+        return EpisodeStatus(running=True, episode=episode)
+
+    def operator_command(self):
+        return None
+
+
+def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
+    """The gate refuses the 4th command: the actor's episode ends there for the learner, then the
+    actor takes the same robot episode up again. Its time limit still counts 6 commands, and the step
+    index of the refused command stays unused, so no n-step window joins the states on either side."""
+    from robo_reward.envs.robot import RobotEnv
+    from robo_reward.rl.actor_loop import run_episode
+
+    env = RobotEnv(FlakyLink({4}), act_dim=1, max_episode_steps=6)
+    base = ChunkQueueBase(1)
+    transitions = []
+    first = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
+    again = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
+    assert (first.episode, first.length, again.episode, again.length) == (4, 3, 4, 3)
+    assert [t.step for t in transitions] == [0, 1, 2, 4, 5, 6]
+    assert [t.truncated for t in transitions] == [False] * 5 + [True]  # 6 commands: the time limit
+    buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
+    for t in transitions:
+        buffer.add_transition(t, 1.0)
+    # windows from steps 0-2 bootstrap at obs 3 (the gap); none reaches into the resumed part
+    assert [float(x) for x in buffer.next_obs[:3, 0]] == [3.0, 3.0, 3.0]
+
+
 class RobotStack:
     """`robo-reward ros up` of a state-only sim Panda (sim robot, actor, safety monitor, reset manager) in
     its own process, and a node that records the actor's transitions and the episode status."""
@@ -231,8 +292,14 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     (last,) = [t for t in transitions if t.episode == marked and t.terminated]
     assert last.success and last.reward == 1.0
     assert all(t.reward == 0.0 and not t.success for t in transitions if not t.terminated)
-    truncated = [t for t in transitions if t.truncated]
-    assert truncated and all(t.step == 19 for t in truncated)  # the time limit: exactly 20 commands
+    # the time limit: exactly 20 commands, one transition each, every step index once (a step refused
+    # under load leaves a gap in the indices; a stale-data safety stop under load ends an episode early)
+    outcomes = {e["outcome"]["episode"]: e["outcome"] for e in episodes if e.get("outcome")}
+    timed_out = [t.episode for t in transitions if t.truncated and outcomes[t.episode]["source"] == "time_limit"]
+    assert timed_out
+    for episode in timed_out:
+        steps = [t.step for t in transitions if t.episode == episode]
+        assert len(steps) == 20 == outcomes[episode]["steps"] and steps == sorted(set(steps)), steps
 
 
 @pytest.mark.slow
@@ -248,15 +315,18 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
     from robo_reward.rl.actor_loop import run_episode
     from robo_reward.rl.policies import load_policy
     from robo_reward.rl.scripted_policy import save_scripted_policy
+    from robo_reward.config.hardware import load_hardware_config, parse_hardware_config
+    from robo_reward.envs.limits import JointLimitGuard, JointLimits
+    from robo_reward.rl.runs import make_sim_env
     from robo_reward.runtime.actor import RuntimeActor
-    from sim import make_env
 
     base_dir = tmp_path / "scripted"
     save_scripted_policy(base_dir, read_env_spec(lift_demos), noise=0.0, seed=0)
     horizon = 60
-    stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore"],
-                       {"home": {"positions": [0.0, 0.1963, 0.0, -2.618, 0.0, 2.9416, 0.7854], "randomize": 0.0,
-                                 "tolerance": 0.02, "speed_fraction": 0.5}})
+    shipped = load_hardware_config("sim_panda_lift").model_dump()
+    # the limiter engages from 30% of the velocity limits, so the executed actions depend on it
+    changes = {"home": {**shipped["home"], "randomize": 0.0}, "safety": {**shipped["safety"], "slow_from": 0.3}}
+    stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore"], changes)
     try:
         stack.wait_for("episode 1's end", lambda: any(t.episode == 1 and (t.terminated or t.truncated)
                                                       for t in stack.transitions), 240)
@@ -270,7 +340,8 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
         def reset(self, **kwargs):
             return self.env.reset(seed=kwargs["seed"], options={"arm_joints": stack.config["home"]["positions"]})
 
-    env = HomeAfterReset(make_env("lift", "Panda", horizon=horizon))
+    limits = JointLimits.from_hardware(parse_hardware_config(stack.config))
+    env = HomeAfterReset(JointLimitGuard(make_sim_env({"task": "lift", "robot": "Panda", "horizon": horizon}), limits))
     base, _ = load_policy(base_dir, "cpu")
     actor = RuntimeActor(None, 7)
     here = []
@@ -278,6 +349,7 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
     run_episode(env, base, lambda obs, base_action: actor.choose(obs, base_action, explore=False), here.append,
                 episode=1, seed=1)
     assert [t.step for t in robot] == list(range(len(robot))) and len(robot) == len(here)
+    assert any(np.abs(t.action - t.base_action).max() > 1e-3 for t in here)  # the limiter scaled commands
     for ours, theirs in zip(here, robot):
         for field in ("obs", "base_action", "action", "next_obs", "next_base_action"):
             np.testing.assert_allclose(getattr(theirs, field), getattr(ours, field), atol=1e-5, err_msg=field)

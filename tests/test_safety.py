@@ -206,3 +206,64 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
         q = target
     rm.next_target(q, True, 0.0)
     assert rm.phase == Phase.READY
+
+
+def test_the_command_limiter_scales_by_velocity_and_position_headroom(panda):
+    """Hand-computed factors (slow_from 0.7, clearance 0.15 rad, braking 0.3 s; Panda joint 1: range
+    +-2.8973 less the monitor's 0.05 rad margin, velocity limit 2.175 rad/s)."""
+    from robo_reward.envs.limits import JointLimits, JointReading
+
+    limits = JointLimits.from_hardware(panda)
+    assert limits.arm_dims == (0, 1, 2, 3, 4, 5)
+    home = np.array(panda.home.positions)
+    still = np.zeros(7)
+    assert limits.scale(JointReading(home, still)) == 1.0
+    fast = still.copy()
+    fast[0] = 0.85 * 2.175  # half way from slow_from to the limit
+    assert limits.scale(JointReading(home, fast)) == pytest.approx(0.5)
+    fast[0] = 2.3  # over the limit
+    assert limits.scale(JointReading(home, fast)) == 0.0
+    near = home.copy()
+    upper = 2.8973 - 0.05
+    near[0] = upper - 0.25  # 0.25 rad from the upper limit, moving toward it at 0.5 rad/s
+    toward = still.copy()
+    toward[0] = 0.5
+    assert limits.scale(JointReading(near, toward)) == pytest.approx((0.25 - 0.5 * 0.3) / 0.15)
+    assert limits.scale(JointReading(near, -toward)) == 1.0  # moving away: the far limit counts
+    near[0] = upper - 0.06  # standing close to a limit: the nearer one counts
+    assert limits.scale(JointReading(near, still)) == pytest.approx(0.06 / 0.15)
+
+
+@pytest.mark.slow
+def test_the_command_limiter_keeps_a_joint_off_its_limit_where_the_raw_command_trips_the_monitor():
+    """Pressing the Panda's end effector straight down from home drives joint 6 into its upper limit:
+    the safety monitor stops the raw command within a few seconds. Through the limiter the arm still
+    goes down but the monitor never trips; the executed action is the scaled one."""
+    from robo_reward.config.hardware import sim_hardware_config
+    from robo_reward.rl.runs import make_policy_env, make_sim_env
+
+    cfg = sim_hardware_config("lift", "Panda")
+    down = np.array([0, 0, -1.0, 0, 0, 0, -1.0], np.float32)
+
+    def press(env) -> tuple[list, list, float]:
+        monitor, trips, scales = SafetyMonitor(cfg, require_ee_pose=False, require_wrench=False), [], []
+        obs, _ = env.reset(seed=0, options={"arm_joints": cfg.home.positions})
+        z0 = float(obs["observation.state"][2])
+        for t in range(60):
+            obs, _, _, _, info = env.step(down)
+            state = env.unwrapped.joint_state()
+            if monitor.update_joints(t * 0.05, state["names"], list(state["positions"]), list(state["velocities"]),
+                                     t * 0.05) is not None:
+                trips.append(str(monitor.violation))
+                monitor.reset(t * 0.05)
+                monitor.violation = None
+            scales.append(info.get("limit_scale", 1.0))
+            if "limit_scale" in info:
+                np.testing.assert_allclose(info["executed_action"], np.r_[down[:6] * info["limit_scale"], -1.0])
+        return trips, scales, z0 - float(obs["observation.state"][2])
+
+    spec = {"task": "lift", "robot": "Panda", "horizon": 100}
+    raw_trips, _, _ = press(make_sim_env(spec))
+    assert raw_trips and "joint_position: robot0_joint6" in raw_trips[0]
+    trips, scales, descent = press(make_policy_env(spec))
+    assert trips == [] and min(scales) < 0.9 and descent > 0.1

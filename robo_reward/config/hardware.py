@@ -103,6 +103,11 @@ class SafetyLimits(_Strict):
     max_torque: float = Field(gt=0)  # N m, norm of the measured end-effector torque
     stale_timeout_s: float = Field(gt=0)  # state older than this stops commands
     position_margin: float = Field(0.0, ge=0)  # rad kept clear of the joint limits
+    # the command limiter (robo_reward.envs.limits) in front of the monitor: arm commands fade out
+    # above this fraction of a joint's velocity limit, and within this distance (rad) of its limits
+    slow_from: float = Field(0.7, gt=0, lt=1)
+    limit_clearance: float = Field(0.15, gt=0)
+    braking_time_s: float = Field(0.3, ge=0)  # a joint coasts about speed x this after a zero command
 
 
 class Command(_Strict):
@@ -115,6 +120,9 @@ class Command(_Strict):
     topic: str = "/robo_reward/command"
     reset_interface: Literal["joint_position", "joint_trajectory"] = "joint_position"
     reset_topic: str = "/robo_reward/joint_position_command"
+    # the action elements that move the limited joints (arm deltas; not grippers or hands): the
+    # command limiter scales these. None: all of them
+    limited_dims: list[int] | None = None
 
     check_topics = field_validator("topic", "reset_topic")(_topic)
 
@@ -182,6 +190,9 @@ class HardwareConfig(_Strict):
                              f"{self.command.action_dim}")
         if min(np.atleast_1d(delta)) <= 0:
             raise ValueError("safety.max_command_delta must be > 0")
+        dims = self.command.limited_dims
+        if dims is not None and not all(0 <= d < self.command.action_dim for d in dims):
+            raise ValueError(f"command.limited_dims {dims} must be action elements 0..{self.command.action_dim - 1}")
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names repeat: {names}")
@@ -252,3 +263,15 @@ def load_hardware_config(name_or_path: str | Path) -> HardwareConfig:
     except yaml.YAMLError as exc:
         raise HardwareConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse_hardware_config(data, str(path))
+
+
+def sim_hardware_config(task: str, robot: str) -> HardwareConfig:
+    """The shipped config of a simulated robot (kind sim): the limits `rl train` and `ros up` share."""
+    for directory in config_dirs():
+        for path in sorted(directory.glob("*.yaml")):
+            data = yaml.safe_load(path.read_text())
+            if isinstance(data, dict) and (data.get("sim") or {}).get("task") == task and \
+                    data["sim"].get("robot") == robot:
+                return parse_hardware_config(data, str(path))
+    raise HardwareConfigError(f"no hardware config describes the simulated {robot} on {task!r} "
+                              f"(a kind: sim config with sim.task/sim.robot) in {[str(d) for d in config_dirs()]}")

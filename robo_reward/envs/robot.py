@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from robo_reward.envs.limits import JOINT_STATE_KEY
+
 
 class LinkClosed(Exception):
     """The transport is shutting down: the actor loop ends."""
@@ -30,10 +32,12 @@ class LinkClosed(Exception):
 
 @dataclass(frozen=True)
 class RobotReading:
-    """One observation as it arrived: the observation dict and its source time (state stamp)."""
+    """One observation as it arrived: the observation dict, its source time (state stamp) and the
+    joint state it was built from (names, positions, velocities: what the limiter reads)."""
 
     obs: Mapping[str, np.ndarray]
     stamp: float
+    joints: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +82,15 @@ class RobotEnv(gym.Env):
         self._reading: RobotReading | None = None
         self._episode = -1
         self._ended = -1  # the last episode that ended for the actor (success, time limit, reset manager)
-        self._steps = 0
+        self._steps = 0  # commands sent in this episode (the time limit counts these)
+        self._index = 0  # the step index of the next transition: a refused step leaves its index out
         self._last_send = float("-inf")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict[str, Any]]:
         """Waits (as long as it takes: an operator may be resetting the scene) for a running episode —
-        a new one once the last has ended; the same one again after a refused command."""
+        a new one once the last has ended; the same one again after a refused command, which goes on
+        counting its commands and numbering its steps (info["step"]) past the one that was refused,
+        so the learner sees the gap."""
         while True:
             ready = self.link.wait_ready(self.ready_poll_s)
             if ready is not None and ready[1].episode != self._ended:
@@ -91,8 +98,10 @@ class RobotEnv(gym.Env):
             if ready is not None:  # the reset manager has not closed the ended episode yet
                 time.sleep(self.link.control_period_s / 2)
         self._reading, status = ready
-        self._episode, self._steps = status.episode, 0
-        return dict(self._reading.obs), {"episode": status.episode, "stamp": self._reading.stamp}
+        if status.episode != self._episode:
+            self._episode, self._steps, self._index = status.episode, 0, 0
+        return dict(self._reading.obs), {"episode": status.episode, "step": self._index, "stamp": self._reading.stamp,
+                                         JOINT_STATE_KEY: self._reading.joints}
 
     def step(self, action: np.ndarray):
         if self._reading is None:
@@ -101,6 +110,7 @@ class RobotEnv(gym.Env):
         if wait > 0:  # commands go out at the control rate, not faster
             time.sleep(wait)
         ok, reason = self.link.gate()  # checked last, right before sending: a stop is never a period late
+        self._index += 1
         if not ok:
             info = {"executed": False, "stopped": reason}
             status = self.link.episode_status(self._episode)
@@ -112,17 +122,17 @@ class RobotEnv(gym.Env):
         executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
         self.link.send(executed)
         self._last_send = time.monotonic()
+        self._steps += 1
         reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)
         if reading is None:  # the command went out but the robot never reported back
             return dict(self._reading.obs), 0.0, False, True, {
                 "executed": False, "stopped": f"no observation within {self.link.observation_timeout_s} s"}
         self._reading = reading
-        self._steps += 1
         status = self.link.episode_status(self._episode)
         success = status.success
         ended = not status.running or status.ended or self._steps >= self.max_episode_steps
         info = {"executed_action": executed, "intervention": operator is not None, "stamp": reading.stamp,
-                "success": success, "episode": self._episode}
+                "success": success, "episode": self._episode, JOINT_STATE_KEY: reading.joints}
         if ended and not success:
             info["stopped"] = status.reason if status.ended or not status.running else "time limit"
         if ended:

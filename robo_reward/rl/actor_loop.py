@@ -37,7 +37,8 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     """Run one episode to its end, handing every executed step to `emit`.
 
     `episode`: the id stamped on the transitions; None takes the env's (info["episode"] at reset,
-    a robot's episode counter). The env may report in `info`: "executed_action" (what really went
+    a robot's episode counter); info["step"] at reset: the first step index (a robot episode taken
+    up again after a refused command numbers on past it). The env may report in `info`: "executed_action" (what really went
     out: limited, or the operator's), "intervention", "stamp" (source time of the new observation),
     "success", a reward wrapper's reading (READING_KEY; else the env's success and reward stand in),
     and "executed": False for a step whose command never went out (no transition; with
@@ -51,7 +52,8 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     stamp, reading = float(info.get("stamp", 0.0)), info.get(READING_KEY, RewardReading())
     base.reset(seed)
     base_action = checked_action(base.act(obs), act_dim, "base policy")
-    step, success, done = 0, False, False
+    first = step = int(info.get("step", 0))
+    success, done = False, False
     last: Transition | None = None  # emitted once the next step shows whether it was the episode's last
     while not done:
         flat = flat_state(obs)
@@ -81,4 +83,4 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
         success = success or bool(info.get("success", False))
     if last is not None:
         emit(last)
-    return EpisodeOutcome(episode, step, success)
+    return EpisodeOutcome(episode, step - first, success)

@@ -72,6 +72,16 @@ def make_sim_env(spec: dict[str, Any], **overrides: Any):
         raise ConfigError(str(exc)) from None
 
 
+def make_policy_env(spec: dict[str, Any], **overrides: Any):
+    """The simulated robot a policy acts on: commands pass the same joint limit guard, with the same
+    limits (the sim robot's hardware config), as on the robot path."""
+    from robo_reward.config.hardware import sim_hardware_config
+    from robo_reward.envs.limits import JointLimitGuard, JointLimits
+
+    env = make_sim_env(spec, **overrides)
+    return JointLimitGuard(env, JointLimits.from_hardware(sim_hardware_config(env.task, env.robot_name)))
+
+
 def copy_base(base: str | Path, spec: dict[str, Any], target: Path, base_noise: float, seed: int) -> None:
     """Copy the base into the run (self-contained runs); 'scripted' writes a scripted-policy manifest."""
     if str(base) == "scripted":
@@ -144,7 +154,7 @@ def create_residual_run(
     reward_source = make_reward_source(reward, str(device))
     rule = reward_rule(reward, reward_source, learner_config.gamma)
     train_spec = training_env_spec(spec, reward_source)
-    env = RewardWrapper(make_sim_env(train_spec), reward_source) if local_env else None
+    env = RewardWrapper(make_policy_env(train_spec), reward_source) if local_env else None
     readings = reward_readings_of_demos(dataset, demos, reward_source)
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
@@ -175,5 +185,5 @@ def resume_residual_run(out: Path, total_env_steps: int | None, device: torch.de
     learner_gamma = run.get("learner", {}).get("gamma", 0.99)
     spec = RewardSpec.from_json(run["reward"])
     source = make_reward_source(spec, str(device))
-    env = RewardWrapper(make_sim_env(run["env"]), source) if local_env else None
+    env = RewardWrapper(make_policy_env(run["env"]), source) if local_env else None
     return ResidualTrainer.resume(out, env, base, loop_config, reward_rule(spec, source, learner_gamma), device)

@@ -45,14 +45,14 @@ class _ChildActor:
         from robo_reward.envs.wrappers import RewardWrapper
         from robo_reward.rewards import RewardSpec, make_reward_source
         from robo_reward.rl.policies import load_policy
-        from robo_reward.rl.runs import make_sim_env
+        from robo_reward.rl.runs import make_policy_env
         from robo_reward.runtime.actor import RuntimeActor
 
         torch.set_num_threads(1)
         self.conn, self.setup = conn, setup
         source = make_reward_source(RewardSpec.from_json(setup["reward"]), "cpu")
-        self.env = RewardWrapper(make_sim_env(setup["env"]), source)
-        self.eval_env = make_sim_env(setup["eval_env"])
+        self.env = RewardWrapper(make_policy_env(setup["env"]), source)
+        self.eval_env = make_policy_env(setup["eval_env"])
         self.base, _ = load_policy(setup["base"], "cpu")
         self.eval_base, _ = load_policy(setup["base"], "cpu")  # a base of its own: evaluation never disturbs
         self.actor = RuntimeActor(setup["obs_dim"], setup["act_dim"], setup["exploration_noise"],  # a chunk queue
