@@ -202,6 +202,7 @@ class RobotStack:
         import random
 
         import yaml
+        from diagnostic_msgs.msg import DiagnosticStatus
         from std_msgs.msg import Float64MultiArray, String
 
         from robo_reward.config.hardware import CONFIG_DIR
@@ -227,6 +228,9 @@ class RobotStack:
         node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
         node.create_subscription(String, "/robo_reward/episode", lambda m: self.episodes.append(json.loads(m.data)),
                                  LATCHED)
+        self.safety_errors: list[str] = []
+        node.create_subscription(DiagnosticStatus, "/robo_reward/safety", lambda m: self.safety_errors.append(
+            m.message) if m.level == DiagnosticStatus.ERROR else None, LATCHED)
         self.log = tmp_path / "stack.log"
         self.proc = ros_up_process(config_path, ["--base", str(base), "--device", "cpu", *args, "--only",
                                                  "sim_robot", "actor", "safety_monitor", "reset_manager"],
@@ -292,6 +296,9 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     (last,) = [t for t in transitions if t.episode == marked and t.terminated]
     assert last.success and last.reward == 1.0
     assert all(t.reward == 0.0 and not t.success for t in transitions if not t.terminated)
+    # the noisy base never drives a joint past a limit on the robot path (the limiter, and states read at
+    # the end of each step: the rehearsal used to stop every episode within a second on joint 5's speed)
+    assert not [m for m in stack.safety_errors if m.startswith(("joint_position", "joint_velocity"))]
     # the time limit: exactly 20 commands, one transition each, every step index once (a step refused
     # under load leaves a gap in the indices; a stale-data safety stop under load ends an episode early)
     outcomes = {e["outcome"]["episode"]: e["outcome"] for e in episodes if e.get("outcome")}
