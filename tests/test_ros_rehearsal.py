@@ -172,6 +172,9 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
         op.wait("learned weights at the actor", lambda: op.actor.get("weights_version", 0) >= 2, 60)
         assert len(op.rewards) > 40 and all(np.isfinite(r["reward"]) for r in op.rewards[5:])
         assert op.actor["learner_link"] == "ok"
+        # the trained base's episodes end by success or the time limit, never by a limit the monitor
+        # checks (a machine under load may still see a stale-data stop)
+        assert not [m for m in op.errors() if not m.startswith("stale")], op.errors()
 
         # an injected force far over the limit stops the command stream within one control period
         op.wait("a running episode", lambda: op.episodes[-1]["phase"] == "running", 60)
@@ -298,4 +301,43 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
     finally:
         procs["robot"].send_signal(signal.SIGCONT)
         _stop_all(procs, logs)
+        op.close()
+
+
+def test_the_reward_server_serves_on_after_bad_first_frames_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
+    """The very first frames the reward server hears are malformed (an encoding it cannot read, a
+    truncated buffer): each is counted with its reason, and every good frame after them is scored
+    and published under its own stamp."""
+    from ros_nodes.common import to_sec
+
+    _, _, _, clip = rehearsal_inputs
+    domain = random.randint(10, 99)
+    log = tmp_path / "reward_server.log"
+    op = Operator(domain)
+    stamps: list[float] = []
+    op.node.create_subscription(JointState, "/robo_reward/reward", lambda m: stamps.append(to_sec(m.header.stamp)),
+                                RELIABLE)
+    camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", RELIABLE)
+    proc = ros_up_process(front_camera_config, ["--reward", "clip", "--reward-model", str(clip), "--device", "cpu",
+                                                "--only", "reward_server"], domain, log)
+    try:
+        op.wait("the reward server", lambda: op.reward_server and camera.get_subscription_count() > 0, 120)
+        assert op.reward_server["scored"] == 0 and not stamps
+        frames = [Image(height=64, width=64, encoding="bayer_rggb8", step=64, data=bytes(64 * 64)),
+                  Image(height=64, width=64, encoding="rgb8", step=64 * 3, data=bytes(100))]
+        frames += [Image(height=64, width=64, encoding="rgb8", step=64 * 3, data=bytes([i * 20] * (64 * 64 * 3)))
+                   for i in range(5)]
+        sent = []
+        for i, msg in enumerate(frames):
+            msg.header.stamp = to_stamp(1000.0 + i)
+            camera.publish(msg)
+            sent.append(1000.0 + i)
+            time.sleep(0.2)
+        op.wait("rewards for the good frames", lambda: len(stamps) >= 5, 30)
+        op.wait("the status", lambda: op.reward_server.get("scored", 0) >= 5, 10)
+        assert sorted(stamps) == sent[2:]
+        assert op.reward_server["bad_messages"] == 2 and op.reward_server["no_reward"] == 0
+        assert proc.poll() is None
+    finally:
+        _stop_all({"reward_server": proc}, {"reward_server": log})
         op.close()
