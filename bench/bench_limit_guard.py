@@ -8,7 +8,7 @@ a BC base trained on 20 noisy demos (the transport bench's, made if missing), an
 Gaussian exploration noise (std 0.1) on its arm elements, as a residual learner explores. Each runs
 once with raw commands and once through the guard, under a safety monitor fed every step with the sim
 robot's hardware config (sim_panda_lift): how many episodes the monitor would have stopped (and for
-what), successes (Wilson 95% intervals) and how often the guard scaled a command. The two arms run
+what), successes (Wilson 95% intervals) and how often the guard changed a command. The two arms run
 as two processes (both cores). Writes bench/results/limit_guard.json.
 """
 
@@ -70,7 +70,7 @@ def run_arm(guard: bool, policy_name: str, base_dir: Path, episodes: int) -> dic
                 action[:6] = np.clip(action[:6] + rng.normal(0.0, noise, 6), -1.0, 1.0)
             obs, _, terminated, truncated, info = env.step(action)
             steps += 1
-            scaled += info.get("limit_scale", 1.0) < 1.0
+            scaled += info.get("limit_change", 0.0) > 1e-6
             state = env.unwrapped.joint_state()
             violation = monitor.update_joints(t * 0.05, state["names"], list(state["positions"]),
                                               list(state["velocities"]), t * 0.05)
@@ -85,7 +85,7 @@ def run_arm(guard: bool, policy_name: str, base_dir: Path, episodes: int) -> dic
     stopped = sum(stops.values())
     return {"episodes": episodes, "safety_stops": stopped, "stops_wilson95": wilson(stopped, episodes),
             "stops_by_cause": dict(stops), "successes": successes, "success_wilson95": wilson(successes, episodes),
-            "steps": steps, "scaled_step_fraction": scaled / steps}
+            "steps": steps, "limited_step_fraction": scaled / steps}
 
 
 def main() -> None:

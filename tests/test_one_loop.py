@@ -329,7 +329,9 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
 
     base_dir = tmp_path / "scripted"
     save_scripted_policy(base_dir, read_env_spec(lift_demos), noise=0.0, seed=0)
-    horizon = 60
+    # the time limit ends the episode a few steps before the lift succeeds (at step 49 here): whether the
+    # cube is above the success height is a threshold the two paths' last bits may cross a step apart
+    horizon = 40
     shipped = load_hardware_config("sim_panda_lift").model_dump()
     # the limiter engages from 30% of the velocity limits, so the executed actions depend on it
     changes = {"home": {**shipped["home"], "randomize": 0.0}, "safety": {**shipped["safety"], "slow_from": 0.3}}

@@ -208,62 +208,99 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
     assert rm.phase == Phase.READY
 
 
-def test_the_command_limiter_scales_by_velocity_and_position_headroom(panda):
-    """Hand-computed factors (slow_from 0.7, clearance 0.15 rad, braking 0.3 s; Panda joint 1: range
+def test_without_kinematics_the_limiter_scales_the_arm_command_by_its_headroom(panda):
+    """Hand-computed factors (slow_from 0.7, clearance 0.05 rad, braking 0.3 s; Panda joint 1: range
     +-2.8973 less the monitor's 0.05 rad margin, velocity limit 2.175 rad/s)."""
+    import dataclasses
+
     from robo_reward.envs.limits import JointLimits, JointReading
 
-    limits = JointLimits.from_hardware(panda)
-    assert limits.arm_dims == (0, 1, 2, 3, 4, 5)
+    limits = dataclasses.replace(JointLimits.from_hardware(panda), arm=None)
+    command = np.array([0.2, -0.4, 0.6, 0.1, 0.0, -1.0])
     home = np.array(panda.home.positions)
     still = np.zeros(7)
-    assert limits.scale(JointReading(home, still)) == 1.0
+
+    def factor(q, dq) -> float:
+        limited = limits.limit(command, JointReading(q, dq))
+        return float(limited[0] / command[0])
+
+    assert factor(home, still) == 1.0
     fast = still.copy()
     fast[0] = 0.85 * 2.175  # half way from slow_from to the limit
-    assert limits.scale(JointReading(home, fast)) == pytest.approx(0.5)
+    assert factor(home, fast) == pytest.approx(0.5)
     fast[0] = 2.3  # over the limit
-    assert limits.scale(JointReading(home, fast)) == 0.0
-    near = home.copy()
-    upper = 2.8973 - 0.05
-    near[0] = upper - 0.25  # 0.25 rad from the upper limit, moving toward it at 0.5 rad/s
-    toward = still.copy()
-    toward[0] = 0.5
-    assert limits.scale(JointReading(near, toward)) == pytest.approx((0.25 - 0.5 * 0.3) / 0.15)
-    assert limits.scale(JointReading(near, -toward)) == 1.0  # moving away: the far limit counts
-    near[0] = upper - 0.06  # standing close to a limit: the nearer one counts
-    assert limits.scale(JointReading(near, still)) == pytest.approx(0.06 / 0.15)
+    assert factor(home, fast) == 0.0
+    upper, near, toward = 2.8973 - 0.05, home.copy(), still.copy()
+    near[0], toward[0] = upper - 0.22, 0.5  # 0.22 rad from the limit, toward it at 0.5 rad/s
+    assert factor(near, toward) == pytest.approx((0.22 - 0.05 - 0.5 * 0.3) / 0.05)
+    assert factor(near, -toward) == 1.0  # moving away: the far limit counts
+    near[0] = upper - 0.07  # standing close to a limit: the nearer one counts
+    assert factor(near, still) == pytest.approx(0.02 / 0.05)
+
+
+def test_the_limiters_arm_model_is_the_jacobian_robosuites_controller_uses():
+    """The limiter's own MuJoCo model of the Panda (the hardware config's kinematics) gives the same
+    end-effector Jacobian as robosuite's operational-space controller at the simulator's joints."""
+    from robo_reward.config.hardware import sim_hardware_config
+    from robo_reward.envs.limits import JointLimits
+    from sim import make_env
+
+    limits = JointLimits.from_hardware(sim_hardware_config("lift", "Panda"))
+    env = make_env("lift", "Panda", seed=0)
+    rng = np.random.default_rng(0)
+    controller = env._env.robots[0].composite_controller.part_controllers["right"]
+    for episode in range(3):
+        env.reset(seed=episode)
+        for _ in range(5):
+            env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+        controller.update(force=True)  # its Jacobian at the state the step ended in
+        q = env.joint_state()["positions"]
+        np.testing.assert_allclose(limits.arm.jacobian(q), np.vstack([controller.J_pos, controller.J_ori]), atol=1e-9)
+    env.close()
 
 
 @pytest.mark.slow
-def test_the_command_limiter_keeps_a_joint_off_its_limit_where_the_raw_command_trips_the_monitor():
-    """Pressing the Panda's end effector straight down from home drives joint 6 into its upper limit:
-    the safety monitor stops the raw command within a few seconds. Through the limiter the arm still
-    goes down but the monitor never trips; the executed action is the scaled one."""
+@pytest.mark.parametrize("pattern, tripped", [("down", "joint_position: robot0_joint6"),
+                                              ("bang", "joint_velocity: robot0_joint5")])
+def test_the_command_limiter_keeps_the_arm_inside_limits_that_raw_commands_trip(pattern, tripped):
+    """Pressing the Panda's end effector straight down from home drives joint 6 into its upper limit;
+    full-scale commands that flip sign every few steps spin joint 5 past its velocity limit. The
+    safety monitor stops both raw command streams; through the limiter the monitor never trips, the
+    arm still moves, and the executed action (the limited one) is what the env reports."""
     from robo_reward.config.hardware import sim_hardware_config
     from robo_reward.rl.runs import make_policy_env, make_sim_env
 
     cfg = sim_hardware_config("lift", "Panda")
-    down = np.array([0, 0, -1.0, 0, 0, 0, -1.0], np.float32)
 
-    def press(env) -> tuple[list, list, float]:
-        monitor, trips, scales = SafetyMonitor(cfg, require_ee_pose=False, require_wrench=False), [], []
+    def command(t: int) -> np.ndarray:
+        if pattern == "down":
+            return np.array([0, 0, -1.0, 0, 0, 0, -1.0], np.float32)
+        return np.r_[np.sign(np.sin(t * 1.3 + np.arange(6))), -1.0].astype(np.float32)
+
+    def run(env) -> tuple[list, list, float]:
+        monitor, trips, changes = SafetyMonitor(cfg, require_ee_pose=False, require_wrench=False), [], []
         obs, _ = env.reset(seed=0, options={"arm_joints": cfg.home.positions})
-        z0 = float(obs["observation.state"][2])
+        path = 0.0  # metres the end effector travelled
         for t in range(60):
-            obs, _, _, _, info = env.step(down)
+            action = command(t)
+            before = obs["observation.state"][:3].copy()
+            obs, _, _, _, info = env.step(action)
+            path += float(np.linalg.norm(obs["observation.state"][:3] - before))
             state = env.unwrapped.joint_state()
             if monitor.update_joints(t * 0.05, state["names"], list(state["positions"]), list(state["velocities"]),
                                      t * 0.05) is not None:
                 trips.append(str(monitor.violation))
                 monitor.reset(t * 0.05)
                 monitor.violation = None
-            scales.append(info.get("limit_scale", 1.0))
-            if "limit_scale" in info:
-                np.testing.assert_allclose(info["executed_action"], np.r_[down[:6] * info["limit_scale"], -1.0])
-        return trips, scales, z0 - float(obs["observation.state"][2])
+            if "limit_change" in info:
+                changes.append(info["limit_change"])
+                executed = info["executed_action"]
+                assert executed[6] == action[6]  # the gripper element passes unchanged
+                assert info["limit_change"] == pytest.approx(float(np.abs(executed - action).max()), abs=1e-6)
+        return trips, changes, path
 
     spec = {"task": "lift", "robot": "Panda", "horizon": 100}
-    raw_trips, _, _ = press(make_sim_env(spec))
-    assert raw_trips and "joint_position: robot0_joint6" in raw_trips[0]
-    trips, scales, descent = press(make_policy_env(spec))
-    assert trips == [] and min(scales) < 0.9 and descent > 0.1
+    raw_trips, _, _ = run(make_sim_env(spec))
+    assert raw_trips and raw_trips[0].startswith(tripped), raw_trips[:3]
+    trips, changes, moved = run(make_policy_env(spec))
+    assert trips == [] and max(changes) > 0.1 and moved > 0.1, (trips[:3], moved)

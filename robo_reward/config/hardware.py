@@ -106,7 +106,7 @@ class SafetyLimits(_Strict):
     # the command limiter (robo_reward.envs.limits) in front of the monitor: arm commands fade out
     # above this fraction of a joint's velocity limit, and within this distance (rad) of its limits
     slow_from: float = Field(0.7, gt=0, lt=1)
-    limit_clearance: float = Field(0.15, gt=0)
+    limit_clearance: float = Field(0.05, gt=0)
     braking_time_s: float = Field(0.3, ge=0)  # a joint coasts about speed x this after a zero command
 
 
@@ -125,6 +125,21 @@ class Command(_Strict):
     limited_dims: list[int] | None = None
 
     check_topics = field_validator("topic", "reset_topic")(_topic)
+
+
+class ArmKinematics(_Strict):
+    """One arm's kinematics for the command limiter (robo_reward.envs.limits): a MuJoCo model of the
+    arm (MJCF, or URDF), the end-effector point the commands move, and what one unit of command asks
+    of it. Without it the limiter can only scale whole commands."""
+
+    model: str  # `robosuite:<robot>` (robosuite's own model of it) or a path relative to this config
+    body: str  # the model's body that carries the end effector
+    point: list[float] = Field([0.0, 0.0, 0.0], min_length=3, max_length=3)  # in that body's frame, metres
+    action_dims: list[int] = Field(min_length=6, max_length=6)  # x y z rx ry rz deltas of this arm
+    # metres / radians per control step at command 1 (the controller's output_max)
+    delta_scale: list[float] = Field(min_length=6, max_length=6)
+    # the fraction of the commanded joint speed the arm reaches within a control period
+    response: float = Field(0.5, gt=0, le=1)
 
 
 class Topics(_Strict):
@@ -170,6 +185,8 @@ class HardwareConfig(_Strict):
     cameras: list[Camera] = []
     operator_confirmation: bool = True  # real hardware: an operator confirms every episode start
     sim: Simulation | None = None
+    # the arm joints (in the config's order) are the model's first joints, in the model's order
+    kinematics: ArmKinematics | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -193,6 +210,10 @@ class HardwareConfig(_Strict):
         dims = self.command.limited_dims
         if dims is not None and not all(0 <= d < self.command.action_dim for d in dims):
             raise ValueError(f"command.limited_dims {dims} must be action elements 0..{self.command.action_dim - 1}")
+        if self.kinematics is not None and not all(0 <= d < self.command.action_dim
+                                                   for d in self.kinematics.action_dims):
+            raise ValueError(f"kinematics.action_dims {self.kinematics.action_dims} must be action elements "
+                             f"0..{self.command.action_dim - 1}")
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names repeat: {names}")
@@ -224,9 +245,14 @@ def parse_hardware_config(data: object, source: str = "<config>") -> HardwareCon
     if not isinstance(data, dict):
         raise HardwareConfigError(f"{source}: expected a mapping of fields at the top level, got {type(data).__name__}")
     try:
-        return HardwareConfig.model_validate(data)
+        config = HardwareConfig.model_validate(data)
     except ValidationError as exc:
         raise HardwareConfigError(f"{source}: " + "; ".join(_format(exc))) from None
+    kin = config.kinematics
+    if kin is not None and not kin.model.startswith("robosuite:") and Path(source).is_file():
+        model = str((Path(source).parent / kin.model).resolve())  # relative to the config file
+        config = config.model_copy(update={"kinematics": kin.model_copy(update={"model": model})})
+    return config
 
 
 def share_dirs() -> list[Path]:

@@ -1,27 +1,32 @@
 """Commands shaped to respect the joint limits before they reach the robot (HIL-SERL's safety box,
 LeRobot's end-effector bounds, in joint space): the safety monitor stays the last line, and a
-policy that drives a joint toward its limit is slowed down instead of stopped.
+policy that drives a joint toward its limit is turned aside or slowed down instead of stopped.
 
-The policy commands the end effector (OSC deltas), so which way a command moves each joint is not
-known without the robot's kinematics. What is known is where each joint is and how fast it moves,
-and that a zero arm command holds the pose (the delta controllers brake). So the arm part of the
-command is scaled by one factor in [0, 1], the smallest over the joints of
-  - velocity headroom: 1 below `slow_from` x the velocity limit, falling linearly to 0 at the limit;
-  - position headroom: the distance to the limit the joint moves toward (the nearer one while it is
-    still), less the distance it coasts in `braking_s` at its current speed (a zero
-    command stops a joint over a few control periods, not at once), over `clearance`.
-Gripper and hand elements pass unchanged. Sim and robot wrap their env in the same `JointLimitGuard`.
+The policy commands end-effector deltas (OSC). With the arm's kinematics (hardware config
+`kinematics`: a MuJoCo model of the arm) the limiter maps a command to the joint motion it asks for,
+through the dynamically consistent inverse of the Jacobian at the current joint positions (what an
+operational-space controller does), and then
+  - removes the part of the command that would carry a joint closer to a position limit than
+    `clearance`, counting the distance the joint coasts in `braking_s` at its current speed (the
+    rest of the motion goes on: an arm near one limit is not frozen), and
+  - scales the command so that no joint is asked for more than `slow_from` x its velocity limit
+    (the commanded joint speed times the fraction `response` the arm reaches within a period).
+In both cases (and alone, without kinematics) the whole arm command is also scaled by the
+joints' measured velocity and position headroom: contact can move a joint where no command sends it. Gripper and hand elements pass unchanged. Sim and robot wrap their env in the same
+`JointLimitGuard`, with the same limits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from robo_reward.errors import ConfigError
 from robo_reward.safety.monitor import joint_vector
 
 # info key: the joint state of the observation an env returned, as a driver names it:
@@ -37,43 +42,152 @@ class JointReading:
     velocities: np.ndarray
 
 
+class ArmModel:
+    """The joint motion a unit end-effector command asks for, from a MuJoCo model of the arm."""
+
+    def __init__(self, model: str, body: str, point: Sequence[float], delta_scale: Sequence[float], n_joints: int):
+        import mujoco
+
+        path = _model_path(model)
+        try:
+            self.model = mujoco.MjModel.from_xml_path(str(path))
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"kinematics.model {model!r}: MuJoCo cannot load {path} ({exc})") from None
+        if self.model.nq < n_joints:
+            raise ConfigError(f"kinematics.model {model!r} has {self.model.nq} joint positions for {n_joints} joints")
+        self.body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, body)
+        if self.body < 0:
+            raise ConfigError(f"kinematics.body {body!r} is not a body of {path}")
+        self.data = mujoco.MjData(self.model)
+        self.point = np.asarray(point, float)
+        self.scale = np.diag(np.asarray(delta_scale, float))
+        self.n = n_joints
+
+    def _forward(self, q: np.ndarray) -> None:
+        import mujoco
+
+        self.data.qpos[:] = 0.0
+        self.data.qpos[: self.n] = q
+        mujoco.mj_forward(self.model, self.data)
+
+    def _jacobian(self) -> np.ndarray:
+        import mujoco
+
+        m, d = self.model, self.data
+        point = d.xpos[self.body] + d.xmat[self.body].reshape(3, 3) @ self.point
+        jac_pos, jac_rot = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jac(m, d, jac_pos, jac_rot, point, self.body)
+        return np.vstack([jac_pos, jac_rot])[:, : self.n]
+
+    def jacobian(self, q: np.ndarray) -> np.ndarray:
+        """(6, n_joints): the end-effector point's linear and angular velocity per joint velocity."""
+        self._forward(q)
+        return self._jacobian()
+
+    def joint_steps(self, q: np.ndarray, damping: float = 0.05) -> np.ndarray:
+        """(n_joints, 6): joint displacement per control step for each unit command element,
+        M^-1 J^T (J M^-1 J^T + damping^2 I)^-1 S at joint positions q."""
+        import mujoco
+
+        self._forward(q)
+        jac = self._jacobian()
+        mass = np.zeros((self.model.nv, self.model.nv))
+        mujoco.mj_fullM(self.model, mass, self.data.qM)
+        minv_jt = np.linalg.solve(mass[: self.n, : self.n], jac.T)
+        return minv_jt @ np.linalg.solve(jac @ minv_jt + damping**2 * np.eye(6), self.scale)
+
+
+def _model_path(model: str) -> Path:
+    if model.startswith("robosuite:"):
+        import robosuite
+
+        path = Path(robosuite.__file__).parent / "models" / "assets" / "robots" / model.split(":", 1)[1] / "robot.xml"
+    else:
+        path = Path(model)
+    if not path.is_file():
+        raise ConfigError(f"kinematics.model {model!r}: no model file at {path}")
+    return path
+
+
 @dataclass(frozen=True)
 class JointLimits:
     names: tuple[str, ...]
     lower: np.ndarray
     upper: np.ndarray
     velocity: np.ndarray
-    arm_dims: tuple[int, ...]  # the action elements that move these joints (scaled by the guard)
-    slow_from: float = 0.7  # fraction of the velocity limit where slowing down starts
-    clearance: float = 0.15  # rad: commands toward a joint limit fade out over this distance
-    braking_s: float = 0.3  # a moving joint's headroom counts what it covers in this time (it coasts)
+    arm_dims: tuple[int, ...]  # the action elements that move these joints
+    control_period_s: float = 0.05
+    slow_from: float = 0.7  # the largest commanded joint speed, as a fraction of the velocity limit
+    clearance: float = 0.05  # rad kept clear of the position limits
+    braking_s: float = 0.3  # a moving joint counts what it coasts in this time (a zero command stops it over a few periods)
+    arm: ArmModel | None = None
+    response: float = 0.5  # the fraction of the commanded joint speed reached within a control period
 
     @classmethod
     def from_hardware(cls, config) -> JointLimits:
         """The limits the safety monitor checks (with its position margin), from a HardwareConfig."""
-        j, m = config.joints, config.safety.position_margin
+        j, s, kin = config.joints, config.safety, config.kinematics
         dims = config.command.limited_dims
-        return cls(tuple(j.names), np.asarray(j.position_lower, float) + m, np.asarray(j.position_upper, float) - m,
-                   np.asarray(j.velocity_limit, float),
-                   tuple(range(config.command.action_dim)) if dims is None else tuple(dims),
-                   config.safety.slow_from, config.safety.limit_clearance, config.safety.braking_time_s)
+        arm_dims = tuple(range(config.command.action_dim)) if dims is None else tuple(dims)
+        arm = None
+        if kin is not None and arm_dims:
+            arm = ArmModel(kin.model, kin.body, kin.point, kin.delta_scale, len(j.names))
+            arm_dims = tuple(kin.action_dims)
+        return cls(tuple(j.names), np.asarray(j.position_lower, float) + s.position_margin,
+                   np.asarray(j.position_upper, float) - s.position_margin, np.asarray(j.velocity_limit, float),
+                   arm_dims, config.control_period_s, s.slow_from, s.limit_clearance, s.braking_time_s, arm,
+                   kin.response if kin is not None else 0.5)
 
-    def scale(self, reading: JointReading) -> float:
-        """The factor for the arm command at this joint state (1: no joint near a limit)."""
+    def room(self, reading: JointReading) -> tuple[np.ndarray, np.ndarray]:
+        """How far (rad) each joint may still move up and down: to the limit less the clearance and
+        what it coasts at its speed now (negative: it must move away)."""
         q, dq = np.asarray(reading.positions, float), np.asarray(reading.velocities, float)
-        speed = np.abs(dq)
+        up = self.upper - self.clearance - q - np.maximum(dq, 0.0) * self.braking_s
+        down = q - self.lower - self.clearance - np.maximum(-dq, 0.0) * self.braking_s
+        return up, down
+
+    def limit(self, command: np.ndarray, reading: JointReading) -> np.ndarray:
+        """The arm command (the `arm_dims` elements) that respects the limits at this joint state."""
+        command = np.asarray(command, float)
+        up, down = self.room(reading)
+        if self.arm is None:
+            return command * self.scale(reading, up, down)
+        steps = self.arm.joint_steps(np.asarray(reading.positions, float))
+        # half-spaces rows @ x <= bounds (each joint's step up and down within its room; at most a
+        # small step away from a limit it is already too close to), met by cyclic projection
+        rows = np.vstack([steps, -steps])
+        bounds = np.maximum(np.concatenate([up, down]), -0.05)
+        x = command.copy()
+        for _ in range(5):
+            excess = rows @ x - bounds
+            if excess.max() <= 1e-9:
+                break
+            for i in np.flatnonzero(excess > 1e-9):
+                over = rows[i] @ x - bounds[i]
+                if over > 0:
+                    x -= over / (rows[i] @ rows[i]) * rows[i]
+        x = np.clip(x, -1.0, 1.0)
+        speed = np.abs(steps @ x) / self.control_period_s * self.response
+        by_command = min(1.0, float(np.min(self.slow_from * self.velocity / np.maximum(speed, 1e-9))))
+        # the model knows where the command sends the arm, not where contact pushes it: what the
+        # joints do now still scales the command
+        return x * min(by_command, self.scale(reading, up, down))
+
+    def scale(self, reading: JointReading, up: np.ndarray, down: np.ndarray) -> float:
+        """Without kinematics: one factor for the whole arm command, from the velocity headroom above
+        `slow_from` and the room toward the limit each joint moves to (the nearer one while still)."""
+        speed = np.abs(np.asarray(reading.velocities, float))
         by_velocity = (1.0 - speed / self.velocity) / (1.0 - self.slow_from)
         still = speed < 0.05 * self.velocity
-        to_upper, to_lower = self.upper - q, q - self.lower
-        ahead = np.where(still, np.minimum(to_upper, to_lower), np.where(dq > 0, to_upper, to_lower))
-        by_position = (ahead - speed * self.braking_s) / self.clearance
+        ahead = np.where(still, np.minimum(up, down), np.where(np.asarray(reading.velocities) > 0, up, down))
+        by_position = ahead / self.clearance
         return float(np.clip(min(by_velocity.min(), by_position.min()), 0.0, 1.0))
 
 
 class JointLimitGuard(gym.Wrapper):
-    """Scales the arm part of every command by `JointLimits.scale` of the latest joint state (the env
-    reports it in info[JOINT_STATE_KEY]); info["executed_action"] is what went out and
-    info["limit_scale"] the factor used."""
+    """Limits the arm part of every command at the latest joint state (the env reports it in
+    info[JOINT_STATE_KEY]); info["executed_action"] is what went out and info["limit_change"] the
+    largest change the limiter made to an element."""
 
     def __init__(self, env: gym.Env, limits: JointLimits):
         super().__init__(env)
@@ -96,14 +210,15 @@ class JointLimitGuard(gym.Wrapper):
     def step(self, action):
         if self._reading is None:
             raise RuntimeError("step before reset")
-        scale = self.limits.scale(self._reading)
         limited = np.array(action, np.float32, copy=True).reshape(-1)
-        limited[self._arm] *= scale
+        if self._arm.size:
+            limited[self._arm] = self.limits.limit(limited[self._arm], self._reading)
+        change = float(np.abs(limited - np.asarray(action, np.float32).reshape(-1)).max())
         next_obs, reward, terminated, truncated, info = self.env.step(limited)
         if info.get("executed", True):
             self._reading = self._joint_state(info)
         info.setdefault("executed_action", limited)
-        return next_obs, reward, terminated, truncated, dict(info, limit_scale=scale)
+        return next_obs, reward, terminated, truncated, dict(info, limit_change=change)
 
 
 def joint_reading(limited: Sequence[str], names: Sequence[str], positions: Sequence[float],
