@@ -431,6 +431,8 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
     import torch
 
     from robo_reward.cli import main
+    from robo_reward.config.hardware import sim_hardware_config
+    from robo_reward.envs.limits import JointLimits, JointReading
     from robo_reward.rl.checkpoint import LEARNER_FILE, load_buffers, load_learner
     from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
 
@@ -446,8 +448,13 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
     assert main(["rl", "train", "--out", str(run), "--steps", "120", "--resume", "--quiet"]) == 0
     online = load_buffers(run / LATEST_CHECKPOINT)["online"]
     first = {key: online[key][before] for key in ("obs", "base_action", "action")}
-    np.testing.assert_allclose(first["action"], trained.act(first["obs"], first["base_action"], explore=False),
-                               atol=1e-5)
+    # what went out is the restored policy's action through the joint limit guard, at the episode's
+    # first state (arm joints: observation.state[9:16], at rest)
+    chosen = trained.act(first["obs"], first["base_action"], explore=False)
+    limits = JointLimits.from_hardware(sim_hardware_config("lift", "Panda"))
+    expected = chosen.copy()
+    expected[:6] = limits.limit(chosen[:6], JointReading(first["obs"][9:16], np.zeros(7)))
+    np.testing.assert_allclose(first["action"], expected, atol=1e-4)
     assert not np.allclose(first["action"], np.clip(first["base_action"], -1, 1), atol=1e-4)  # residual is not 0
     metrics = json.loads((run / "metrics.json").read_text())
     env_steps = metrics["evals"][-1]["env_step"]
