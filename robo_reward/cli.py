@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from robo_reward.cliargs import OneLineParser, non_negative_float, non_negative_int, positive_int
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
 from robo_reward.labeling.cli import add_label_parsers
@@ -172,9 +173,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="lift", help="lift | can")
     p.add_argument("--robot", default="Panda", help="Panda (lift, can) | GR1 (lift)")
-    p.add_argument("--horizon", type=int, default=None, help="episode time limit in control steps")
+    p.add_argument("--horizon", type=positive_int, default=None, help="episode time limit in control steps")
     p.add_argument("--cameras", nargs="*", default=[], help="camera names to record (e.g. agentview)")
-    p.add_argument("--image-size", type=int, default=84)
+    p.add_argument("--image-size", type=positive_int, default=84)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -185,7 +186,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robo-reward", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="robo-reward", description=__doc__.splitlines()[0])
     groups = parser.add_subparsers(dest="group", required=True)
 
     def command(group_parser, name: str, func: Callable, help: str) -> argparse.ArgumentParser:
@@ -197,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     demos = groups.add_parser("demos", help="scripted demonstrations").add_subparsers(dest="cmd", required=True)
     p = command(demos, "collect", cmd_demos_collect, "record scripted demos as a LeRobotDataset")
     add_env_args(p)
-    p.add_argument("--episodes", type=int, default=20)
-    p.add_argument("--noise", type=float, default=0.3, help="demonstrator imperfection (0 = clean)")
+    p.add_argument("--episodes", type=positive_int, default=20)
+    p.add_argument("--noise", type=non_negative_float, default=0.3, help="demonstrator imperfection (0 = clean)")
     p.add_argument("--successful-only", action="store_true", help="drop failed episodes")
     p.add_argument("--keep-going", action="store_true",
                    help="run every episode to the time limit instead of ending on success "
@@ -209,29 +210,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(base, "train", cmd_base_train, "train a base policy on a LeRobotDataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--type", choices=["mlp", "act"], default="mlp")
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (default: per type)")
+    p.add_argument("--steps", type=positive_int, default=None, help="gradient steps (default: per type)")
     p.add_argument("--out", required=True)
 
     rl = groups.add_parser("rl", help="residual off-policy RL").add_subparsers(dest="cmd", required=True)
     p = command(rl, "train", cmd_rl_train, "fine-tune a frozen base with a residual learner (ResFiT)")
     p.add_argument("--base", help="policy directory, or 'scripted'")
-    p.add_argument("--base-noise", type=float, default=0.3, help="noise of a scripted base")
+    p.add_argument("--base-noise", type=non_negative_float, default=0.3, help="noise of a scripted base")
     p.add_argument("--dataset", help="demonstrations (LeRobotDataset) for the 50/50 batches")
     p.add_argument("--reward", default="sparse", choices=REWARD_SOURCES,
                    help="reward source (default: sparse success from the simulator's check)")
     p.add_argument("--reward-model", help="reward-model directory for --reward other than sparse")
     p.add_argument("--shaping", choices=[*SHAPING_MODES, "none"],
                    help="how progress becomes reward (default: policy-invariant; none for success-classifier)")
-    p.add_argument("--steps", type=int, default=None, help="total env steps (default 30000; on --resume: the run's)")
-    p.add_argument("--eval-every", type=int, default=2_000)
-    p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--checkpoint-every", type=int, default=2_000)
+    p.add_argument("--steps", type=positive_int, default=None, help="total env steps (default 30000; on --resume: the run's)")
+    p.add_argument("--eval-every", type=positive_int, default=2_000)
+    p.add_argument("--eval-episodes", type=positive_int, default=20)
+    p.add_argument("--checkpoint-every", type=positive_int, default=2_000)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--in-process", action="store_true",
                    help="env and learner in one process, one after the other: deterministic, bit-exact resume "
                         "(default: the env in a second process, so acting and learning share both cores)")
-    p.add_argument("--learner-threads", type=int, help="torch threads for the learner's updates (default: torch's, "
+    p.add_argument("--learner-threads", type=positive_int, help="torch threads for the learner's updates (default: torch's, "
                    "every core; the env process uses one)")
     p.add_argument("--out", required=True)
 
@@ -242,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(groups, "eval", cmd_eval, "success rate over N seeded episodes, with videos")
     p.add_argument("--policy", required=True, help="policy directory (base or RL run)")
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--videos", type=int, default=2, help="record the first N episodes")
+    p.add_argument("--episodes", type=positive_int, default=50)
+    p.add_argument("--videos", type=non_negative_int, default=2, help="record the first N episodes")
     p.add_argument("--camera", default="frontview", help="camera for videos")
     p.add_argument("--compare", help="another eval directory to print side by side")
     p.add_argument("--out", required=True)
@@ -251,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, status 2) or --help (0)
+        return int(exc.code or 0)
     if args.func is cmd_rl_train and not args.resume and not (args.base and args.dataset):
         print("robo-reward: error: rl train needs --base and --dataset (or --resume)", file=sys.stderr)
         return 2

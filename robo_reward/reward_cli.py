@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robo_reward.cliargs import non_negative_int, open_fraction, positive_int
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
 
@@ -364,13 +365,13 @@ def add_reward_parsers(groups, command) -> None:
                         "--preferences: where the labeled recordings are now, if they moved")
     p.add_argument("--preferences", metavar="DB", help="label database of `robo-reward label serve`: preferences "
                    "train rapl / bradley-terry, keyframes replace the hop model's gripper keyframes")
-    p.add_argument("--heldout", type=float, default=0.2, help="with --preferences: fraction held out for accuracy")
+    p.add_argument("--heldout", type=open_fraction, default=0.2, help="with --preferences: fraction held out for accuracy")
     p.add_argument("--episodes", help="comma-separated episode indices (hop: e.g. 0 for one-shot adaptation)")
     p.add_argument("--cameras", nargs="*", help="cameras to use (default: all in the dataset)")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (rapl: epochs over the pairs)")
-    p.add_argument("--batch-size", type=int, default=None, help="hop: state pairs, classifier: frames per step")
-    p.add_argument("--experts", type=int, default=1, help="rapl: successful episodes used as expert videos")
+    p.add_argument("--image-size", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=None, help="gradient steps (rapl: epochs over the pairs)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="hop: state pairs, classifier: frames per step")
+    p.add_argument("--experts", type=positive_int, default=1, help="rapl: successful episodes used as expert videos")
     p.add_argument("--clip-model", default="ViT-B-32", help="clip: open_clip name or local directory")
     p.add_argument("--clip-pretrained", default="laion2b_s34b_b79k", help="clip: tag or weights file")
     p.add_argument("--out", required=True)
@@ -379,7 +380,7 @@ def add_reward_parsers(groups, command) -> None:
                 "one model's progress (shaping) with another's success call (r_gold), as one reward model")
     p.add_argument("--progress", required=True, help="reward-model directory whose progress shapes the reward (hop)")
     p.add_argument("--success", required=True, help="reward-model directory that decides success (classifier)")
-    p.add_argument("--success-hold", type=int, default=1, metavar="K",
+    p.add_argument("--success-hold", type=positive_int, default=1, metavar="K",
                    help="count success once the call has held K frames in a row (filters one-frame flickers)")
     p.add_argument("--out", required=True)
 
@@ -387,7 +388,7 @@ def add_reward_parsers(groups, command) -> None:
                 "RoboReward negative augmentation: temporal clips + counterfactual tasks -> 1-5 training set")
     p.add_argument("--dataset", required=True, help="LeRobotDataset with successful episodes and camera videos")
     p.add_argument("--camera", help="camera to use (default: the first)")
-    p.add_argument("--clip-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.75])
+    p.add_argument("--clip-fractions", type=open_fraction, nargs="*", default=[0.25, 0.5, 0.75])
     p.add_argument("--counterfactual", action="append", default=[], metavar="TASK=SCORE",
                    help="another instruction and the 1-5 score the episodes' final state deserves for it")
     p.add_argument("--out", required=True)
@@ -402,6 +403,6 @@ def add_reward_parsers(groups, command) -> None:
     p.add_argument("source", help="an mp4 file or a LeRobotDataset directory")
     p.add_argument("--model", required=True)
     p.add_argument("--task", help="instruction (default for datasets: the episode's task)")
-    p.add_argument("--episode", type=int, default=0, help="episode index in a dataset")
+    p.add_argument("--episode", type=non_negative_int, default=0, help="episode index in a dataset")
     p.add_argument("--shaping", choices=SHAPING_MODES, default="policy-invariant")
     p.add_argument("--out", required=True)

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from robo_reward.cliargs import positive_float, positive_int
 from robo_reward.errors import ConfigError
 
 
@@ -68,10 +69,10 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--run-dir", default="runs/ros/learner", help="learner run (resumed when it exists)")
     p.add_argument("--record-dir", default="runs/ros/recording", help="LeRobotDataset the recorder writes")
     p.add_argument("--mcap", help="also record every topic into this MCAP file")
-    p.add_argument("--max-episode-steps", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=500, help="learner checkpoint period (transitions)")
+    p.add_argument("--max-episode-steps", type=positive_int, default=100)
+    p.add_argument("--checkpoint-every", type=positive_int, default=500, help="learner checkpoint period (transitions)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
-    p.add_argument("--reward-max-batch", type=int, default=16,
+    p.add_argument("--reward-max-batch", type=positive_int, default=16,
                    help="frames the reward server scores at once (1: lowest latency; more: throughput)")
     p.add_argument("--policy", help="a residual RL run directory (rl train --out): the actor runs its base and "
                                     "checkpointed residual (with --no-explore: evaluation on the robot path)")
@@ -79,5 +80,5 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--lockstep", action="store_true",
                    help="sim robot: physics advances only on commands, so episodes step exactly as in rl train")
     p.add_argument("--only", nargs="+", metavar="NODE", help="run only these nodes of the set")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--print-nodes", action="store_true", help="print the node set and parameters, run nothing")

@@ -56,6 +56,35 @@ def test_unknown_task_and_robot_are_clear_errors(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, says", [
+    (["demos", "collect", "--episodes", "-3", "--out", "out"], "--episodes: -3 must be a positive whole number"),
+    (["demos", "collect", "--episodes", "0", "--out", "out"], "--episodes: 0 must be a positive whole number"),
+    (["demos", "collect", "--noise", "-0.5", "--out", "out"], "--noise: -0.5 must be 0 or more"),
+    (["demos", "collect", "--image-size", "many", "--out", "out"], "--image-size: 'many' is not a whole number"),
+    (["base", "train", "--dataset", "d", "--steps", "0", "--out", "out"], "--steps: 0 must be a positive whole number"),
+    (["rl", "train", "--base", "b", "--dataset", "d", "--steps", "-100", "--out", "out"], "--steps: -100 must be a positive"),
+    (["rl", "train", "--base", "b", "--dataset", "d", "--eval-episodes", "0", "--out", "out"], "--eval-episodes: 0 must be"),
+    (["rl", "train", "--base", "b", "--dataset", "d", "--checkpoint-every", "0", "--out", "out"], "--checkpoint-every: 0 must"),
+    (["eval", "--policy", "p", "--episodes", "0", "--out", "out"], "--episodes: 0 must be a positive whole number"),
+    (["eval", "--policy", "p", "--videos", "-1", "--out", "out"], "--videos: -1 must be 0 or more"),
+    (["reward", "train", "--dataset", "d", "--heldout", "1.5", "--out", "out"], "--heldout: 1.5 must be between 0 and 1"),
+    (["label", "export", "--db", "no/such/labels.db", "--out", "out"], "--db: no/such/labels.db does not exist"),
+    (["label", "agreement", "--db", "no/such/labels.db"], "--db: no/such/labels.db does not exist"),
+    (["label", "import", "no/such/export.jsonl"], "no/such/export.jsonl does not exist"),
+    (["label", "serve", "clips", "--port", "70000"], "--port: 70000 is not a TCP port"),
+    (["ros", "up", "sim_panda_lift", "--max-episode-steps", "0"], "--max-episode-steps: 0 must be a positive"),
+    (["ros", "up", "sim_panda_lift", "--duration", "-1"], "--duration: -1.0 must be a positive finite number"),
+])
+def test_impossible_counts_and_missing_inputs_are_one_line_errors(args, says, tmp_path, monkeypatch, capsys):
+    """Counts, sizes and rates that cannot be right, and read-only commands given a file that does not
+    exist: one line naming the option and the value, exit status 2, nothing created."""
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and err.startswith("robo-reward "), err
+    assert list(tmp_path.iterdir()) == []  # no output, no empty database
+
+
 def test_missing_and_corrupt_dataset(lift_demos, tmp_path, capsys):
     assert main(["base", "train", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "nope" in capsys.readouterr().err

@@ -96,7 +96,7 @@ def test_bad_learner_settings_and_loop_settings_are_clear_errors(lift_demos, lif
         assert main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", "10",
                      "--out", str(run), "--quiet", *bad]) == 2, bad
         err = capsys.readouterr().err
-        assert "Traceback" not in err and ("actor_lr" in err or "policy_delay" in err or "eval_every" in err)
+        assert "Traceback" not in err and ("actor_lr" in err or "policy_delay" in err or "--eval-every: 0" in err)
         assert not run.exists()
 
 

@@ -256,7 +256,7 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     np.testing.assert_array_equal([s.success for s in online], expected_held)
     assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(models / "clf"),
                  "--success-hold", "0", "--out", str(tmp_path / "c0")]) == 2
-    assert "success_hold must be a whole number of frames >= 1" in capsys.readouterr().err
+    assert "--success-hold: 0 must be a positive whole number" in capsys.readouterr().err
     assert not (tmp_path / "c0").exists()
 
     # bad pairs fail with the path named, nothing written

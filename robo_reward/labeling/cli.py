@@ -8,6 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
+from robo_reward.cliargs import existing_file, port_number
 from robo_reward.errors import RoboRewardError
 
 DEFAULT_DB = "labels/labels.db"
@@ -153,7 +154,7 @@ def add_label_parsers(groups, command) -> None:
     p.add_argument("--scores", help="JSON {episode: score or [ensemble scores]} for closest / disagreement")
     p.add_argument("--task", default="", help="instruction shown for sources that do not record one")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --token)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=port_number, default=8765)
     p.add_argument("--token", help="required from browsers (default: $ROBO_REWARD_LABEL_TOKEN)")
     p.add_argument("--cache", default=str(default_cache()), help="where MCAP images are encoded into clips")
     p.add_argument("--open", action="store_true", help="open the page in this machine's browser")
@@ -166,7 +167,7 @@ def add_label_parsers(groups, command) -> None:
     p.add_argument("--cache", default=str(default_cache()))
 
     p = command(label, "export", cmd_label_export, "labels -> JSONL or Parquet (with episode identities)")
-    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--db", default=DEFAULT_DB, type=existing_file, help="SQLite label database (must exist)")
     p.add_argument("--out", required=True, help="file.jsonl or file.parquet; a directory for --format roboreward")
     p.add_argument("--format", choices=["labels", "roboreward"], default="labels",
                    help="labels: every label; roboreward: 1-5 scores as a RoboReward-style set of clips")
@@ -175,9 +176,9 @@ def add_label_parsers(groups, command) -> None:
     p.add_argument("--cache", default=str(default_cache()))
 
     p = command(label, "import", cmd_label_import, "merge other labelers' exports (duplicates skipped)")
-    p.add_argument("files", nargs="+", help=".jsonl / .parquet exports")
+    p.add_argument("files", nargs="+", type=existing_file, help=".jsonl / .parquet exports")
     p.add_argument("--db", default=DEFAULT_DB)
 
     p = command(label, "agreement", cmd_label_agreement, "agreement and Cohen's kappa between labelers")
-    p.add_argument("--db", default=DEFAULT_DB)
+    p.add_argument("--db", default=DEFAULT_DB, type=existing_file, help="SQLite label database (must exist)")
     p.add_argument("--json", action="store_true")
