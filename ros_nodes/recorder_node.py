@@ -62,11 +62,10 @@ class RecorderNode(Node):
         self.task = str(declare(self, "task", "lift the red cube"))
         mcap = str(declare(self, "mcap_out", ""))
         self.mcap = McapLog(free_path(Path(mcap))) if mcap else None
-        # started now, so its imports are done long before the first episode ends
+        # the writer process starts with the first episode: a recorder that recorded nothing stops at once
         self.episodes_queue = mp.get_context("spawn").Queue()
         self.writer = mp.get_context("spawn").Process(target=write_episodes, args=(self.episodes_queue, str(self.out)),
                                                       name="episode-writer", daemon=False)
-        self.writer.start()
         self.latest: dict = {}
         self.frames: list[dict] = []
         self.episode = None
@@ -150,6 +149,8 @@ class RecorderNode(Node):
         self.frames[-1]["reward"], self.frames[-1]["success"] = self.outcome_now()
         steps = [(f["obs"], f["action"], f["reward"] if np.isfinite(f["reward"]) else 0.0, f["success"],
                   i == len(self.frames) - 1, self.task) for i, f in enumerate(self.frames)]
+        if self.writer.pid is None:
+            self.writer.start()
         self.episodes_queue.put((self.dataset_args(self.frames[0]), steps, list(self.events)))
         self.saved_episodes += 1
         self.frames = []

@@ -138,9 +138,12 @@ def run_single(cls: type, args=None) -> None:
     try:
         node = cls()
     except (RoboRewardError, ValueError, OSError) as exc:
+        # no rclpy shutdown: it would call the half-built node's destroy_node
         print(f"error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
+        exit_now(2)
+    except KeyboardInterrupt:  # stopped while starting (ros2 launch shut down early): nothing to save yet
+        print(f"{cls.__name__}: stopped while starting", file=sys.stderr)
+        exit_now(0)
     _spin([node], None)
     exit_now(0)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything robo_reward needs on a fresh Debian 12 / Python 3.11 machine:
+# Installs everything robo_reward needs on a fresh Debian 12 (or Ubuntu 24.04) machine with Python 3.12:
 #  1. Debian libraries for headless MuJoCo rendering (EGL/Mesa), OpenCV and video decoding (FFmpeg);
 #  2. a virtual environment built from requirements.lock, cached OUTSIDE the clone and keyed by the
 #     lock file's hash, so a second clone (or CI) reuses it in seconds;
@@ -26,10 +26,29 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PYTHON="${PYTHON:-python3}"
+# Python 3.12 (lerobot >= 0.5 needs it; it is Ubuntu 24.04's, where ROS 2 Jazzy/Kilted run): $PYTHON,
+# else python3.12 / python3 on PATH, else pyenv's
+find_python() {
+  local candidates=("${PYTHON:-}" python3.12 python3)
+  local root
+  root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
+  candidates+=("$root"/versions/3.12*/bin/python)
+  for c in "${candidates[@]}"; do
+    [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 || continue
+    if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+      command -v "$c"
+      return 0
+    fi
+  done
+  return 1
+}
+if ! PYTHON="$(find_python)"; then
+  echo "[bootstrap] error: robo_reward needs Python 3.12 (none on PATH or in pyenv): install it (Ubuntu 24.04: python3; elsewhere: pyenv install 3.12) or set PYTHON=/path/to/python3.12" >&2
+  exit 2
+fi
 # this machine's pip config lists local mirrors that may be absent: drop those warnings only
 pip_quiet() { "$@" 2> >(grep -v "^WARNING: Location .* is ignored" >&2); }
-lock_hash="$(cat requirements.lock | sha256sum | cut -c1-16)"
+lock_hash="$( (cat requirements.lock; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)"
 cache_root="${ROBO_REWARD_CACHE:-$HOME/.cache/robo_reward}"
 venv="$cache_root/venv-$lock_hash"
 if [ ! -f "$venv/.complete" ]; then

@@ -7,7 +7,7 @@ Usage: VENV/bin/python scripts/freeze_lock.py > requirements.lock
 
 import importlib.metadata as md
 
-HEADER = """# Exact versions that resolve together (pip check clean) on Debian 12 / Python 3.11.
+HEADER = """# Exact versions that resolve together (pip check clean) on Python 3.12 (Debian 12 + pyenv, Ubuntu 24.04).
 # Regenerate: install the ranges in pyproject.toml (+ extras) into a fresh venv, then
 #   VENV/bin/python scripts/freeze_lock.py > requirements.lock
 # scripts/bootstrap.sh installs these with --no-deps into a venv keyed by this file's hash."""

@@ -72,7 +72,7 @@ def _serve(conn, args: dict) -> None:
     while True:
         try:
             kind, payload = conn.recv()
-        except EOFError:  # the node is gone
+        except (EOFError, ConnectionResetError):  # the node is gone
             break
         if kind == "close":
             break

@@ -151,8 +151,7 @@ def load_episode(root: str | Path, episode_index: int, cameras: Sequence[str] | 
         path = dataset.root / dataset.meta.get_video_file_path(episode_index, key)
         start = meta[f"videos/{key}/from_timestamp"]
         try:
-            decoded = decode_video_frames(path, [start + t for t in timestamps], dataset.tolerance_s,
-                                          dataset.video_backend)
+            decoded = decode_video_frames(path, [start + t for t in timestamps], dataset.tolerance_s)  # default backend
         except Exception as exc:
             raise DatasetError(f"{path}: cannot decode episode {episode_index} ({type(exc).__name__}: {exc})") from exc
         frames[cam] = (decoded.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
