@@ -161,6 +161,17 @@ def read_env_spec(root: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
 
 
+def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every observation key and of the action in a LeRobotDataset (meta/info.json),
+    images as (H, W, 3): what a base policy must fit."""
+    path = Path(root) / "meta" / "info.json"
+    try:
+        features = json.loads(path.read_text())["features"]
+    except (OSError, json.JSONDecodeError, KeyError) as exc:
+        raise DatasetError(f"{path}: cannot read the dataset's features ({exc})") from None
+    return {k: tuple(f["shape"]) for k, f in features.items() if k.startswith("observation.") or k == "action"}
+
+
 def open_dataset(root: str | Path):
     """Open a local LeRobotDataset with lerobot's loader, turning its failures into DatasetError."""
     root = Path(root)

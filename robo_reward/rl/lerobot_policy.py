@@ -97,13 +97,30 @@ class LeRobotPolicy:
                 config, pretrained_path=str(pretrained_dir),
                 preprocessor_overrides={"device_processor": {"device": config.device}},
             )
-            self.input_keys = list(config.input_features)
+            self.input_shapes = {k: tuple(f.shape) for k, f in config.input_features.items()}
+            self.input_keys = list(self.input_shapes)
             self.act_dim = config.output_features["action"].shape[0]
+            self.kind = config.type
         except Exception as exc:  # draccus, safetensors, torch and json all raise their own types
             raise PolicyError(f"{pretrained_dir}: cannot load LeRobot policy ({type(exc).__name__}: {exc})") from exc
 
     def reset(self, seed: int | None = None) -> None:
         self.policy.reset()
+
+    def check_fits(self, features: Mapping[str, tuple[int, ...]], where: str) -> None:
+        """Refuse a base whose inputs or action do not match the env's (`features`: observation keys
+        and "action" with their shapes, images (H, W, 3)); every mismatch is named."""
+        problems = []
+        for key, shape in self.input_shapes.items():
+            ours = features.get(key)
+            if ours is None:
+                problems.append(f"it reads {key} {shape}, which {where} does not have")
+            elif (tuple(ours[2:]) + tuple(ours[:2]) if key.startswith(IMAGE_PREFIX) else tuple(ours)) != shape:
+                problems.append(f"it reads {key} as {shape}, {where} has {tuple(ours)}")
+        if "action" in features and tuple(features["action"]) != (self.act_dim,):
+            problems.append(f"its action has {self.act_dim} elements, {where}'s {features['action'][0]}")
+        if problems:
+            raise PolicyError(f"the LeRobot {self.kind} base does not fit: " + "; ".join(problems))
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
+from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec
 from robo_reward.envs.observations import flat_state
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
@@ -159,6 +159,8 @@ def create_residual_run(
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
+        if hasattr(base_policy, "check_fits"):  # a LeRobot base must read what the env gives
+            base_policy.check_fits(dataset_features(dataset), f"the dataset {dataset}")
         learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
                                              learner_config, readings, rule, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
