@@ -229,6 +229,12 @@ class HardwareConfig(_Strict):
     def control_period_s(self) -> float:
         return 1.0 / self.control_rate_hz
 
+    def joint_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Joint position limits less the safety margin: what the monitor checks and the command
+        limiter keeps clear of."""
+        m = self.safety.position_margin
+        return np.asarray(self.joints.position_lower, float) + m, np.asarray(self.joints.position_upper, float) - m
+
 
 def _format(error: ValidationError) -> list[str]:
     lines = []

@@ -11,9 +11,10 @@ operational-space controller does), and then
     rest of the motion goes on: an arm near one limit is not frozen), and
   - scales the command so that no joint is asked for more than `slow_from` x its velocity limit
     (the commanded joint speed times the fraction `response` the arm reaches within a period).
-In both cases (and alone, without kinematics) the whole arm command is also scaled by the
-joints' measured velocity and position headroom: contact can move a joint where no command sends it. Gripper and hand elements pass unchanged. Sim and robot wrap their env in the same
-`JointLimitGuard`, with the same limits.
+With or without kinematics, the whole arm command is also scaled by the joints' measured velocity
+and position headroom: contact can move a joint where no command sends it. Gripper and hand
+elements pass unchanged. Sim and robot wrap their env in the same `JointLimitGuard`, with the same
+limits.
 """
 
 from __future__ import annotations
@@ -133,9 +134,8 @@ class JointLimits:
         if kin is not None and arm_dims:
             arm = ArmModel(kin.model, kin.body, kin.point, kin.delta_scale, len(j.names))
             arm_dims = tuple(kin.action_dims)
-        return cls(tuple(j.names), np.asarray(j.position_lower, float) + s.position_margin,
-                   np.asarray(j.position_upper, float) - s.position_margin, np.asarray(j.velocity_limit, float),
-                   arm_dims, config.control_period_s, s.slow_from, s.limit_clearance, s.braking_time_s, arm,
+        return cls(tuple(j.names), *config.joint_bounds(), np.asarray(j.velocity_limit, float), arm_dims,
+                   config.control_period_s, s.slow_from, s.limit_clearance, s.braking_time_s, arm,
                    kin.response if kin is not None else 0.5)
 
     def room(self, reading: JointReading) -> tuple[np.ndarray, np.ndarray]:
@@ -174,8 +174,9 @@ class JointLimits:
         return x * min(by_command, self.scale(reading, up, down))
 
     def scale(self, reading: JointReading, up: np.ndarray, down: np.ndarray) -> float:
-        """Without kinematics: one factor for the whole arm command, from the velocity headroom above
-        `slow_from` and the room toward the limit each joint moves to (the nearer one while still)."""
+        """One factor for the whole arm command from what the joints do now: the velocity headroom
+        above `slow_from` and the room toward the limit each joint moves to (the nearer one while
+        still). All the limiter does without kinematics."""
         speed = np.abs(np.asarray(reading.velocities, float))
         by_velocity = (1.0 - speed / self.velocity) / (1.0 - self.slow_from)
         still = speed < 0.05 * self.velocity

@@ -73,9 +73,7 @@ class SafetyMonitor:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        m = cfg.safety.position_margin
-        self._lower = np.asarray(cfg.joints.position_lower) + m
-        self._upper = np.asarray(cfg.joints.position_upper) - m
+        self._lower, self._upper = cfg.joint_bounds()
         self._vmax = np.asarray(cfg.joints.velocity_limit)
         self._box_min, self._box_max = np.asarray(cfg.workspace.min), np.asarray(cfg.workspace.max)
         self._max_delta = np.broadcast_to(np.asarray(cfg.safety.max_command_delta, float), (cfg.command.action_dim,))
