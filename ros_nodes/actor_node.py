@@ -20,7 +20,7 @@ from robo_reward.envs.robot import LinkClosed, RobotEnv
 from robo_reward.errors import RoboRewardError
 from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.transition import Transition
-from robo_reward.runtime.actor import RuntimeActor, checkpoint_weights
+from robo_reward.runtime.actor import RuntimeActor, checkpoint_weights, robot_observation_shapes
 from robo_reward.runtime.codecs import MessageError, encode_transition
 from ros_nodes.common import (
     ACTOR_STATUS_TOPIC,
@@ -40,7 +40,7 @@ from ros_nodes.robot_link import RosRobotLink
 class ActorNode(Node):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "actor"), **kwargs)
-        from robo_reward.rl.policies import load_policy
+        from robo_reward.rl.policies import check_base_fits, load_policy
 
         self.config = cfg = hardware(self)
         base_dir = str(declare(self, "base_policy", ""))
@@ -49,6 +49,7 @@ class ActorNode(Node):
         self.explore = bool(declare(self, "explore", True))
         self.link_timeout = float(declare(self, "learner_timeout_s", 3.0))
         self.base, _ = load_policy(base_dir, str(declare(self, "device", "cpu")))
+        check_base_fits(self.base, robot_observation_shapes(cfg), f"the robot {cfg.name}")
         self.actor = RuntimeActor(None, cfg.command.action_dim, seed=int(declare(self, "seed", 0)))
         residual_run = str(declare(self, "residual_run", ""))
         if residual_run:  # a trained run's residual from the start; a learner's newer weights still replace it

@@ -123,8 +123,8 @@ def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int
     try:
         nodes = build(specs)
     except RoboRewardError as exc:
+        # no rclpy shutdown: it would call the half-built node's destroy_node (the caller exits now)
         print(f"error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
         return 2
     print(f"[robo_reward] running {len(nodes)} nodes: {', '.join(n.get_name() for n in nodes)}", flush=True)
     _spin(nodes, duration_s)

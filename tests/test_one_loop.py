@@ -309,6 +309,61 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
         assert len(steps) == 20 == outcomes[episode]["steps"] and steps == sorted(set(steps)), steps
 
 
+@pytest.mark.parametrize("config_name", ["sim_panda_lift", "sim_panda_can", "sim_gr1_lift"])
+def test_what_the_robot_actor_checks_a_base_against_is_what_the_sim_delivers(config_name) -> None:
+    from robo_reward.config.hardware import load_hardware_config
+    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.runtime.actor import robot_observation_shapes
+
+    config = load_hardware_config(config_name)
+    env = make_sim_env({"task": config.sim.task, "robot": config.sim.robot, "horizon": 5})
+    obs, _ = env.reset(seed=0)
+    shapes = robot_observation_shapes(config)
+    assert shapes["observation.state"] == obs["observation.state"].shape
+    assert shapes["action"] == env.action_space.shape and "observation.environment_state" in obs
+    env.close()
+
+
+@pytest.mark.slow
+def test_a_lerobot_diffusion_base_drives_the_robot_actor_over_dds(lift_demos, tmp_path) -> None:
+    """A tiny Diffusion Policy (lerobot's factory; it samples noise and plans chunks of 4): one built
+    for another robot stops the actor before it starts, naming every mismatch; the right one acts
+    through the robot actor, its chunk consumed one action per control step (each transition's next
+    base action is the next step's base action: a second call per step would skip one)."""
+    pytest.importorskip("rclpy")
+    import random
+
+    from policy_helpers import save_tiny_lerobot_base
+    from robo_reward.config.hardware import CONFIG_DIR
+    from robo_reward.data.lerobot_io import read_env_spec
+    from ros_nodes.runner import ros_up_process
+
+    spec = read_env_spec(lift_demos)
+    wrong = save_tiny_lerobot_base("diffusion", tmp_path / "wrong", spec, state_dim=15, act_dim=6)
+    log = tmp_path / "wrong.log"
+    proc = ros_up_process(CONFIG_DIR / "sim_panda_lift.yaml", ["--base", str(wrong), "--device", "cpu", "--only",
+                                                               "actor"], random.randint(10, 99), log)
+    assert proc.wait(timeout=120) == 2, log.read_text()
+    message = log.read_text()
+    assert "node actor cannot start: the LeRobot diffusion base does not fit" in message
+    assert "observation.state as (15,), the robot sim_panda_lift has (16,)" in message
+    assert "its action has 6 elements, the robot sim_panda_lift's 7" in message
+
+    base = save_tiny_lerobot_base("diffusion", tmp_path / "diffusion", spec)
+    stack = RobotStack(tmp_path, base, ["--max-episode-steps", "12"])
+    try:
+        stack.wait_for("30 transitions over 2 episodes", lambda: len(stack.transitions) >= 30
+                       and len({t.episode for t in stack.transitions}) >= 2, 240)
+    finally:
+        stack.close()
+    transitions = stack.transitions
+    pairs = [(a, b) for a, b in zip(transitions, transitions[1:]) if (b.episode, b.step) == (a.episode, a.step + 1)]
+    assert len(pairs) >= 20
+    for a, b in pairs:
+        np.testing.assert_array_equal(a.next_base_action, b.base_action)
+    assert len({tuple(np.round(t.base_action, 4)) for t in transitions}) == len(transitions)  # it acts, not a constant
+
+
 @pytest.mark.slow
 def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_demos, tmp_path) -> None:
     """The same scripted episode (Panda Lift, scene seed, home pose; lockstep, exploration off) through

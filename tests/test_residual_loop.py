@@ -2,12 +2,12 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from policy_helpers import save_tiny_lerobot_base
 from robo_reward.cli import main
 from robo_reward.rl.checkpoint import LEARNER_FILE, load_buffers
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
@@ -109,46 +109,6 @@ def test_overwrite_never_deletes_an_input(lift_demos, capsys):
     assert (lift_demos / "meta" / "info.json").is_file()
 
 
-def _save_tiny_lerobot_base(kind: str, directory: Path, env_spec: dict, state_dim: int = 16, env_dim: int = 10,
-                            act_dim: int = 7) -> Path:
-    """A tiny ACT or Diffusion Policy built in-test from lerobot's own configs, saved as lerobot saves
-    a checkpoint (policy + processors) inside a robo_reward policy directory."""
-    import torch
-    from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
-
-    from robo_reward.rl.lerobot_policy import LEROBOT_KIND, PRETRAINED_SUBDIR
-    from robo_reward.rl.policies import write_policy_manifest
-
-    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,)),
-              "observation.environment_state": PolicyFeature(type=FeatureType.ENV, shape=(env_dim,))}
-    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(act_dim,))}
-    stats = {k: {"mean": torch.zeros(n), "std": torch.ones(n), "min": -torch.ones(n), "max": torch.ones(n)}
-             for k, n in (("observation.state", state_dim), ("observation.environment_state", env_dim),
-                          ("action", act_dim))}
-    if kind == "act":
-        from lerobot.policies.act.configuration_act import ACTConfig
-
-        config = ACTConfig(input_features=inputs, output_features=outputs, chunk_size=5, n_action_steps=5, dim_model=32,
-                           n_heads=2, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, use_vae=False,
-                           pretrained_backbone_weights=None, device="cpu")
-    else:
-        from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
-
-        config = DiffusionConfig(input_features=inputs, output_features=outputs, n_obs_steps=2, horizon=8,
-                                 n_action_steps=4, down_dims=(16, 32), diffusion_step_embed_dim=16,
-                                 num_train_timesteps=10, num_inference_steps=3, device="cpu")
-    torch.manual_seed(0)
-    policy = get_policy_class(kind)(config)
-    preprocess, postprocess = make_pre_post_processors(config, dataset_stats=stats)
-    out = directory / PRETRAINED_SUBDIR
-    policy.save_pretrained(out)
-    preprocess.save_pretrained(out)
-    postprocess.save_pretrained(out)
-    write_policy_manifest(directory, LEROBOT_KIND, env_spec, lerobot_policy=kind)
-    return directory
-
-
 @pytest.mark.parametrize("kind", ["act", "diffusion"])
 def test_any_lerobot_policy_built_by_lerobots_factory_is_a_base(kind, lift_demos, tmp_path, capsys):
     """Tiny ACT and Diffusion Policy checkpoints (lerobot's configs, saved the way lerobot saves them):
@@ -158,12 +118,12 @@ def test_any_lerobot_policy_built_by_lerobots_factory_is_a_base(kind, lift_demos
     from robo_reward.data.lerobot_io import read_env_spec
 
     spec = read_env_spec(lift_demos)
-    wrong = _save_tiny_lerobot_base(kind, tmp_path / "wrong", spec, state_dim=15, act_dim=6)
+    wrong = save_tiny_lerobot_base(kind, tmp_path / "wrong", spec, state_dim=15, act_dim=6)
     assert rl_train(wrong, lift_demos, tmp_path / "rl_wrong", 60) == 2
     err = capsys.readouterr().err
     assert f"the LeRobot {kind} base does not fit" in err and "observation.state as (15,)" in err and "(16,)" in err
     assert "its action has 6 elements" in err and not (tmp_path / "rl_wrong").exists()
-    base = _save_tiny_lerobot_base(kind, tmp_path / kind, spec)
+    base = save_tiny_lerobot_base(kind, tmp_path / kind, spec)
     assert rl_train(base, lift_demos, tmp_path / "rl", 60) == 0
     metrics = json.loads((tmp_path / "rl" / "metrics.json").read_text())
     assert sum(e["length"] for e in metrics["episodes"]) >= 60

@@ -109,12 +109,15 @@ class LeRobotPolicy:
 
     def check_fits(self, features: Mapping[str, tuple[int, ...]], where: str) -> None:
         """Refuse a base whose inputs or action do not match the env's (`features`: observation keys
-        and "action" with their shapes, images (H, W, 3)); every mismatch is named."""
+        and "action" with their shapes, images (H, W, 3), None for a size known only at run time);
+        every mismatch is named."""
         problems = []
         for key, shape in self.input_shapes.items():
-            ours = features.get(key)
-            if ours is None:
+            ours = features.get(key, ())
+            if ours == ():
                 problems.append(f"it reads {key} {shape}, which {where} does not have")
+            elif ours is None:  # delivered, size known only at run time
+                continue
             elif (tuple(ours[2:]) + tuple(ours[:2]) if key.startswith(IMAGE_PREFIX) else tuple(ours)) != shape:
                 problems.append(f"it reads {key} as {shape}, {where} has {tuple(ours)}")
         if "action" in features and tuple(features["action"]) != (self.act_dim,):

@@ -23,8 +23,6 @@ class Policy(Protocol):
     def reset(self, seed: int | None = None) -> None:
         """Start an episode; stochastic policies reseed from `seed` so episodes replay exactly."""
 
-
-
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
 
@@ -36,6 +34,15 @@ def checked_action(action: Any, act_dim: int, source: str) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise PolicyError(f"{source} returned a non-finite action {a.tolist()} (NaN or inf); refusing to execute it")
     return a
+
+
+def check_base_fits(policy: Policy, features: Mapping[str, tuple[int, ...] | None], where: str) -> None:
+    """A policy that declares what it reads (a LeRobot checkpoint) is checked against what `where`
+    delivers (`features`: key -> shape, None where the size is only known at run time) before
+    anything runs; the others meet their first observation unchecked."""
+    check = getattr(policy, "check_fits", None)
+    if check is not None:
+        check(features, where)
 
 
 def write_policy_manifest(directory: Path, kind: str, env_spec: Mapping[str, Any], **extra: Any) -> None:

@@ -27,6 +27,7 @@ from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, demo_readings, fill_demo_buffer
 from robo_reward.rl.policies import (
+    check_base_fits,
     load_policy,
     read_policy_manifest,
     write_policy_manifest,
@@ -159,8 +160,7 @@ def create_residual_run(
     with staged_dir(out, overwrite) as staging:
         copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
         base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
-        if hasattr(base_policy, "check_fits"):  # a LeRobot base must read what the env gives
-            base_policy.check_fits(dataset_features(dataset), f"the dataset {dataset}")
+        check_base_fits(base_policy, dataset_features(dataset), f"the dataset {dataset}")
         learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
                                              learner_config, readings, rule, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),

@@ -136,6 +136,13 @@ def observation_from_parts(state: np.ndarray, env_state: np.ndarray | None,
     return obs
 
 
+def robot_observation_shapes(config: HardwareConfig) -> dict[str, tuple[int, ...] | None]:
+    """What the robot actor's observations and commands hold: observation.state as `proprio_state`
+    lays it out; the object state, whose size is whatever perception publishes (None); the action."""
+    state = 7 * len(config.topics.ee_poses) + len(config.gripper_joints) + config.num_joints
+    return {STATE_KEY: (state,), ENV_STATE_KEY: None, "action": (config.command.action_dim,)}
+
+
 def proprio_state(config: HardwareConfig, names: Sequence[str], positions: Sequence[float],
                   ee_poses: Sequence[tuple[Sequence[float], Sequence[float]]]) -> np.ndarray:
     """observation.state in docs/conventions.md's layout from /joint_states and the end-effector
