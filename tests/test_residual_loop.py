@@ -92,6 +92,20 @@ def test_lerobot_act_and_scripted_bases_drive_the_residual_learner(lift_demos, t
         assert len(json.loads((run / "metrics.json").read_text())["episodes"]) >= 1
 
 
+def test_act_on_camera_demos_trains_without_internet_and_acts_from_images(camera_demos, tmp_path, capfd):
+    """ACT's camera encoder starts from ImageNet weights that lerobot-train would download; with none
+    in torch's cache (this machine has no internet) it trains from scratch and says so."""
+    from robo_reward.rl.lerobot_policy import cached_backbone_weights
+
+    act_dir = tmp_path / "act"
+    assert main(["base", "train", "--dataset", str(camera_demos), "--type", "act", "--steps", "3",
+                 "--out", str(act_dir), "--quiet"]) == 0
+    if cached_backbone_weights("ResNet18_Weights.IMAGENET1K_V1") is None:
+        assert "camera encoder trains from scratch" in capfd.readouterr().err
+    assert main(["eval", "--policy", str(act_dir), "--episodes", "1", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert "success" in capfd.readouterr().out
+
+
 def test_bad_learner_settings_and_loop_settings_are_clear_errors(lift_demos, lift_mlp_base, tmp_path, capsys):
     for bad in (["--set", "actor_lr=abc"], ["--set", "policy_delay=0"], ["--eval-every", "0"]):
         run = tmp_path / "r"

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from robo_reward.data.lerobot_io import dataset_features
 from robo_reward.device import pick_device
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.errors import PolicyError
@@ -44,6 +45,8 @@ class ACTTrainConfig:
     latent_dim: int = 16
     lr: float = 1e-4
     seed: int = 0
+    # ACT's camera encoder starts from ImageNet weights (the paper's); None: from scratch
+    backbone_weights: str | None = "ResNet18_Weights.IMAGENET1K_V1"
 
     def cli_args(self) -> list[str]:
         return [
@@ -52,13 +55,27 @@ class ACTTrainConfig:
             f"--policy.dim_model={self.dim_model}", f"--policy.n_heads={self.n_heads}",
             f"--policy.dim_feedforward={self.dim_feedforward}", f"--policy.n_encoder_layers={self.n_encoder_layers}",
             f"--policy.n_vae_encoder_layers={self.n_vae_encoder_layers}", f"--policy.latent_dim={self.latent_dim}",
-            f"--policy.optimizer_lr={self.lr}",
+            f"--policy.optimizer_lr={self.lr}", f"--policy.pretrained_backbone_weights={self.backbone_weights or 'null'}",
         ]
+
+
+def cached_backbone_weights(name: str) -> Path | None:
+    """Where torchvision keeps the named weights once downloaded (torch's hub cache), if they are there:
+    lerobot-train would otherwise fetch them, and a robot or this machine may have no internet."""
+    import torchvision
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(torchvision.models.get_weight(name).url).name
+    return path if path.is_file() else None
 
 
 def train_act(dataset_root: Path, out_dir: Path, env_spec: Mapping[str, Any], config: ACTTrainConfig,
               device: str = "auto") -> Path:
     """Run `lerobot-train --policy.type=act` and turn its last checkpoint into a policy directory."""
+    if config.backbone_weights and cached_backbone_weights(config.backbone_weights) is None \
+            and any(key.startswith(IMAGE_PREFIX) for key in dataset_features(dataset_root)):
+        print(f"note: {config.backbone_weights} are not in torch's cache ({torch.hub.get_dir()}/checkpoints): "
+              "ACT's camera encoder trains from scratch", file=sys.stderr)
+        config = replace(config, backbone_weights=None)
     work = out_dir.parent / f".{out_dir.name}.lerobot_train"
     shutil.rmtree(work, ignore_errors=True)
     cmd = [
