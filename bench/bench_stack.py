@@ -6,10 +6,11 @@ checkout's code on both: what a stack upgrade moves.
 
 Per stack, one command at a time (both cores to each, as a user runs them), timed:
   demos collect   Panda Lift, 20 episodes, noise 0.5, agentview camera 64 px (lerobot's dataset and
-                  video writer)
+                  video writer); the same without cameras (the state demos everything below uses)
   base train mlp  the BC base (default steps)
   base train act  lerobot-train ACT on the camera demos, --act-steps steps
-  eval base       the BC base on --eval-episodes episodes
+  eval base       the BC base on --eval-episodes episodes (state only: a policy evaluates in the
+                  env its demos were recorded in, and rendering would cost more than the policy)
 Then per stack and training seed a short residual run (`rl train --in-process`, UTD 1, make demo's
 learning rates) and its evaluation on --eval-episodes episodes on seeds 2,000,000+ (nothing was tuned
 on them), two runs at a time with one thread each. Jobs already done in --work are not re-run.
@@ -93,15 +94,18 @@ def main() -> None:
         d = work / name
         d.mkdir(parents=True, exist_ok=True)
         versions = subprocess.run([python, "-c", VERSIONS], capture_output=True, text=True, check=True).stdout.split()
-        demos = d / "demos"
+        camera_demos, demos = d / "demos", d / "demos_state"
         timed = {
             "demos_collect": job(d, "demos_collect", python, [
                 "demos", "collect", "--task", "lift", "--episodes", "20", "--noise", "0.5", "--cameras", "agentview",
-                "--image-size", "64", "--out", str(demos), "--overwrite"]),
+                "--image-size", "64", "--out", str(camera_demos), "--overwrite"]),
+            "demos_collect_state": job(d, "demos_collect_state", python, [
+                "demos", "collect", "--task", "lift", "--episodes", "20", "--noise", "0.5", "--out", str(demos),
+                "--overwrite"]),
             "base_train_mlp": job(d, "base_train_mlp", python, ["base", "train", "--dataset", str(demos),
                                                                 "--out", str(d / "base"), "--overwrite"]),
             "base_train_act": job(d, "base_train_act", python, [
-                "base", "train", "--type", "act", "--steps", str(args.act_steps), "--dataset", str(demos),
+                "base", "train", "--type", "act", "--steps", str(args.act_steps), "--dataset", str(camera_demos),
                 "--out", str(d / "act"), "--overwrite"]),
             "eval_base": job(d, "eval_base", python, [
                 "eval", "--policy", str(d / "base"), "--episodes", str(args.eval_episodes), "--seed", str(EVAL_SEED),
@@ -114,7 +118,7 @@ def main() -> None:
         python, d = stacks[name], work / name
         run_dir = d / f"rl_seed{seed}"
         train = job(d, f"rl_seed{seed}", python, [
-            "rl", "train", "--in-process", "--base", str(d / "base"), "--dataset", str(d / "demos"),
+            "rl", "train", "--in-process", "--base", str(d / "base"), "--dataset", str(d / "demos_state"),
             "--steps", str(args.rl_steps), *RL_SET, "--eval-every", str(args.rl_steps), "--eval-episodes", "10",
             "--checkpoint-every", str(args.rl_steps), "--seed", str(seed), "--out", str(run_dir), "--overwrite"], "1")
         evaluated = job(d, f"eval_rl_seed{seed}", python, [
