@@ -53,7 +53,7 @@ cache_root="${ROBO_REWARD_CACHE:-$HOME/.cache/robo_reward}"
 venv="$cache_root/venv-$lock_hash"
 if [ ! -f "$venv/.complete" ]; then
   # a venv without the marker is a broken earlier attempt: start over
-  echo "[bootstrap] creating $venv from requirements.lock (first time: several minutes, ~10 GB)" >&2
+  echo "[bootstrap] creating $venv from requirements.lock (first time: several minutes, ~7 GB)" >&2
   rm -rf "$venv"
   mkdir -p "$cache_root"
   "$PYTHON" -m venv "$venv"

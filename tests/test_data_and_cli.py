@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,6 +99,45 @@ def test_missing_and_corrupt_dataset(lift_demos, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     with pytest.raises(Exception, match="meta/info.json"):
         open_dataset(tmp_path)
+
+
+LEGACY = Path(__file__).parent / "data" / "lerobot044"  # written by Python 3.11 + lerobot 0.4.4
+
+
+def test_a_dataset_and_act_checkpoint_from_the_lerobot_044_stack_load_and_act_the_same(tmp_path):
+    """scripts/make_legacy_fixtures.py wrote them with the old stack: today's lerobot reads the dataset
+    (a BC base trains on it), and the ACT checkpoint chooses, step by step through its action chunks,
+    the actions it chose under lerobot 0.4.4."""
+    from robo_reward.rl.policies import load_policy
+
+    demos = load_demonstrations(LEGACY / "demos")
+    assert [len(d.actions) for d in demos] == [30, 30]
+    assert main(["base", "train", "--dataset", str(LEGACY / "demos"), "--steps", "20", "--out", str(tmp_path / "bc"),
+                 "--quiet"]) == 0
+    policy, _ = load_policy(LEGACY / "act", "cpu")
+    policy.reset()
+    expected = json.loads((LEGACY / "act_actions.json").read_text())
+    assert expected["lerobot"] == "0.4.4"
+    np.testing.assert_allclose([policy.act(obs) for obs in demos[0].observations[:-1]], expected["actions"], atol=1e-5)
+
+
+def test_an_older_dataset_format_and_a_pre_processor_checkpoint_are_refused_saying_what_to_run(tmp_path, capsys):
+    old = tmp_path / "old_demos"
+    shutil.copytree(LEGACY / "demos", old)
+    info = json.loads((old / "meta" / "info.json").read_text())
+    (old / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.1"}))
+    assert main(["base", "train", "--dataset", str(old), "--out", str(tmp_path / "bc"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "format v2.1, written by lerobot before 0.4" in err and len(err.strip().splitlines()) == 1
+    assert f"convert_dataset_v21_to_v30 --repo-id=local/old_demos --root={old}" in err
+    assert not (tmp_path / "bc").exists()
+    # a checkpoint saved before lerobot 0.4 keeps its normalization in the model and has no processor files
+    act = tmp_path / "old_act"
+    shutil.copytree(LEGACY / "act", act)
+    for processor in (act / "pretrained_model").glob("policy_*processor*"):
+        processor.unlink()
+    assert main(["eval", "--policy", str(act), "--episodes", "1", "--out", str(tmp_path / "ev"), "--quiet"]) == 2
+    assert "migrate_policy_normalization --pretrained-path" in capsys.readouterr().err
 
 
 def test_nan_policy_is_refused(lift_mlp_base, tmp_path, capsys):

@@ -269,3 +269,85 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(tmp_path / "clf48"),
                  "--out", str(tmp_path / "c2")]) == 2
     assert "different image sizes" in capsys.readouterr().err and not (tmp_path / "c2").exists()
+
+
+def _lerobot_train_reward_classifier(dataset, encoder, out, steps: int):
+    """`lerobot-train --config_path` with a reward_classifier config, as HIL-SERL's guide has a LeRobot
+    user train one (the image inputs are named in the config); returns the checkpoint lerobot saved."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    images = {f"observation.images.{camera}": {"type": "VISUAL", "shape": [3, 32, 32]}
+              for camera in ("agentview", "robot0_eye_in_hand")}
+    config = out.parent / f"{out.name}.json"
+    config.write_text(json.dumps({
+        "dataset": {"repo_id": f"local/{dataset.name}", "root": str(dataset)},
+        "reward_model": {"type": "reward_classifier", "model_name": str(encoder), "num_cameras": 2, "device": "cpu",
+                         "learning_rate": 1e-3, "input_features": images},
+        "output_dir": str(out), "steps": steps, "batch_size": 32, "num_workers": 0, "save_freq": steps,
+        "log_freq": 100, "seed": 0, "wandb": {"enable": False}}))
+    log = out.parent / f"{out.name}.log"
+    with open(log, "w") as output:
+        proc = subprocess.run([str(Path(sys.executable).with_name("lerobot-train")), f"--config_path={config}"],
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=output, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    return out / "checkpoints" / "last" / "pretrained_model"
+
+
+def test_a_lerobot_reward_classifier_is_a_success_source(camera_demos, tmp_path, capsys, monkeypatch):
+    """lerobot-train trains LeRobot's own reward classifier on the camera demos (a tiny ResNet encoder
+    built here: 32 px views give it the 4x4 feature map its spatial embedding needs). The checkpoint,
+    exactly as lerobot saved it, calls success frames through `reward eval` far better than always
+    saying "no" (F1 0), serves on the ROS reward server's core, and rewards `rl train --reward
+    success-classifier`. An encoder that is not there, or that brings its own code, is a clear error."""
+    import shutil
+
+    import torch
+    from transformers import ResNetConfig, ResNetModel
+
+    from robo_reward.runtime.reward_server import RewardServerCore, Sample
+
+    torch.manual_seed(0)
+    encoder = tmp_path / "resnet"
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+                ).save_pretrained(encoder)
+    checkpoint = _lerobot_train_reward_classifier(camera_demos, encoder, tmp_path / "lerobot_train", 200)
+    assert main(["reward", "eval", "--model", str(checkpoint), "--dataset", str(camera_demos), "--out",
+                 str(tmp_path / "eval"), "--quiet", "--device", "cpu"]) == 0
+    summary = json.loads((tmp_path / "eval" / "reward_eval.json").read_text())["summary"]
+    assert summary["step_success"]["f1"] >= 0.6, summary
+
+    model = load_reward_model(checkpoint, "cpu")
+    assert model.name == "success-classifier" and model.cameras == ("agentview", "robot0_eye_in_hand")
+    episode = next(e for e in load_episodes(camera_demos) if e.succeeded).episode
+    served = RewardServerCore(model, episode.task).process(
+        [Sample(float(t), {c: episode.frames[c][t] for c in episode.frames}) for t in range(episode.length)])
+    np.testing.assert_array_equal([o.success for o in served], model.score_episode(episode).success)
+
+    run = tmp_path / "run"
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "success-classifier",
+                 "--reward-model", str(checkpoint), "--steps", "90", "--eval-every", "90", "--eval-episodes", "1",
+                 "--out", str(run), "--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set",
+                 "critic_warmup_updates=5", "--set", "batch_size=16"]) == 0
+    assert json.loads((run / "run_config.json").read_text())["reward"] == {
+        "source": "success-classifier", "model": str(checkpoint), "shaping": "none"}
+
+    moved = tmp_path / "moved"
+    shutil.copytree(checkpoint, moved)
+    config = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps({**config, "model_name": "someorg/resnet10"}))
+    capsys.readouterr()
+    assert main(["reward", "eval", "--model", str(moved), "--dataset", str(camera_demos), "--out",
+                 str(tmp_path / "e2"), "--quiet"]) == 2
+    assert "image encoder 'someorg/resnet10' is not here" in capsys.readouterr().err
+    shutil.copytree(encoder, moved / "encoder")
+    assert load_reward_model(moved, "cpu").score_episode(episode).ok  # the checkpoint's own encoder/ copy
+    encoder_config = json.loads((moved / "encoder" / "config.json").read_text())
+    (moved / "encoder" / "config.json").write_text(json.dumps({**encoder_config, "auto_map": {
+        "AutoModel": "modeling_evil.EvilModel"}}))
+    monkeypatch.delenv("ROBO_REWARD_TRUST_MODEL_CODE", raising=False)
+    assert main(["reward", "eval", "--model", str(moved), "--dataset", str(camera_demos), "--out",
+                 str(tmp_path / "e3"), "--quiet"]) == 2
+    assert "brings its own Python code" in capsys.readouterr().err and not (tmp_path / "e3").exists()

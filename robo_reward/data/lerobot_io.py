@@ -172,11 +172,30 @@ def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:
     return {k: tuple(f["shape"]) for k, f in features.items() if k.startswith("observation.") or k == "action"}
 
 
+def check_format_version(root: Path) -> None:
+    """lerobot 0.4 and later read LeRobotDataset v3.x only: an older dataset is refused in one line that
+    says which format it is and the command that converts it in place (the original kept as DIR_old)."""
+    import importlib.metadata
+
+    info = root / "meta" / "info.json"
+    try:
+        version = str(json.loads(info.read_text())["codebase_version"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{info}: no readable codebase_version ({type(exc).__name__}: {exc})") from None
+    if not version.startswith("v3."):
+        raise DatasetError(
+            f"{root}: LeRobotDataset format {version}, written by lerobot before 0.4; lerobot "
+            f"{importlib.metadata.version('lerobot')} reads v3.x. Convert it in place (the original is kept as "
+            f"{root.name}_old): python -m lerobot.scripts.convert_dataset_v21_to_v30 --repo-id=local/{root.name} "
+            f"--root={root} --push-to-hub=false")
+
+
 def open_dataset(root: str | Path):
     """Open a local LeRobotDataset with lerobot's loader, turning its failures into DatasetError."""
     root = Path(root)
     if not (root / "meta" / "info.json").is_file():
         raise DatasetError(f"{root} is not a LeRobotDataset: meta/info.json is missing")
+    check_format_version(root)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local dataset must never trigger a hub download
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

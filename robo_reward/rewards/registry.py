@@ -2,7 +2,8 @@
 
 `--model` accepts a reward-model directory (robo_reward_reward.json says its kind), `hf:ORG/NAME`
 (such a directory in the Hugging Face hub cache), an open_clip directory (open_clip_config.json +
-weights) or `clip:NAME` (open_clip architecture + hub-cache tag).
+weights), `clip:NAME` (open_clip architecture + hub-cache tag) or a LeRobot reward classifier
+checkpoint (robo_reward.rewards.lerobot_classifier).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def hub_cache_dir(repo_id: str) -> Path:
 
 def load_reward_model(spec: str | Path, device: str = "auto", **clip_overrides: Any) -> RewardModel:
     from robo_reward.rewards.clip import ClipReward, ClipRewardConfig
+    from robo_reward.rewards.lerobot_classifier import is_lerobot_classifier, load_lerobot_classifier
 
     text = str(spec)
     if text.startswith("hf:"):
@@ -121,6 +123,8 @@ def load_reward_model(spec: str | Path, device: str = "auto", **clip_overrides: 
     if not path.exists():
         raise RewardModelError(f"reward model {text!r} not found: expected a reward-model directory, an open_clip "
                                "directory, or clip:ARCHITECTURE")
+    if is_lerobot_classifier(path):
+        return load_lerobot_classifier(path, device)
     kind = read_manifest(path)["kind"]
     try:
         loader = REWARD_MODEL_LOADERS[kind]

@@ -69,13 +69,15 @@ class TaskEmbedding(nn.Module):
         return self.bag(flat, offsets)
 
 
-def to_tensor(views: Sequence[np.ndarray], image_size: int, device: torch.device) -> torch.Tensor:
-    """Per-camera uint8 (N, H, W, 3) -> float (N, V, 3, S, S) in [0, 1], resized to the model's size."""
+def to_tensor(views: Sequence[np.ndarray], image_size: int | tuple[int, int], device: torch.device) -> torch.Tensor:
+    """Per-camera uint8 (N, H, W, 3) -> float (N, V, 3, S, S) in [0, 1], resized to the model's size
+    (S, or (height, width))."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     out = []
     for frames in views:
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).float() / 255.0
-        if x.shape[-2:] != (image_size, image_size):
-            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        if x.shape[-2:] != size:
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         out.append(x)
     return torch.stack(out, dim=1)
 

@@ -106,6 +106,11 @@ class LeRobotPolicy:
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
+        if (pretrained_dir / "config.json").is_file() and not (pretrained_dir / "policy_preprocessor.json").is_file():
+            raise PolicyError(
+                f"{pretrained_dir}: no policy_preprocessor.json — saved by lerobot before 0.4, with the normalization "
+                "inside the model; migrate it: python -m lerobot.processor.migrate_policy_normalization "
+                f"--pretrained-path {pretrained_dir} --output-dir DIR")
         try:
             config = PreTrainedConfig.from_pretrained(pretrained_dir)
             config.device = pick_device(device).type
