@@ -313,7 +313,7 @@ def test_a_lerobot_reward_classifier_is_a_success_source(camera_demos, tmp_path,
     encoder = tmp_path / "resnet"
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
                 ).save_pretrained(encoder)
-    checkpoint = _lerobot_train_reward_classifier(camera_demos, encoder, tmp_path / "lerobot_train", 200)
+    checkpoint = _lerobot_train_reward_classifier(camera_demos, encoder, tmp_path / "lerobot_train", 100)
     assert main(["reward", "eval", "--model", str(checkpoint), "--dataset", str(camera_demos), "--out",
                  str(tmp_path / "eval"), "--quiet", "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "eval" / "reward_eval.json").read_text())["summary"]
