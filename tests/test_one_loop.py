@@ -325,11 +325,13 @@ def test_what_the_robot_actor_checks_a_base_against_is_what_the_sim_delivers(con
 
 
 @pytest.mark.slow
-def test_a_lerobot_diffusion_base_drives_the_robot_actor_over_dds(lift_demos, tmp_path) -> None:
-    """A tiny Diffusion Policy (lerobot's factory; it samples noise and plans chunks of 4): one built
-    for another robot stops the actor before it starts, naming every mismatch; the right one acts
-    through the robot actor, its chunk consumed one action per control step (each transition's next
-    base action is the next step's base action: a second call per step would skip one)."""
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_a_lerobot_base_drives_the_robot_actor_over_dds(kind, lift_demos, tmp_path) -> None:
+    """Tiny ACT (chunks of 5) and Diffusion Policy (samples noise, plans chunks of 4) from lerobot's
+    factory: one built for another robot stops the actor before it starts, naming every mismatch; the
+    right one acts through the robot actor, its chunk consumed one action per control step (each
+    transition's next base action is the next step's base action: a second call per step would skip
+    one)."""
     pytest.importorskip("rclpy")
     import random
 
@@ -339,17 +341,17 @@ def test_a_lerobot_diffusion_base_drives_the_robot_actor_over_dds(lift_demos, tm
     from ros_nodes.runner import ros_up_process
 
     spec = read_env_spec(lift_demos)
-    wrong = save_tiny_lerobot_base("diffusion", tmp_path / "wrong", spec, state_dim=15, act_dim=6)
+    wrong = save_tiny_lerobot_base(kind, tmp_path / "wrong", spec, state_dim=15, act_dim=6)
     log = tmp_path / "wrong.log"
     proc = ros_up_process(CONFIG_DIR / "sim_panda_lift.yaml", ["--base", str(wrong), "--device", "cpu", "--only",
                                                                "actor"], random.randint(10, 99), log)
     assert proc.wait(timeout=120) == 2, log.read_text()
     message = log.read_text()
-    assert "node actor cannot start: the LeRobot diffusion base does not fit" in message
+    assert f"node actor cannot start: the LeRobot {kind} base does not fit" in message
     assert "observation.state as (15,), the robot sim_panda_lift has (16,)" in message
     assert "its action has 6 elements, the robot sim_panda_lift's 7" in message
 
-    base = save_tiny_lerobot_base("diffusion", tmp_path / "diffusion", spec)
+    base = save_tiny_lerobot_base(kind, tmp_path / kind, spec)
     stack = RobotStack(tmp_path, base, ["--max-episode-steps", "12"])
     try:
         stack.wait_for("30 transitions over 2 episodes", lambda: len(stack.transitions) >= 30
@@ -361,7 +363,7 @@ def test_a_lerobot_diffusion_base_drives_the_robot_actor_over_dds(lift_demos, tm
     assert len(pairs) >= 20
     for a, b in pairs:
         np.testing.assert_array_equal(a.next_base_action, b.base_action)
-    assert len({tuple(np.round(t.base_action, 4)) for t in transitions}) == len(transitions)  # it acts, not a constant
+    assert len({tuple(np.round(t.base_action, 6)) for t in transitions}) > len(transitions) // 2  # it acts on what it sees
 
 
 @pytest.mark.slow
