@@ -30,10 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import t as t_dist
 
-from bench_transport import wilson
+from bench_transport import t_interval, wilson
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -134,11 +132,9 @@ def main() -> None:
         base = stack["timed"]["eval_base"]
         stack["base_success"] = {"rate": base["successes"] / base["episodes"],
                                  "wilson95": wilson(base["successes"], base["episodes"])}
-        rates = np.array([r["successes"] / r["episodes"] for r in stack["residual"]])
-        # Student's t over training seeds (3 seeds: t = 4.30, not 1.96)
-        half = t_dist.ppf(0.975, len(rates) - 1) * rates.std(ddof=1) / np.sqrt(len(rates)) if len(rates) > 1 else np.nan
-        stack["residual_success"] = {"per_seed": rates.tolist(), "mean": float(rates.mean()),
-                                     "ci95_over_seeds": [float(rates.mean() - half), float(rates.mean() + half)]}
+        rates = [r["successes"] / r["episodes"] for r in stack["residual"]]
+        mean, interval = t_interval(rates)
+        stack["residual_success"] = {"per_seed": rates, "mean": mean, "ci95_over_seeds": interval}
     results["wall_s"] = time.perf_counter() - began
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "stack_ab.json").write_text(json.dumps(results, indent=2))

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).parent / "results"
 ARMS = {  # name -> (extra rl train flags, OMP_NUM_THREADS)
     "in-process-1t": (["--in-process"], "1"),
@@ -47,6 +49,17 @@ def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
     return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def t_interval(rates) -> tuple[float, list[float]]:
+    """Mean over training seeds and its 95% Student-t interval (3 seeds: t = 4.30, not 1.96)."""
+    from scipy.stats import t as t_dist
+
+    rates = np.asarray(rates, dtype=float)
+    if len(rates) < 2:
+        return float(rates.mean()), [float("nan"), float("nan")]
+    half = t_dist.ppf(0.975, len(rates) - 1) * rates.std(ddof=1) / np.sqrt(len(rates))
+    return float(rates.mean()), [float(rates.mean() - half), float(rates.mean() + half)]
 
 
 def main() -> None:

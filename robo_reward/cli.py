@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from robo_reward.cliargs import OneLineParser, non_negative_float, non_negative_int, positive_int
+from robo_reward.cliargs import OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
 from robo_reward.labeling.cli import add_label_parsers
@@ -150,11 +150,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if compare is not None and not compare.is_file():
         raise RoboRewardError(f"--compare: {compare} does not exist (expected an earlier `robo-reward eval --out`)")
     policy, manifest = load_policy(args.policy, args.device)
-    env = make_policy_env(manifest["env"], **({"render_camera": args.camera} if args.videos else {}))
+    overrides = {"render_camera": args.camera} if args.videos else {}
+    if args.placement_scale != 1.0:
+        overrides["placement_scale"] = args.placement_scale
+    env = make_policy_env(manifest["env"], **overrides)
     with staged_dir(args.out, args.overwrite) as tmp:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
                           video_dir=tmp / "videos", progress=not args.quiet)
-        summary = {"policy": str(args.policy), "env": manifest["env"], **result.summary()}
+        summary = {"policy": str(args.policy), "env": {**manifest["env"], **overrides}, **result.summary()}
+        summary["env"].pop("render_camera", None)
         summary["videos"] = [str(Path(args.out) / "videos" / Path(v).name) for v in result.videos]
         write_json(tmp / "eval.json", summary)
     print(f"{args.policy}: success {result.success_rate:.1%} over {args.episodes} seeded episodes "
@@ -247,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=non_negative_int, default=2, help="record the first N episodes")
     p.add_argument("--camera", default="frontview", help="camera for videos")
     p.add_argument("--compare", help="another eval directory to print side by side")
+    p.add_argument("--placement-scale", type=positive_float, default=1.0,
+                   help="object placement ranges as a multiple of training's (1.5: 50%% wider)")
     p.add_argument("--out", required=True)
     return parser
 

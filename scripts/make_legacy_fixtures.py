@@ -6,6 +6,8 @@ stack must still read (tests/test_data_and_cli.py):
   act_actions.json  the actions that checkpoint chose, under lerobot 0.4.4, on the dataset's first
                     episode (observations in order, one episode, so its chunk queue is exercised)
 
+They were written at commit 0a135a2, in observation format 1 (quaternions; robo_reward.envs.observations):
+the test checks lerobot 0.6 still reads them, and that robo_reward refuses to train on or run them.
 Run it with the old stack's interpreter and this checkout's code:
   PYTHONPATH=. MUJOCO_GL=egl /path/to/venv-py311-lerobot044/bin/python scripts/make_legacy_fixtures.py
 """

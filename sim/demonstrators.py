@@ -24,12 +24,12 @@ After a missed or dropped grasp (object away from the hand, or fingers closed on
 demonstrators go back to the approach phase, at most ``max_retries`` times per episode, so they
 also work as a scripted base policy under perturbations.
 
-Observation layouts used here (see sim/robosuite_env.py):
-  Panda state: eef_pos[0:3], eef_quat_xyzw[3:7], gripper_qpos[7:9], joints[9:16]
-  GR1 state:   right eef_pos[0:3], right eef_quat[3:7], left eef_pos[7:10], left eef_quat[10:14],
-               right hand qpos[14:25], left hand qpos[25:36], joints[36:50]
-  Lift env state: cube_pos[0:3], cube_quat_xyzw[3:7], ...
-  Can env state:  can_to_eef pos/quat[0:7], can_pos[7:10], can_quat_xyzw[10:14]
+Observation layouts used here (see sim/robosuite_env.py; rotations are 6-D, two matrix columns):
+  Panda state: eef_pos[0:3], eef_rot[3:9], gripper_qpos[9:11], joints[11:18]
+  GR1 state:   right eef_pos[0:3], right eef_rot[3:9], left eef_pos[9:12], left eef_rot[12:18],
+               right hand qpos[18:29], left hand qpos[29:40], joints[40:54]
+  Lift env state: cube_pos[0:3], cube_rot[3:9], ...
+  Can env state:  can_to_eef pos/rot[0:9], can_pos[9:12], can_rot[12:18]
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from robo_reward.envs.observations import EE_POSE_DIM, rotation_from_6d
 
 __all__ = [
     "DEMONSTRATORS",
@@ -59,15 +61,10 @@ OSC_ROT_MAX = 0.5  # rad per control step for action = 1
 
 
 # ----------------------------------------------------------------------------- rotation helpers
-def quat_xyzw_to_mat(q: np.ndarray) -> np.ndarray:
-    x, y, z, w = np.asarray(q, dtype=np.float64) / max(np.linalg.norm(q), 1e-12)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+def pose_at(vector: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Position and rotation matrix of the pose (position 3, 6-D rotation) at `vector[start:]`."""
+    v = np.asarray(vector, dtype=np.float64)
+    return v[start:start + 3], rotation_from_6d(v[start + 3:start + EE_POSE_DIM])
 
 
 def rot_z(yaw: float) -> np.ndarray:
@@ -219,8 +216,7 @@ class _PandaPickBase(ScriptedDemonstrator):
 
     @staticmethod
     def _eef(obs):
-        s = np.asarray(obs["observation.state"], dtype=np.float64)
-        return s[0:3], quat_xyzw_to_mat(s[3:7])
+        return pose_at(obs["observation.state"], 0)
 
     def _desired_rot(self, r_cur: np.ndarray, obj_yaw: float | None) -> np.ndarray:
         """Top-down orientation; yaw aligned to the object's yaw modulo 90 deg if given (the
@@ -237,7 +233,7 @@ class _PandaPickBase(ScriptedDemonstrator):
     def _lost_grasp(self, obs, pos: np.ndarray, obj: np.ndarray) -> bool:
         """Object not in the hand: too far from the eef, or the fingers closed on nothing."""
         s = np.asarray(obs["observation.state"], dtype=np.float64)
-        finger_gap = s[7] - s[8]
+        finger_gap = s[EE_POSE_DIM] - s[EE_POSE_DIM + 1]
         return bool(np.linalg.norm(obj - pos) > self.drop_dist or finger_gap < 0.01)
 
     def _maybe_retry(self, obs, pos, obj) -> bool:
@@ -263,8 +259,8 @@ class PandaLiftDemonstrator(_PandaPickBase):
     def _act(self, obs):
         pos, r_cur = self._eef(obs)
         e = np.asarray(obs["observation.environment_state"], dtype=np.float64)
-        cube = e[0:3]
-        cube_yaw = yaw_of(quat_xyzw_to_mat(e[3:7]))
+        cube, cube_rot = pose_at(e, 0)
+        cube_yaw = yaw_of(cube_rot)
         if self.phase == "start":
             self._yaw_ref = yaw_of(r_cur)
             self._goto("approach")
@@ -314,7 +310,7 @@ class PandaCanDemonstrator(_PandaPickBase):
     def _act(self, obs):
         pos, r_cur = self._eef(obs)
         e = np.asarray(obs["observation.environment_state"], dtype=np.float64)
-        can = e[7:10]
+        can = e[EE_POSE_DIM:EE_POSE_DIM + 3]
         if self.phase == "start":
             self._yaw_ref = yaw_of(r_cur)
             self._r_des = self._desired_rot(r_cur, None)
@@ -397,10 +393,9 @@ class GR1LiftDemonstrator(ScriptedDemonstrator):
     yaw_max = np.radians(40.0)
 
     def _act(self, obs):
-        s = np.asarray(obs["observation.state"], dtype=np.float64)
         e = np.asarray(obs["observation.environment_state"], dtype=np.float64)
-        pr, rr = s[0:3], quat_xyzw_to_mat(s[3:7])
-        pl, rl = s[7:10], quat_xyzw_to_mat(s[10:14])
+        pr, rr = pose_at(obs["observation.state"], 0)
+        pl, rl = pose_at(obs["observation.state"], EE_POSE_DIM)
         if self.phase == "start":
             self._left_hold = (pl.copy(), rl.copy())
             self._goto("approach")
@@ -409,7 +404,7 @@ class GR1LiftDemonstrator(ScriptedDemonstrator):
             # Align the hand with the nearest cube face (cube yaw modulo 90 deg, closest to 0).
             # The wrist only turns comfortably within [yaw_min, yaw_max]: pick the cube face needing
             # the least turn beyond that window, and clip (accepting a small misalignment).
-            cy = yaw_of(quat_xyzw_to_mat(e[3:7])) if self.align_yaw else 0.0
+            cy = yaw_of(pose_at(e, 0)[1]) if self.align_yaw else 0.0
             cands = [cy + k * np.pi / 2 for k in range(-4, 5)]
             clipped = [float(np.clip(c, self.yaw_min, self.yaw_max)) for c in cands]
             cy = min(clipped, key=lambda c: min(abs(wrap_angle(c - x)) for x in cands))

@@ -41,6 +41,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robo_reward.envs.limits import JOINT_STATE_KEY
+from robo_reward.envs.observations import EE_POSE_DIM, OBSERVATION_FORMAT, object_vector, proprio_vector
 
 __all__ = [
     "ROBOTS",
@@ -170,6 +171,18 @@ def _register_custom_envs() -> None:
     _CUSTOM_ENVS["LiftTableHeight"] = LiftTableHeight
 
 
+def _scale_placement(sampler, scale: float) -> None:
+    """Widen (or narrow) the x/y ranges objects are placed in at reset, about their centres: a test of
+    how far a policy generalises beyond the placements it was trained on."""
+    for inner in getattr(sampler, "samplers", {}).values():
+        _scale_placement(inner, scale)
+    for attr in ("x_range", "y_range"):
+        low, high = getattr(sampler, attr, None) or (None, None)
+        if low is not None:
+            centre, half = (low + high) / 2, (high - low) / 2
+            setattr(sampler, attr, [centre - scale * half, centre + scale * half])
+
+
 @contextlib.contextmanager
 def _global_np_random(rng: np.random.RandomState):
     """Make ``rng`` the global legacy NumPy generator inside the block; restore afterwards."""
@@ -186,12 +199,13 @@ class RobosuiteEnv(gym.Env):
     """A robosuite task behind the project's observation/action contract.
 
     Observation dict:
-      * ``observation.state`` float32: for each arm ``[eef_pos(3), eef_quat_xyzw(4)]``, then each
-        arm's gripper joint positions, then the arm joint positions. Panda: 3+4+2+7 = 16;
-        GR1 (right, left): 2*(3+4) + 2*11 + 14 = 50.
-      * ``observation.environment_state`` float32: robosuite's ``object-state`` (Lift/Panda: cube
-        pos, cube quat, gripper-to-cube = 10; Lift/GR1: 13 (one gripper-to-cube per arm);
-        Can/Panda: can-to-eef pos, can-to-eef quat, can pos, can quat = 14).
+      * ``observation.state`` float32: for each arm ``[eef_pos(3), eef_rotation_6d(6)]``, then each
+        arm's gripper joint positions, then the arm joint positions. Panda: 3+6+2+7 = 18;
+        GR1 (right, left): 2*(3+6) + 2*11 + 14 = 54.
+      * ``observation.environment_state`` float32: robosuite's object observables, each quaternion
+        as a 6-D rotation (Lift/Panda: cube pos, cube rotation, gripper-to-cube = 12; Lift/GR1: 15
+        (one gripper-to-cube per arm); Can/Panda: can-to-eef pos and rotation, can pos and
+        rotation = 18). Both come from robo_reward.envs.observations, as on the robot path.
       * ``observation.images.<cam>`` uint8 (H, W, 3), row 0 = top, for each requested camera.
 
     Action: float32 (A,) in [-1, 1], mapped linearly onto robosuite's action bounds (non-finite
@@ -212,6 +226,7 @@ class RobosuiteEnv(gym.Env):
         render_camera: str | None = None,
         render_size: tuple[int, int] = (256, 256),
         seed: int | None = None,
+        placement_scale: float = 1.0,
     ):
         import robosuite
 
@@ -267,6 +282,11 @@ class RobosuiteEnv(gym.Env):
                 renderer="mujoco",
                 **{**self._task_spec.env_kwargs, **self._task_spec.robot_env_kwargs.get(self.robot_name, {})},
             )
+        if not (np.isfinite(placement_scale) and placement_scale > 0):
+            self._env.close()
+            raise ValueError(f"placement_scale must be a positive number, got {placement_scale!r}")
+        self.placement_scale = float(placement_scale)
+        _scale_placement(self._env.placement_initializer, self.placement_scale)
         valid_cams = [c for c in self._env.sim.model.camera_names if c]
         bad = [c for c in list(self.cameras) + ([render_camera] if render_camera else []) if c not in valid_cams]
         if bad:
@@ -294,22 +314,21 @@ class RobosuiteEnv(gym.Env):
         self.arms = tuple(robot0.arms)
         self.action_split = {k: tuple(v) for k, v in robot0.composite_controller._action_split_indexes.items()}
         pfx = "robot0_"
-        multi = len(self.arms) > 1
-        self._state_keys: list[str] = []
-        for arm in self.arms:
-            a = f"{arm}_" if multi else ""
-            self._state_keys += [f"{pfx}{a}eef_pos", f"{pfx}{a}eef_quat_site"]
-        for arm in self.arms:
-            a = f"{arm}_" if multi else ""
-            self._state_keys.append(f"{pfx}{a}gripper_qpos")
-        self._state_keys.append(f"{pfx}joint_pos")
+        arm_pfx = [f"{pfx}{arm}_" if len(self.arms) > 1 else pfx for arm in self.arms]
+        self._ee_keys = [(f"{a}eef_pos", f"{a}eef_quat_site") for a in arm_pfx]
+        self._gripper_keys = [f"{a}gripper_qpos" for a in arm_pfx]
+        self._object_keys = [n for n, o in self._env._observables.items()
+                             if o.modality == "object" and o.is_enabled() and o.is_active()]
 
         raw = self._env._get_observations(force_update=True)
-        missing = [k for k in self._state_keys + ["object-state"] if k not in raw]
+        needed = [k for pair in self._ee_keys for k in pair] + self._gripper_keys + [f"{pfx}joint_pos"]
+        missing = [k for k in needed + self._object_keys if k not in raw]
         if missing:  # pragma: no cover - guards against robosuite API changes
             raise RuntimeError(f"robosuite observation lacks keys {missing}; has {sorted(raw)}")
-        self.state_dim = int(sum(np.asarray(raw[k]).size for k in self._state_keys))
-        self.env_state_dim = int(np.asarray(raw["object-state"]).size)
+        # sizes only: object readings are zero (no rotation) until the first reset
+        self.state_dim = EE_POSE_DIM * len(self.arms) + sum(raw[k].size for k in self._gripper_keys) \
+            + raw[f"{pfx}joint_pos"].size
+        self.env_state_dim = sum(6 if k.endswith("quat") else raw[k].size for k in self._object_keys)
         obs_spaces: dict[str, spaces.Space] = {
             "observation.state": spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
             "observation.environment_state": spaces.Box(-np.inf, np.inf, (self.env_state_dim,), np.float32),
@@ -356,10 +375,12 @@ class RobosuiteEnv(gym.Env):
         return np.ascontiguousarray(img[::-1], dtype=np.uint8)
 
     def _convert_obs(self, raw: dict) -> dict[str, np.ndarray]:
-        state = np.concatenate([np.asarray(raw[k], dtype=np.float64).ravel() for k in self._state_keys])
+        """docs/conventions.md's observation, through the processing step the robot path uses too."""
         obs = {
-            "observation.state": state.astype(np.float32),
-            "observation.environment_state": np.asarray(raw["object-state"], dtype=np.float32).ravel().copy(),
+            "observation.state": proprio_vector([(raw[p], raw[q]) for p, q in self._ee_keys],
+                                                np.concatenate([raw[k] for k in self._gripper_keys]),
+                                                raw["robot0_joint_pos"]),
+            "observation.environment_state": object_vector([(k, raw[k]) for k in self._object_keys]),
         }
         for cam in self.cameras:
             obs[f"observation.images.{cam}"] = self._render_cam(cam, self.image_size)
@@ -376,8 +397,7 @@ class RobosuiteEnv(gym.Env):
         effector's pose (world frame, quaternion xyzw) and the wrench at the first wrist sensor."""
         robot = self._env.robots[0]
         raw = self._env._get_observations(force_update=True)
-        poses = [(np.asarray(raw[self._state_keys[2 * i]], float), np.asarray(raw[self._state_keys[2 * i + 1]], float))
-                 for i in range(len(self.arms))]
+        poses = [(np.asarray(raw[p], float), np.asarray(raw[q], float)) for p, q in self._ee_keys]
         return {
             **self.joint_state(self.joint_names()),
             "ee_poses": poses,
@@ -506,6 +526,8 @@ def make_env(
     render_camera: str | None = None,
     render_size: tuple[int, int] = (256, 256),
     seed: int | None = None,
+    observation_format: int = OBSERVATION_FORMAT,
+    placement_scale: float = 1.0,
 ) -> RobosuiteEnv:
     """Build a :class:`RobosuiteEnv`.
 
@@ -520,7 +542,11 @@ def make_env(
         render_camera: camera used by ``render()``; None disables rendering.
         render_size: (height, width) of ``render()`` frames.
         seed: seeds the environment's random stream (see module docstring).
+        observation_format: what an env spec records; only this version's format is produced.
+        placement_scale: object placement ranges at reset, as a multiple of the task's own.
     """
+    if observation_format != OBSERVATION_FORMAT:
+        raise ValueError(f"this simulator produces observation format {OBSERVATION_FORMAT}, not {observation_format!r}")
     return RobosuiteEnv(
         task=task,
         robot=robot,
@@ -531,4 +557,5 @@ def make_env(
         render_camera=render_camera,
         render_size=render_size,
         seed=seed,
+        placement_scale=placement_scale,
     )

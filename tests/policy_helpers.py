@@ -3,7 +3,7 @@
 from pathlib import Path
 
 
-def save_tiny_lerobot_base(kind: str, directory: Path, env_spec: dict, state_dim: int = 16, env_dim: int = 10,
+def save_tiny_lerobot_base(kind: str, directory: Path, env_spec: dict, state_dim: int = 18, env_dim: int = 12,
                             act_dim: int = 7) -> Path:
     """A tiny ACT or Diffusion Policy built in-test from lerobot's own configs, saved as lerobot saves
     a checkpoint (policy + processors) inside a robo_reward policy directory."""

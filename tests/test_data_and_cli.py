@@ -9,6 +9,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from robo_reward.cli import main
+from robo_reward.envs.observations import OBSERVATION_FORMAT
 from robo_reward.data.lerobot_io import load_demonstrations, open_dataset
 
 
@@ -104,21 +105,29 @@ def test_missing_and_corrupt_dataset(lift_demos, tmp_path, capsys):
 LEGACY = Path(__file__).parent / "data" / "lerobot044"  # written by Python 3.11 + lerobot 0.4.4
 
 
-def test_a_dataset_and_act_checkpoint_from_the_lerobot_044_stack_load_and_act_the_same(tmp_path):
-    """scripts/make_legacy_fixtures.py wrote them with the old stack: today's lerobot reads the dataset
-    (a BC base trains on it), and the ACT checkpoint chooses, step by step through its action chunks,
-    the actions it chose under lerobot 0.4.4."""
-    from robo_reward.rl.policies import load_policy
+def test_a_dataset_and_act_checkpoint_from_the_lerobot_044_stack_load_and_act_the_same(tmp_path, capsys):
+    """scripts/make_legacy_fixtures.py wrote them with the old stack: today's lerobot reads the dataset,
+    and the ACT checkpoint chooses, step by step through its action chunks, the actions it chose under
+    lerobot 0.4.4. They hold observation format 1 (quaternions): training on them or running the policy
+    is refused in one line that names the format and what to do."""
+    from robo_reward.rl.lerobot_policy import PRETRAINED_SUBDIR, LeRobotPolicy
 
     demos = load_demonstrations(LEGACY / "demos")
     assert [len(d.actions) for d in demos] == [30, 30]
-    assert main(["base", "train", "--dataset", str(LEGACY / "demos"), "--steps", "20", "--out", str(tmp_path / "bc"),
-                 "--quiet"]) == 0
-    policy, _ = load_policy(LEGACY / "act", "cpu")
+    policy = LeRobotPolicy(LEGACY / "act" / PRETRAINED_SUBDIR, "cpu")
     policy.reset()
     expected = json.loads((LEGACY / "act_actions.json").read_text())
     assert expected["lerobot"] == "0.4.4"
     np.testing.assert_allclose([policy.act(obs) for obs in demos[0].observations[:-1]], expected["actions"], atol=1e-5)
+
+    assert main(["base", "train", "--dataset", str(LEGACY / "demos"), "--out", str(tmp_path / "bc"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was recorded with observation format 1 (end-effector and object orientations as quaternions)" in err
+    assert "record it again" in err and len(err.splitlines()) == 1 and not (tmp_path / "bc").exists()
+    assert main(["eval", "--policy", str(LEGACY / "act"), "--episodes", "1", "--out", str(tmp_path / "ev"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was trained on observation format 1" in err and "train it again" in err and len(err.splitlines()) == 1
 
 
 def test_an_older_dataset_format_and_a_pre_processor_checkpoint_are_refused_saying_what_to_run(tmp_path, capsys):
@@ -126,6 +135,8 @@ def test_an_older_dataset_format_and_a_pre_processor_checkpoint_are_refused_sayi
     shutil.copytree(LEGACY / "demos", old)
     info = json.loads((old / "meta" / "info.json").read_text())
     (old / "meta" / "info.json").write_text(json.dumps({**info, "codebase_version": "v2.1"}))
+    spec = json.loads((old / "robo_reward_env.json").read_text())
+    (old / "robo_reward_env.json").write_text(json.dumps({**spec, "observation_format": OBSERVATION_FORMAT}))
     assert main(["base", "train", "--dataset", str(old), "--out", str(tmp_path / "bc"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "format v2.1, written by lerobot before 0.4" in err and len(err.strip().splitlines()) == 1
@@ -134,6 +145,9 @@ def test_an_older_dataset_format_and_a_pre_processor_checkpoint_are_refused_sayi
     # a checkpoint saved before lerobot 0.4 keeps its normalization in the model and has no processor files
     act = tmp_path / "old_act"
     shutil.copytree(LEGACY / "act", act)
+    manifest = json.loads((act / "robo_reward_policy.json").read_text())
+    manifest["env"]["observation_format"] = OBSERVATION_FORMAT
+    (act / "robo_reward_policy.json").write_text(json.dumps(manifest))
     for processor in (act / "pretrained_model").glob("policy_*processor*"):
         processor.unlink()
     assert main(["eval", "--policy", str(act), "--episodes", "1", "--out", str(tmp_path / "ev"), "--quiet"]) == 2

@@ -348,7 +348,7 @@ def test_a_lerobot_base_drives_the_robot_actor_over_dds(kind, lift_demos, tmp_pa
     assert proc.wait(timeout=120) == 2, log.read_text()
     message = log.read_text()
     assert f"node actor cannot start: the LeRobot {kind} base does not fit" in message
-    assert "observation.state as (15,), the robot sim_panda_lift has (16,)" in message
+    assert "observation.state as (15,), the robot sim_panda_lift has (18,)" in message
     assert "its action has 6 elements, the robot sim_panda_lift's 7" in message
 
     base = save_tiny_lerobot_base(kind, tmp_path / kind, spec)
@@ -506,11 +506,11 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
     online = load_buffers(run / LATEST_CHECKPOINT)["online"]
     first = {key: online[key][before] for key in ("obs", "base_action", "action")}
     # what went out is the restored policy's action through the joint limit guard, at the episode's
-    # first state (arm joints: observation.state[9:16], at rest)
+    # first state (arm joints: observation.state[11:18] after the eef pose and fingers, at rest)
     chosen = trained.act(first["obs"], first["base_action"], explore=False)
     limits = JointLimits.from_hardware(sim_hardware_config("lift", "Panda"))
     expected = chosen.copy()
-    expected[:6] = limits.limit(chosen[:6], JointReading(first["obs"][9:16], np.zeros(7)))
+    expected[:6] = limits.limit(chosen[:6], JointReading(first["obs"][11:18], np.zeros(7)))
     np.testing.assert_allclose(first["action"], expected, atol=1e-4)
     assert not np.allclose(first["action"], np.clip(first["base_action"], -1, 1), atol=1e-4)  # residual is not 0
     metrics = json.loads((run / "metrics.json").read_text())
@@ -584,7 +584,7 @@ def test_the_robot_learner_drops_bad_messages_with_their_reason_over_dds(lift_de
         assert predicate(), f"timed out waiting for {what}; heartbeats {heartbeats[-1:]}; {log.read_text()[-2000:]}"
 
     def good(step: int, stamp: float) -> np.ndarray:
-        zeros = np.zeros(26, np.float32), np.zeros(7, np.float32)
+        zeros = np.zeros(30, np.float32), np.zeros(7, np.float32)  # Lift: state 18 + object 12
         return encode_transition(Transition(zeros[0], zeros[1], zeros[1], zeros[0], zeros[1], stamp=stamp,
                                             obs_stamp=stamp - 0.05, episode=0, step=step, reward=0.0))
 

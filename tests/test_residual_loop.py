@@ -135,7 +135,7 @@ def test_any_lerobot_policy_built_by_lerobots_factory_is_a_base(kind, lift_demos
     wrong = save_tiny_lerobot_base(kind, tmp_path / "wrong", spec, state_dim=15, act_dim=6)
     assert rl_train(wrong, lift_demos, tmp_path / "rl_wrong", 60) == 2
     err = capsys.readouterr().err
-    assert f"the LeRobot {kind} base does not fit" in err and "observation.state as (15,)" in err and "(16,)" in err
+    assert f"the LeRobot {kind} base does not fit" in err and "observation.state as (15,)" in err and "(18,)" in err
     assert "its action has 6 elements" in err and not (tmp_path / "rl_wrong").exists()
     base = save_tiny_lerobot_base(kind, tmp_path / kind, spec)
     assert rl_train(base, lift_demos, tmp_path / "rl", 60) == 0

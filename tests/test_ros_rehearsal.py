@@ -223,7 +223,7 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
     assert dataset.meta.total_episodes >= 3 and dataset.num_frames > 50
     frame = dataset[0]
     assert frame["observation.images.agentview"].shape == (3, 64, 64)
-    assert frame["observation.state"].shape == (16,) and frame["action"].shape == (7,)
+    assert frame["observation.state"].shape == (18,) and frame["action"].shape == (7,)
     events = [json.loads(line) for line in (record / "safety_events.jsonl").read_text().splitlines()]
     assert any("10000.0 N" in e["reason"] for e in events)
     topics = {}

@@ -38,7 +38,7 @@ def _check_obs(env, obs):
 
 
 @pytest.mark.parametrize(
-    "fixture, state_dim, env_state_dim", [("lift_env", 16, 10), ("can_env", 16, 14)]
+    "fixture, state_dim, env_state_dim", [("lift_env", 18, 12), ("can_env", 18, 18)]
 )
 def test_spaces_shapes_dtypes(request, fixture, state_dim, env_state_dim):
     env = request.getfixturevalue(fixture)
@@ -56,9 +56,56 @@ def test_spaces_shapes_dtypes(request, fixture, state_dim, env_state_dim):
     _check_obs(env, obs)
     assert reward == 0.0 and terminated is False and truncated is False
     assert isinstance(info["success"], bool) and info["is_success"] == info["success"]
-    # observation.state starts with the eef position and a unit quaternion
-    q = obs["observation.state"][3:7]
-    assert abs(np.linalg.norm(q) - 1.0) < 1e-3
+    # observation.state starts with the eef position and two orthonormal rotation columns
+    r6 = obs["observation.state"][3:9]
+    np.testing.assert_allclose([np.linalg.norm(r6[:3]), np.linalg.norm(r6[3:]), r6[:3] @ r6[3:]], [1, 1, 0], atol=1e-5)
+
+
+def test_orientation_stays_continuous_over_a_scripted_episode(lift_env):
+    """robosuite keeps its end-effector quaternion's w >= 0; pointing straight down (w ~ 0) it flips sign
+    within an episode. The observation's 6-D rotation has no such jump: no state dimension moves more
+    than 0.15 in one control step over a scripted Lift episode, in which the raw quaternion does jump."""
+    raw_robosuite = lift_env.unwrapped_robosuite
+    demo = make_demonstrator(lift_env, noise=0.3, seed=0)
+    for seed in range(2):
+        obs, _ = lift_env.reset(seed=seed)
+        demo.reset(seed=seed)
+        states, quats, done = [], [], False
+        while not done:
+            states.append(np.r_[obs["observation.state"], obs["observation.environment_state"]])
+            quats.append(raw_robosuite._get_observations()["robot0_eef_quat_site"])
+            obs, _, terminated, truncated, _ = lift_env.step(demo.act(obs))
+            done = terminated or truncated
+        assert np.abs(np.diff(states, axis=0)).max() < 0.15
+        assert np.abs(np.diff(quats, axis=0)).max() > 1.0  # what the old observation carried
+
+
+def test_rotation_6d_round_trip_and_the_robot_path_processes_poses_like_the_simulator(lift_env):
+    from robo_reward.config.hardware import sim_hardware_config
+    from robo_reward.envs.observations import rotation_6d, rotation_from_6d
+    from robo_reward.runtime.actor import proprio_state
+    from robo_reward.safety.monitor import JointStateError
+
+    q = np.random.default_rng(0).normal(size=(50, 4))
+    r6 = rotation_6d(q)
+    np.testing.assert_allclose(rotation_6d(-q), r6, atol=1e-12)  # q and -q: the same rotation
+    np.testing.assert_allclose(rotation_6d(q / np.linalg.norm(q, axis=1, keepdims=True) * 3.0), r6, atol=1e-12)
+    rot = rotation_from_6d(r6)
+    np.testing.assert_allclose(rot @ np.swapaxes(rot, 1, 2), np.broadcast_to(np.eye(3), (50, 3, 3)), atol=1e-9)
+    np.testing.assert_allclose(rot[..., :2].reshape(50, 6, order="F"), r6, atol=1e-9)
+    with pytest.raises(ValueError, match="not a rotation quaternion"):
+        rotation_6d([0.0, 0.0, 0.0, 0.0])
+    # what a robot driver reports (named joints, eef pose as a quaternion) -> the simulator's observation
+    obs, _ = lift_env.reset(seed=4)
+    obs, *_ = lift_env.step(lift_env.action_space.sample())
+    readings = lift_env.robot_readings()
+    config = sim_hardware_config("lift", "Panda")
+    state = proprio_state(config, readings["names"], readings["positions"], readings["ee_poses"])
+    np.testing.assert_allclose(state, obs["observation.state"], atol=1e-6)
+    pos, _ = readings["ee_poses"][0]
+    for bad_pose in [(pos, np.zeros(4)), (pos, [np.nan, 0, 0, 1]), (pos * np.nan, [0, 0, 0, 1])]:
+        with pytest.raises(JointStateError, match="end-effector pose"):  # the robot link: no observation
+            proprio_state(config, readings["names"], readings["positions"], [bad_pose])
 
 
 def test_camera_observation_and_render():
@@ -191,8 +238,8 @@ def test_gr1_constructs_and_steps():
     env = make_env("lift", "GR1", seed=0)
     try:
         assert env.robot_name == "GR1" and env.action_space.shape == (24,)
-        assert env.observation_space["observation.state"].shape == (50,)
-        assert env.observation_space["observation.environment_state"].shape == (13,)
+        assert env.observation_space["observation.state"].shape == (54,)
+        assert env.observation_space["observation.environment_state"].shape == (15,)
         obs, _ = env.reset(seed=0)
         _check_obs(env, obs)
         demo = make_demonstrator(env, seed=0)
@@ -224,3 +271,19 @@ def test_a_step_returns_the_state_it_ended_in_however_often_the_state_was_read()
         observed.append(obs["observation.state"])
     np.testing.assert_array_equal(observed[0], observed[1])
     env.close()
+
+
+def test_placement_scale_widens_where_the_cube_starts():
+    """`eval --placement-scale 1.5` asks how a policy does beyond the placements it trained on: the
+    Lift cube starts within +-3 cm of the table centre, and within +-4.5 cm at scale 1.5."""
+    reach = {}
+    for scale in (1.0, 1.5):
+        env = make_env("lift", "Panda", placement_scale=scale)
+        try:
+            starts = [env.reset(seed=s)[0]["observation.environment_state"][:2] for s in range(60)]
+        finally:
+            env.close()
+        reach[scale] = np.abs(starts).max()
+    assert reach[1.0] <= 0.03 + 1e-6 < reach[1.5] <= 0.045 + 1e-6
+    with pytest.raises(ValueError, match="placement_scale must be a positive number"):
+        make_env("lift", "Panda", placement_scale=0.0)

@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robo_reward.envs.observations import IMAGE_PREFIX
+from robo_reward.envs.observations import IMAGE_PREFIX, OBSERVATION_FORMAT, observation_format_mismatch
 from robo_reward.errors import DatasetError
 
 ENV_SPEC_FILE = "robo_reward_env.json"
@@ -93,7 +93,8 @@ class EpisodeRecorder:
             robot_type=robot_type,
             use_videos=True,
         )
-        (self.root / ENV_SPEC_FILE).write_text(json.dumps(dict(env_spec), indent=2))
+        spec = {**env_spec, "observation_format": OBSERVATION_FORMAT}
+        (self.root / ENV_SPEC_FILE).write_text(json.dumps(spec, indent=2))
         self.episodes = 0
 
     def add_step(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: float, success: bool,
@@ -156,9 +157,14 @@ def read_env_spec(root: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"{root}: missing {ENV_SPEC_FILE} (was it recorded with `robo-reward demos collect`?)")
     try:
-        return json.loads(path.read_text())
+        spec = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
+    mismatch = observation_format_mismatch(spec)
+    if mismatch:
+        raise DatasetError(f"{root} was recorded with {mismatch}: record it again with this version "
+                           "(`robo-reward demos collect` in simulation, the recorder node on a robot)")
+    return spec
 
 
 def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from robo_reward.device import pick_device
 from robo_reward.envs.observations import flat_state
 from robo_reward.errors import PolicyError
-from robo_reward.rl.networks import ObsNormalizer, mlp
+from robo_reward.rl.networks import OBS_STD_FLOOR, ObsNormalizer, mlp
 from robo_reward.rl.policies import checked_action, register_policy_kind, write_policy_manifest
 
 WEIGHTS_FILE = "model.safetensors"
@@ -30,14 +30,15 @@ class MLPBCConfig:
     batch_size: int = 256
     steps: int = 4000
     seed: int = 0
+    obs_std_floor: float = OBS_STD_FLOOR
 
 
 class MLPBCNet(nn.Module):
     """Normalized flat state -> tanh-squashed action in [-1, 1]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], obs_std_floor: float = OBS_STD_FLOOR):
         super().__init__()
-        self.normalizer = ObsNormalizer(obs_dim)
+        self.normalizer = ObsNormalizer(obs_dim, obs_std_floor)
         self.net = mlp(obs_dim, hidden, act_dim)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ def train_mlp_bc(
     """Mean-squared-error behaviour cloning; returns the policy and the loss curve."""
     torch.manual_seed(config.seed)
     dev = pick_device(device)
-    net = MLPBCNet(states.shape[1], actions.shape[1], config.hidden)
+    net = MLPBCNet(states.shape[1], actions.shape[1], config.hidden, config.obs_std_floor)
     net.normalizer.fit(states)
     net.to(dev)
     x = torch.as_tensor(states, dtype=torch.float32, device=dev)

@@ -199,9 +199,11 @@ class ResidualTrainer:
         learner, s = self.learner, self.state
         update_metrics: dict[str, list[float]] = {}
         rewards: list[float] = []
+        visited: list[tuple[np.ndarray, np.ndarray]] = []
 
         def learn(t: Transition) -> None:
             rewards.append(self.reward_rule(*t.readings()))
+            visited.append((t.obs, t.action))
             self.online_buffer.add_transition(t, rewards[-1])
             s.env_step += 1
             if s.env_step > learner.cfg.learning_starts:
@@ -215,9 +217,24 @@ class ResidualTrainer:
         s.episode += 1
         record = {"env_step": s.env_step, "episode": s.episode, "success": outcome["success"],
                   "return": float(np.sum(rewards)), "length": outcome["length"],
+                  **self.value_check(visited, rewards),
                   **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
         return record
+
+    def value_check(self, visited: list[tuple[np.ndarray, np.ndarray]], rewards: list[float]) -> dict[str, float]:
+        """The critic's estimate at the episode's first step and on average over its steps, beside the
+        discounted return the episode then realised from there (zero after its last step)."""
+        if not visited:
+            return {}
+        gamma = self.learner.cfg.gamma
+        realised = np.zeros(len(rewards))
+        ahead = 0.0
+        for i in range(len(rewards) - 1, -1, -1):
+            ahead = rewards[i] + gamma * ahead
+            realised[i] = ahead
+        q = self.learner.q_estimate(np.stack([o for o, _ in visited]), np.stack([a for _, a in visited]))
+        return {"q_first": float(q[0]), "return_first": float(realised[0]), "q_minus_return": float(np.mean(q - realised))}
 
     def evaluate_now(self) -> dict[str, Any]:
         started = time.perf_counter()

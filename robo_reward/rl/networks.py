@@ -138,6 +138,13 @@ class EnsembleCritic(nn.Module):
         return self.q_heads(torch.cat([obs_normalized, action], dim=-1)).squeeze(-1)
 
 
+# Smallest per-dimension std the normalizer divides by (observation units: m, rad, rotation entries).
+# A dimension that barely moves in the demonstrations would otherwise turn every online deviation into
+# a value at the clip; measured in bench/bench_normalizer.py (docs/BENCHMARKS.md, "Observation
+# normalizer").
+OBS_STD_FLOOR = 1e-3
+
+
 class ObsNormalizer(nn.Module):
     """Fixed per-dimension standardisation fitted once on demonstrations.
 
@@ -145,7 +152,7 @@ class ObsNormalizer(nn.Module):
     the statistics are buffers so they travel with the checkpoint.
     """
 
-    def __init__(self, dim: int, clip: float = 10.0, min_std: float = 1e-3) -> None:
+    def __init__(self, dim: int, min_std: float, clip: float = 10.0) -> None:
         super().__init__()
         self.clip = clip
         self.min_std = min_std

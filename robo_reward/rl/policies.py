@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from robo_reward.envs.observations import observation_format_mismatch
 from robo_reward.errors import PolicyError
 
 POLICY_FILE = "robo_reward_policy.json"
@@ -62,6 +63,10 @@ def read_policy_manifest(directory: str | Path) -> dict[str, Any]:
     for field in ("kind", "env"):
         if field not in manifest:
             raise PolicyError(f"{path}: missing field {field!r}")
+    mismatch = observation_format_mismatch(manifest["env"])
+    if mismatch:
+        raise PolicyError(f"{directory} was trained on {mismatch}: train it again on a dataset recorded with "
+                          "this version")
     return manifest
 
 

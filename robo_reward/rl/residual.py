@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
-from robo_reward.rl.networks import EnsembleCritic, ObsNormalizer, ResidualActor
+from robo_reward.rl.networks import OBS_STD_FLOOR, EnsembleCritic, ObsNormalizer, ResidualActor
 
 
 @dataclass
@@ -48,6 +48,7 @@ class ResidualTD3Config:
     critic_warmup_updates: int = 1000
     # Env steps with base action + exploration noise before any update (read by the training loop).
     learning_starts: int = 1000
+    obs_std_floor: float = OBS_STD_FLOOR  # ours: see rl/networks.py
     weight_decay: float = 0.0  # Adam L2 on both networks; ResFiT uses none
     max_grad_norm: float | None = None  # optional global-norm gradient clip; off in ResFiT
     seed: int = 0  # seeds network init and the learner's own noise/head-choice generator
@@ -87,7 +88,7 @@ class ResidualTD3:
         # Network init from cfg.seed without disturbing the caller's global torch RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.obs_normalizer = ObsNormalizer(obs_dim)
+            self.obs_normalizer = ObsNormalizer(obs_dim, cfg.obs_std_floor)
             self.actor = ResidualActor(obs_dim, act_dim, cfg.actor_hidden, cfg.residual_scale)
             self.critic = EnsembleCritic(obs_dim, act_dim, cfg.num_q, cfg.critic_hidden)
         self.obs_normalizer.to(self.device)
@@ -114,6 +115,14 @@ class ResidualTD3:
     ) -> np.ndarray:
         """Executed action clip(base + residual [+ noise], -1, 1) for (obs_dim,) or (B, obs_dim) input."""
         return residual_action(self.obs_normalizer, self.actor, self.cfg, obs, base_action, explore, rng)
+
+    @torch.no_grad()
+    def q_estimate(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """The critic's value of (B, obs_dim) states and (B, act_dim) executed actions, mean over heads:
+        set against realised returns it shows over- or under-estimation."""
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        act_t = torch.as_tensor(np.asarray(action), dtype=torch.float32, device=self.device)
+        return self.critic(self.obs_normalizer(obs_t), act_t).mean(0).cpu().numpy()
 
     def actor_tensors(self) -> dict[str, torch.Tensor]:
         """What a deployed actor needs (normalizer + residual actor), e.g. to ship to a robot."""

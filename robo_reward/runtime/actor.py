@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from robo_reward.config.hardware import HardwareConfig
-from robo_reward.envs.observations import ENV_STATE_KEY, STATE_KEY
+from robo_reward.envs.observations import EE_POSE_DIM, ENV_STATE_KEY, STATE_KEY, proprio_vector
 from robo_reward.rl.networks import ObsNormalizer, ResidualActor
 from robo_reward.rl.policies import checked_action
 from robo_reward.rl.residual import ResidualTD3Config, residual_action
 from robo_reward.runtime.codecs import MessageError, decode_weights
-from robo_reward.safety.monitor import joint_vector
+from robo_reward.safety.monitor import JointStateError, joint_vector
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class RuntimeActor:
         if current is not None and session == current.session and version <= current.version:
             # a replay of what is running (latched topic); a restarted learner starts a new session
             raise MessageError(f"actor weights version {version} is not newer than the running {current.version}")
-        normalizer = ObsNormalizer(obs_dim)
+        normalizer = ObsNormalizer(obs_dim, cfg.obs_std_floor)
         actor = ResidualActor(obs_dim, act_dim, cfg.actor_hidden, cfg.residual_scale)
         try:
             normalizer.load_state_dict({k.removeprefix("obs_normalizer."): v for k, v in tensors.items()
@@ -139,16 +139,18 @@ def observation_from_parts(state: np.ndarray, env_state: np.ndarray | None,
 def robot_observation_shapes(config: HardwareConfig) -> dict[str, tuple[int, ...] | None]:
     """What the robot actor's observations and commands hold: observation.state as `proprio_state`
     lays it out; the object state, whose size is whatever perception publishes (None); the action."""
-    state = 7 * len(config.topics.ee_poses) + len(config.gripper_joints) + config.num_joints
+    state = EE_POSE_DIM * len(config.topics.ee_poses) + len(config.gripper_joints) + config.num_joints
     return {STATE_KEY: (state,), ENV_STATE_KEY: None, "action": (config.command.action_dim,)}
 
 
 def proprio_state(config: HardwareConfig, names: Sequence[str], positions: Sequence[float],
                   ee_poses: Sequence[tuple[Sequence[float], Sequence[float]]]) -> np.ndarray:
-    """observation.state in docs/conventions.md's layout from /joint_states and the end-effector
-    poses: per end effector position + quaternion (x, y, z, w), gripper joints, arm joints."""
+    """observation.state from /joint_states and the end-effector poses (quaternion x, y, z, w), through
+    the processing step the simulator uses (`proprio_vector`)."""
     joints = joint_vector(config.joints.names, names, positions)
     grippers = joint_vector(config.gripper_joints, names, positions, "gripper position") \
         if config.gripper_joints else np.zeros(0)
-    parts = [np.r_[np.asarray(p, float), np.asarray(q, float)] for p, q in ee_poses]
-    return np.concatenate([*parts, grippers, joints]).astype(np.float32)
+    try:
+        return proprio_vector(ee_poses, grippers, joints)
+    except ValueError as exc:  # a malformed pose message: no observation, as for a malformed joint state
+        raise JointStateError(f"end-effector pose: {exc}") from None

@@ -1,0 +1,352 @@
+"""Learning results on unseen seeds: every arm and training seed of a plan as a resumable run, evaluated
+from saved snapshots on report seeds nothing was tuned on. Built to be run over several sessions.
+
+    MUJOCO_GL=egl .venv/bin/python bench/bench_learning.py run --plan lift --hours 2   # work for 2 hours
+    .venv/bin/python bench/bench_learning.py report --plan lift                         # table + plot
+    .venv/bin/python bench/bench_learning.py status --plan lift                         # what is left
+
+Protocol (issue 14): demonstrations, base and every tuning choice use seeds below 1,000,000 (training
+episodes count up from 0; `rl train`'s own periodic evaluations, which only print and plot, use
+1,000,000+). Every evaluation point of every arm is 100 episodes on the same report seeds 2,000,000+
+(`eval --seed 1000000`), run as two 50-episode processes so both cores work. No point is picked by its
+score: the curve is reported whole. The last point of a Lift plan is also evaluated with object
+placement 1.5x wider than training.
+
+State, so a run can stop anywhere and go on (in this session or the next):
+  WORK/<plan>/data/{demos,base}      built once per plan (fixed seeds)
+  WORK/<plan>/<arm>/seed<k>/run      the arm's run directory (`rl train --resume` continues it)
+  WORK/<plan>/<arm>/seed<k>/step_<N> a snapshot of the policy at env step N (weights only)
+  bench/results/learning/<plan>.json every finished evaluation (committed: it is the record that
+                                     survives a fresh checkout); an evaluation found there is not re-run
+An arm's training run is lost with its work directory; its finished evaluations are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_transport import t_interval, wilson  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "learning"
+REPORT_SEED = 1_000_000  # `eval --seed`: episodes on seeds 2,000,000+, nothing tuned on them
+TUNING_SEED = -100_000  # `eval --seed`: episodes on seeds 900,000+, where probes are judged
+REPORT_EPISODES = 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: str
+    robot: str
+    steps: int  # env-step budget of every learning arm
+    points: tuple[int, ...]  # env steps at which every arm is evaluated
+    demos: int = 20
+    demo_noise: float = 0.5
+    demo_seed: int = 0
+    bc_steps: int = 4000
+    wide_placement: bool = False  # also evaluate the last point with placement 1.5x wider
+
+
+PLANS = {
+    "lift": Plan("lift", "Panda", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), wide_placement=True),
+    "can": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000)),
+    "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000)),
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A learner under test: `train_args(plan, data, run, steps, seed)` is the `robo-reward` command line
+    that trains (or, with the run present, resumes) to `steps`; None for an arm that does not learn."""
+
+    seeds: tuple[int, ...]
+    train_args: Callable[[Plan, Path, Path, int, int], list[str]] | None = None
+    note: str = ""
+
+
+# The residual learner's settings for the table (`rl train --set`): chosen on tuning seeds by the probes
+# (`probe`), recorded in docs/BENCHMARKS.md with what each did.
+RESIDUAL_SET = ("utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4")
+
+
+def residual_arm(overrides: tuple[str, ...], seeds: tuple[int, ...], in_process: bool = False, note: str = "") -> Arm:
+    """`rl train` of the residual learner with these `--set` overrides; --in-process: one core per run."""
+
+    def train_args(plan: Plan, data: Path, run: Path, steps: int, seed: int) -> list[str]:
+        head = ["rl", "train", "--out", str(run), "--steps", str(steps), "--quiet"]
+        head += ["--in-process", "--learner-threads", "1"] if in_process else []
+        if (run / "run_config.json").is_file():
+            return [*head, "--resume"]
+        return [*head, "--base", str(data / "base"), "--dataset", str(data / "demos"), "--seed", str(seed),
+                "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
+                *[x for kv in overrides for x in ("--set", kv)]]
+
+    return Arm(seeds, train_args, note)
+
+
+ARMS: dict[str, Arm] = {
+    "base": Arm(seeds=(0,), note="the frozen BC base alone (deterministic: one seed)"),
+    "residual": residual_arm(RESIDUAL_SET, (0, 1, 2), note="ResFiT residual TD3, sparse reward"),
+}
+
+
+def cli(args: list[str], log: Path | None = None) -> None:
+    """One robo-reward command in its own process (what a user runs), failing loudly."""
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "HF_HUB_OFFLINE": "1"}
+    with open(log or os.devnull, "a") as out:
+        done = subprocess.run([sys.executable, "-m", "robo_reward.cli", *args], env=env, stdout=out, stderr=out)
+    if done.returncode != 0:
+        raise RuntimeError(f"robo-reward {' '.join(args)} failed ({done.returncode}); log: {log}")
+
+
+def prepare_data(plan: Plan, data: Path) -> None:
+    if not (data / "demos").is_dir():
+        cli(["demos", "collect", "--task", plan.task, "--robot", plan.robot, "--episodes", str(plan.demos),
+             "--noise", str(plan.demo_noise), "--seed", str(plan.demo_seed), "--out", str(data / "demos"), "--quiet"])
+    if not (data / "base").is_dir():
+        cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
+             "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])
+
+
+def snapshot(run: Path, dest: Path) -> None:
+    """The run's policy as it is now (manifest, base, learner weights; no replay), for evaluation later."""
+    from robo_reward.rl.checkpoint import LEARNER_FILE
+    from robo_reward.rl.policies import POLICY_FILE
+    from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT
+
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / LATEST_CHECKPOINT).mkdir(parents=True)
+    shutil.copy2(run / POLICY_FILE, tmp / POLICY_FILE)
+    shutil.copytree(run / BASE_SUBDIR, tmp / BASE_SUBDIR)
+    shutil.copy2(run / LATEST_CHECKPOINT / LEARNER_FILE, tmp / LATEST_CHECKPOINT / LEARNER_FILE)
+    tmp.rename(dest)
+
+
+def evaluate_report(policy: Path, out: Path, placement_scale: float = 1.0, first_seed: int = REPORT_SEED,
+                    processes: int = 2) -> dict:
+    """100 episodes from `first_seed` (`eval --seed`) split over processes (one per core); outcomes kept."""
+    share = REPORT_EPISODES // processes
+    parts_dirs = [out / f"part{i}" for i in range(processes)]
+    extra = ["--placement-scale", str(placement_scale)] if placement_scale != 1.0 else []
+
+    def part(i: int) -> None:
+        cli(["eval", "--policy", str(policy), "--episodes", str(share), "--videos", "0",
+             "--seed", str(first_seed + i * share), "--out", str(parts_dirs[i]), "--overwrite",
+             "--quiet", *extra], out.parent / "eval.log")
+
+    with ThreadPoolExecutor(processes) as pool:
+        list(pool.map(part, range(processes)))
+    parts = [json.loads((d / "eval.json").read_text()) for d in parts_dirs]
+    successes = [bool(s) for p in parts for s in p["successes"]]
+    return {"episodes": len(successes), "successes": int(sum(successes)), "rate": sum(successes) / len(successes),
+            "wilson95": wilson(int(sum(successes)), len(successes)), "seeds": [parts[0]["seeds"][0], parts[-1]["seeds"][-1]],
+            "placement_scale": placement_scale, "outcomes": "".join("1" if s else "0" for s in successes)}
+
+
+class Record:
+    """bench/results/learning/<name>.json: finished evaluations, written after each one."""
+
+    def __init__(self, name: str):
+        self.path = RESULTS / f"{name}.json"
+        self.data = json.loads(self.path.read_text()) if self.path.is_file() else {"name": name, "evals": {}}
+
+    @staticmethod
+    def key(arm: str, seed: int, step: int, placement_scale: float = 1.0) -> str:
+        return f"{arm}/seed{seed}/step{step}" + (f"/placement{placement_scale:g}" if placement_scale != 1.0 else "")
+
+    def has(self, key: str) -> bool:
+        return key in self.data["evals"]
+
+    def add(self, key: str, value: dict) -> None:
+        self.data["evals"][key] = value
+        self.data["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+@dataclass
+class Job:
+    key: str
+    describe: str
+    action: Callable[[], dict]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Where a set of runs is judged: the report seeds (the table) or the tuning seeds (probes)."""
+
+    first_seed: int = REPORT_SEED
+    processes: int = 2  # 1 where another run holds the other core
+
+
+def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, evaluation: Evaluation) -> list[Job]:
+    """Every evaluation still missing from `record`, in an order that keeps a partial table balanced:
+    point by point, each arm and seed in turn."""
+    data = work / "data"
+    out: list[Job] = []
+    for point in plan.points:
+        scales = [1.0, 1.5] if plan.wide_placement and point == plan.points[-1] else [1.0]
+        for arm_name, arm in arms.items():
+            for seed in arm.seeds:
+                for scale in scales:
+                    key = Record.key(arm_name, seed, point, scale)
+                    if record.has(key):
+                        continue
+                    if arm.train_args is None:  # a base does not change: one evaluation stands for every point
+                        if scale == 1.0 and point != plan.points[0]:
+                            continue
+                        out.append(Job(key, f"{key}: evaluate the base", lambda s=scale: evaluate_report(
+                            data / "base", work / "base" / f"eval_{s:g}", s, *astuple(evaluation))))
+                        continue
+                    seed_dir = work / arm_name / f"seed{seed}"
+                    out.append(Job(key, f"{key}: train to {point} steps, evaluate",
+                                   lambda a=arm, sd=seed_dir, p=point, s=seed, sc=scale:
+                                   train_and_evaluate(plan, a, data, sd, p, s, sc, evaluation)))
+    return out
+
+
+def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: int, seed: int, scale: float,
+                       evaluation: Evaluation) -> dict:
+    snap = seed_dir / f"step_{point}"
+    if not snap.is_dir():
+        run = seed_dir / "run"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        cli(arm.train_args(plan, data, run, point, seed), seed_dir / "train.log")
+        # episodes run to their end: a run stops at the first episode boundary at or past `point`
+        trained = json.loads((run / "checkpoints" / "latest" / "progress.json").read_text())["env_step"]
+        if trained < point:
+            raise RuntimeError(f"{run} stopped at env step {trained}, before {point}")
+        snapshot(run, snap)
+        (snap / "segment.json").write_text(json.dumps({"env_step": trained,
+                                                       "wall_s": round(time.perf_counter() - started, 1)}))
+    result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, *astuple(evaluation))
+    segment = json.loads((snap / "segment.json").read_text())
+    return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"]}
+
+
+def work_through(jobs: list[Job], record: Record, hours: float) -> None:
+    deadline = time.monotonic() + hours * 3600
+    for job in jobs:
+        if time.monotonic() > deadline:
+            print(f"time is up: stopping before {job.key}", flush=True)
+            break
+        began = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {job.describe}", flush=True)
+        result = job.action()
+        result["wall_s"] = round(time.perf_counter() - began, 1)
+        record.add(job.key, result)
+        print(f"    {job.key}: {result['successes']}/{result['episodes']} "
+              f"[{result['wilson95'][0]:.2f}, {result['wilson95'][1]:.2f}]", flush=True)
+
+
+def cmd_run(args) -> None:
+    plan, work, record = PLANS[args.plan], Path(args.work) / args.plan, Record(args.plan)
+    prepare_data(plan, work / "data")
+    arms = {name: ARMS[name] for name in args.arms}
+    work_through(jobs_of(plan, arms, record, work, Evaluation()), record, args.hours)
+    cmd_status(args)
+
+
+def cmd_probe(args) -> None:
+    """One single-seed residual run with --set overrides, judged on the tuning seeds (one core: two
+    probes run side by side)."""
+    plan, work = PLANS[args.plan], Path(args.work) / args.plan
+    record = Record(f"probes/{args.plan}_{args.name}")
+    record.data["overrides"] = [*RESIDUAL_SET, *args.set]
+    prepare_data(plan, work / "data")
+    probe_plan = replace(plan, points=tuple(args.points), wide_placement=False)
+    arms = {f"probe_{args.name}": residual_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
+    work_through(jobs_of(probe_plan, arms, record, work, Evaluation(TUNING_SEED, 1)), record, args.hours)
+
+
+def cmd_status(args) -> None:
+    plan, record = PLANS[args.plan], Record(args.plan)
+    left = jobs_of(plan, {name: ARMS[name] for name in args.arms}, record, Path(args.work) / args.plan, Evaluation())
+    print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
+
+
+def curves(plan_name: str) -> dict:
+    """Per arm and point: each seed's rate with its Wilson interval, the mean over seeds with a t-interval."""
+    plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
+    table = {}
+    for arm_name, arm in ARMS.items():
+        rows = []
+        for point in plan.points:
+            step = plan.points[0] if arm.train_args is None else point
+            per_seed = [evals.get(Record.key(arm_name, s, step)) for s in arm.seeds]
+            done = [r for r in per_seed if r is not None]
+            if not done:
+                continue
+            mean, interval = t_interval([r["rate"] for r in done])
+            rows.append({"env_step": point, "seeds_done": len(done), "mean": mean, "t95_over_seeds": interval,
+                         "per_seed": [{"seed": s, "rate": r["rate"], "wilson95": r["wilson95"]}
+                                      for s, r in zip(arm.seeds, per_seed) if r is not None]})
+        if rows:
+            table[arm_name] = {"note": arm.note, "points": rows}
+    return table
+
+
+def cmd_report(args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plan = PLANS[args.plan]
+    table = curves(args.plan)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm_name, arm in table.items():
+        x = [r["env_step"] for r in arm["points"]]
+        y = [r["mean"] for r in arm["points"]]
+        line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({max(r['seeds_done'] for r in arm['points'])} seeds)")
+        lo = [r["t95_over_seeds"][0] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][0] for r in arm["points"]]
+        hi = [r["t95_over_seeds"][1] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][1] for r in arm["points"]]
+        ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
+    ax.set(xlabel="env steps", ylabel=f"success, {REPORT_EPISODES} report episodes (seeds 2,000,000+)",
+           title=f"{plan.robot} {plan.task}: mean over training seeds, 95% interval", ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    png = RESULTS / f"{args.plan}.png"
+    fig.savefig(png, dpi=120, bbox_inches="tight")
+    summary = RESULTS / f"{args.plan}_curves.json"
+    summary.write_text(json.dumps({"plan": vars(plan) | {"points": list(plan.points)}, "arms": table}, indent=1))
+    for arm_name, arm in table.items():
+        cells = [f"{r['env_step'] // 1000}k: {r['mean']:.0%} (n={r['seeds_done']})" for r in arm["points"]]
+        print(f"{arm_name:>12}  " + "  ".join(cells))
+    print(f"wrote {summary} and {png}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["run", "status", "report", "probe"])
+    p.add_argument("--plan", choices=list(PLANS), default="lift")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--hours", type=float, default=2.0, help="run: start no new job after this long")
+    p.add_argument("--work", default=str(ROOT / "runs" / "bench" / "learning"))
+    p.add_argument("--name", help="probe: its name")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="probe: learner settings")
+    p.add_argument("--points", type=int, nargs="+", default=[5000, 10000, 15000], help="probe: env steps")
+    p.add_argument("--seed", type=int, default=0, help="probe: training seed")
+    args = p.parse_args()
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    {"run": cmd_run, "status": cmd_status, "report": cmd_report, "probe": cmd_probe}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
