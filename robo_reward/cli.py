@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from robo_reward.cliargs import OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int
-from robo_reward.errors import RoboRewardError
+from robo_reward.errors import ConfigError, RoboRewardError
+from robo_reward.rl.learner_config import LEARNER_NAMES
 from robo_reward.fileutil import write_json
 from robo_reward.labeling.cli import add_label_parsers
 from robo_reward.reward_cli import add_reward_parsers
@@ -107,6 +108,7 @@ def cmd_base_train(args: argparse.Namespace) -> None:
 
 def cmd_rl_train(args: argparse.Namespace) -> None:
     from robo_reward.device import pick_device
+    from robo_reward.rl.learners import RESIDUAL_TD3
     from robo_reward.rl.loop import LoopConfig
     from robo_reward.rl.runs import (
         create_residual_run,
@@ -116,8 +118,13 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     device = pick_device(args.device)
+    if args.learner != RESIDUAL_TD3 and not args.in_process and not args.resume:
+        raise ConfigError(f"--learner {args.learner} runs env and learner in one process: add --in-process "
+                          "(only residual-td3 ships its actor to a second process)")
     if args.resume:
         trainer = resume_residual_run(out, args.steps, device, local_env=args.in_process)
+        if trainer.learner.kind != RESIDUAL_TD3 and not args.in_process:
+            raise ConfigError(f"{out} runs the {trainer.learner.kind} learner: resume it with --in-process")
         print(f"resuming {out} at env step {trainer.state.env_step}")
     else:
         loop_config = LoopConfig(
@@ -125,7 +132,8 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
             checkpoint_every=args.checkpoint_every, seed=args.seed,
         )
         reward = RewardSpec(args.reward, args.reward_model, args.shaping)
-        trainer = create_residual_run(out, Path(args.dataset), args.base, learner_config(args.set, args.seed),
+        trainer = create_residual_run(out, Path(args.dataset), args.base,
+                                      learner_config(args.set, args.seed, args.learner),
                                       loop_config, reward=reward, device=device, base_noise=args.base_noise,
                                       overwrite=args.overwrite, local_env=args.in_process)
     if not args.in_process:
@@ -231,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=positive_int, default=2_000)
     p.add_argument("--eval-episodes", type=positive_int, default=20)
     p.add_argument("--checkpoint-every", type=positive_int, default=2_000)
+    p.add_argument("--learner", choices=LEARNER_NAMES, default=LEARNER_NAMES[0],
+                   help="residual-td3: ResFiT's residual on the base; lerobot-sac: lerobot's SAC acting alone")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--in-process", action="store_true",

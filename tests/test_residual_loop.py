@@ -141,3 +141,33 @@ def test_any_lerobot_policy_built_by_lerobots_factory_is_a_base(kind, lift_demos
     assert rl_train(base, lift_demos, tmp_path / "rl", 60) == 0
     metrics = json.loads((tmp_path / "rl" / "metrics.json").read_text())
     assert sum(e["length"] for e in metrics["episodes"]) >= 60
+
+
+def test_lerobots_own_sac_learns_in_the_same_loop_and_resumes_exactly(lift_demos, lift_mlp_base, tmp_path, capsys):
+    """`rl train --learner lerobot-sac`: lerobot's GaussianActorPolicy and SACAlgorithm updated by this
+    loop on half-demonstration batches; N steps in one go and N/2 + resume + N/2 give the same networks,
+    critics, temperature and replay; the run is a policy `eval` runs."""
+    sac = ["--learner", "lerobot-sac", "--in-process", "--set", "learning_starts=60", "--set", "batch_size=32",
+           "--eval-episodes", "1", "--eval-every", "100", "--checkpoint-every", "100", "--quiet"]
+
+    def train(out, steps):
+        return main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", str(steps),
+                     "--out", str(out), *sac])
+
+    assert main(["rl", "train", "--learner", "lerobot-sac", "--base", str(lift_mlp_base), "--dataset",
+                 str(lift_demos), "--out", str(tmp_path / "two"), "--quiet"]) == 2
+    assert "add --in-process" in capsys.readouterr().err and not (tmp_path / "two").exists()
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(straight, 260) == 0 and train(split, 130) == 0
+    assert main(["rl", "train", "--out", str(split), "--steps", "260", "--resume", "--in-process", "--quiet"]) == 0
+    a, b = learner_state(straight)["learner"], learner_state(split)["learner"]
+    assert a["kind"] == "lerobot-sac" and a["optimization_step"] > 100
+    for part in ("policy", "critic_ensemble", "critic_target"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs after resume"
+    assert torch.equal(a["log_alpha"], b["log_alpha"])
+    online_a, online_b = load_buffers(straight / LATEST_CHECKPOINT)["online"], load_buffers(split / LATEST_CHECKPOINT)["online"]
+    for key in online_a:
+        np.testing.assert_array_equal(online_a[key], online_b[key])
+    assert main(["eval", "--policy", str(straight), "--episodes", "1", "--videos", "0", "--out", str(tmp_path / "ev"),
+                 "--quiet"]) == 0

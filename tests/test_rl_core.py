@@ -277,3 +277,21 @@ def test_learner_moves_residual_toward_the_better_action() -> None:
     initial_distance = float(np.linalg.norm(best_action))
     final_distance = float(np.linalg.norm(residual - best_action, axis=1).mean())
     assert final_distance < 0.3 * initial_distance, (residual.mean(axis=0), final_distance)
+
+
+def test_the_normalizer_keeps_dimensions_that_barely_moved_in_the_demos_off_the_clip():
+    """A dimension constant in the demonstrations, or moving a millimetre, must not turn a small online
+    deviation into a value at the clip; dimensions that do move are standardised as usual."""
+    from robo_reward.rl.networks import OBS_STD_FLOOR, ObsNormalizer
+
+    rng = np.random.default_rng(0)
+    demos = np.c_[np.full(500, 0.7), 0.3 + 0.001 * rng.normal(size=500), 2.0 * rng.normal(size=500)]
+    normalizer = ObsNormalizer(3, OBS_STD_FLOOR)
+    normalizer.fit(demos)
+    online = torch.tensor([[0.75, 0.35, 2.0]])  # 5 cm off on the first two
+    z = normalizer(online)[0].numpy()
+    np.testing.assert_allclose(z[:2], [0.05 / OBS_STD_FLOOR, 0.05 / OBS_STD_FLOOR], rtol=0.05)
+    assert np.all(np.abs(z[:2]) < 1.0) and abs(z[2] - (2.0 - demos[:, 2].mean()) / demos[:, 2].std()) < 1e-4
+    tight = ObsNormalizer(3, 1e-3)
+    tight.fit(demos)
+    assert np.all(np.abs(tight(online)[0, :2].numpy()) == tight.clip)  # what the floor prevents

@@ -24,7 +24,7 @@ import torch
 
 from robo_reward.errors import PolicyError
 from robo_reward.rl.buffers import NStepReplayBuffer
-from robo_reward.rl.residual import ResidualTD3
+from robo_reward.rl.learners import learner_from_state_dict
 
 LEARNER_FILE = "learner.pt"
 REPLAY_FILE = "replay.npz"
@@ -33,7 +33,7 @@ PROGRESS_FILE = "progress.json"
 
 def save_checkpoint(
     directory: Path,
-    learner: ResidualTD3,
+    learner,
     buffers: Mapping[str, NStepReplayBuffer],
     progress: Mapping[str, Any],
 ) -> None:
@@ -66,15 +66,15 @@ def readable_checkpoint(directory: Path) -> Path:
     return directory if directory.is_dir() or not old.is_dir() else old
 
 
-def load_learner(directory: Path, device: torch.device) -> ResidualTD3:
+def load_learner(directory: Path, device: torch.device):
     path = readable_checkpoint(directory) / LEARNER_FILE
     if not path.is_file():
         raise PolicyError(f"checkpoint {directory} has no {LEARNER_FILE}")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-        learner = ResidualTD3.from_state_dict(state["learner"], device)
+        learner = learner_from_state_dict(state["learner"], device)
     except Exception as exc:  # torch/pickle/zip raise many types for corrupt or foreign files
-        raise PolicyError(f"{path}: not a valid residual learner checkpoint ({exc})") from exc
+        raise PolicyError(f"{path}: not a valid learner checkpoint ({exc})") from exc
     return learner
 
 

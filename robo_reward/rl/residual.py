@@ -7,7 +7,6 @@ trains it off-policy (n-step TD, UTD ~4, half-demo batches) on the executed acti
 from __future__ import annotations
 
 import copy
-import dataclasses
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,11 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
+from robo_reward.rl.learner_config import PlainConfig
 from robo_reward.rl.networks import OBS_STD_FLOOR, EnsembleCritic, ObsNormalizer, ResidualActor
 
 
 @dataclass
-class ResidualTD3Config:
+class ResidualTD3Config(PlainConfig):
     """Hyperparameters; defaults follow ResFiT unless a comment says otherwise."""
 
     gamma: float = 0.99  # ResFiT
@@ -64,21 +64,11 @@ class ResidualTD3Config:
         if self.num_target_min > self.num_q:
             raise ValueError(f"num_target_min ({self.num_target_min}) exceeds num_q ({self.num_q})")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only (tuples become lists) so it survives YAML and `torch.load(weights_only=True)`."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ResidualTD3Config:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown ResidualTD3Config keys {unknown}; valid keys are {sorted(known)}")
-        return cls(**values)
-
 
 class ResidualTD3:
     """The learner: normalizer, residual actor, Q ensemble, their targets and optimizers."""
+
+    kind = "residual-td3"
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: ResidualTD3Config, device: torch.device | str) -> None:
         self.obs_dim = obs_dim
@@ -115,6 +105,10 @@ class ResidualTD3:
     ) -> np.ndarray:
         """Executed action clip(base + residual [+ noise], -1, 1) for (obs_dim,) or (B, obs_dim) input."""
         return residual_action(self.obs_normalizer, self.actor, self.cfg, obs, base_action, explore, rng)
+
+    def fit_observations(self, observations: np.ndarray) -> None:
+        """Fix the observation normalizer on the demonstrations' states."""
+        self.obs_normalizer.fit(observations)
 
     @torch.no_grad()
     def q_estimate(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -204,6 +198,7 @@ class ResidualTD3:
     def state_dict(self) -> dict[str, Any]:
         """Everything for an exact resume, loadable with `torch.load(path, weights_only=True)`."""
         return {
+            "kind": self.kind,
             "config": self.cfg.to_dict(),
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,

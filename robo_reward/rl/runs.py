@@ -32,16 +32,19 @@ from robo_reward.rl.policies import (
     read_policy_manifest,
     write_policy_manifest,
 )
-from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
+from robo_reward.rl.learner_config import PlainConfig
+from robo_reward.rl.learners import LEARNERS, RESIDUAL_TD3, kind_of, make_learner
 from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESIDUAL_KIND
 from robo_reward.rl.scripted_policy import save_scripted_policy
 
 RUN_CONFIG_FILE = "run_config.json"
 
 
-def learner_config(overrides: Sequence[str], seed: int) -> ResidualTD3Config:
-    """ResFiT defaults + `KEY=VALUE` overrides, each converted to its field's type and validated."""
-    fields = {f.name: f for f in dataclasses.fields(ResidualTD3Config)}
+def learner_config(overrides: Sequence[str], seed: int, learner: str = RESIDUAL_TD3):
+    """The learner's defaults (ResFiT's for residual TD3) + `KEY=VALUE` overrides, each converted to its
+    field's type and validated."""
+    config_class = LEARNERS[learner].config
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
     values: dict[str, Any] = {"seed": seed}
     for pair in overrides:
         key, sep, raw = pair.partition("=")
@@ -58,7 +61,7 @@ def learner_config(overrides: Sequence[str], seed: int) -> ResidualTD3Config:
             raise ConfigError(f"--set {pair!r}: expected a {type(default).__name__}, got {raw!r}")
         values[key] = value
     try:
-        return ResidualTD3Config(**values)
+        return config_class(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid learner settings: {exc}") from None
 
@@ -119,13 +122,14 @@ def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
     return demo_readings(demos, reward_source, [e.episode for e in episodes])
 
 
-def build_learner(demos, base_policy, act_dim: int, learner_config: ResidualTD3Config, readings, rule,
+def build_learner(demos, base_policy, act_dim: int, learner_config, readings, rule,
                   device, extra_demo_capacity: int = 0):
-    """A fresh learner (normalizer fitted on the demonstrations) and its demonstration buffer;
-    `extra_demo_capacity` leaves room for operator interventions added as demonstrations later."""
+    """A fresh learner of the config's kind (normalization fitted on the demonstrations) and its
+    demonstration buffer; `extra_demo_capacity` leaves room for operator interventions added as
+    demonstrations later."""
     obs_dim = flat_state(demos[0].observations[0]).shape[0]
-    learner = ResidualTD3(obs_dim, act_dim, learner_config, device)
-    learner.obs_normalizer.fit(np.stack([flat_state(o) for d in demos for o in d.observations]))
+    learner = make_learner(obs_dim, act_dim, learner_config, device)
+    learner.fit_observations(np.stack([flat_state(o) for d in demos for o in d.observations]))
     demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
                                     learner_config.n_step, learner_config.gamma)
     fill_demo_buffer(demo_buffer, demos, base_policy, readings, rule)
@@ -136,7 +140,7 @@ def create_residual_run(
     out: Path,
     dataset: Path,
     base: str | Path,
-    learner_config: ResidualTD3Config,
+    learner_config: PlainConfig,
     loop_config: LoopConfig,
     reward: RewardSpec | str = "sparse",
     device: torch.device | str = "cpu",
@@ -164,7 +168,8 @@ def create_residual_run(
         learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
                                              learner_config, readings, rule, device)
         run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
-                      "loop": asdict(loop_config), "learner": learner_config.to_dict()}
+                      "loop": asdict(loop_config), "learner_kind": kind_of(learner_config),
+                      "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
         write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
         trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config, rule)
