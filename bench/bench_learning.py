@@ -57,12 +57,21 @@ class Plan:
     demo_seed: int = 0
     bc_steps: int = 4000
     wide_placement: bool = False  # also evaluate the last point with placement 1.5x wider
+    seeds: tuple[tuple[str, tuple[int, ...]], ...] = (("base", (0,)), ("residual", (0, 1, 2)),
+                                                     ("sac_demos", (0, 1, 2)), ("sac_scratch", (0,)))
+
+    def arms(self, names: list[str] | None = None) -> dict[str, Arm]:
+        """The plan's arms (or those named) with the plan's training seeds."""
+        return {name: replace(ARMS[name], seeds=seeds) for name, seeds in self.seeds
+                if names is None or name in names}
 
 
 PLANS = {
     "lift": Plan("lift", "Panda", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), wide_placement=True),
-    "can": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000)),
-    "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000)),
+    "can": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000),
+                seeds=(("base", (0,)), ("residual", (0, 1, 2)), ("sac_demos", (0,)))),
+    "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000),
+                seeds=(("base", (0,)), ("residual", (0, 1, 2)))),
 }
 
 
@@ -81,16 +90,17 @@ class Arm:
 RESIDUAL_SET = ("utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4")
 
 
-def residual_arm(overrides: tuple[str, ...], seeds: tuple[int, ...], in_process: bool = False, note: str = "") -> Arm:
-    """`rl train` of the residual learner with these `--set` overrides; --in-process: one core per run."""
+def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process: bool = False, note: str = "",
+           learner: str = "residual-td3") -> Arm:
+    """`rl train` of a learner with these `--set` overrides; --in-process: one core per run."""
 
     def train_args(plan: Plan, data: Path, run: Path, steps: int, seed: int) -> list[str]:
         head = ["rl", "train", "--out", str(run), "--steps", str(steps), "--quiet"]
         head += ["--in-process", "--learner-threads", "1"] if in_process else []
         if (run / "run_config.json").is_file():
             return [*head, "--resume"]
-        return [*head, "--base", str(data / "base"), "--dataset", str(data / "demos"), "--seed", str(seed),
-                "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
+        return [*head, "--learner", learner, "--base", str(data / "base"), "--dataset", str(data / "demos"),
+                "--seed", str(seed), "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
                 *[x for kv in overrides for x in ("--set", kv)]]
 
     return Arm(seeds, train_args, note)
@@ -98,7 +108,11 @@ def residual_arm(overrides: tuple[str, ...], seeds: tuple[int, ...], in_process:
 
 ARMS: dict[str, Arm] = {
     "base": Arm(seeds=(0,), note="the frozen BC base alone (deterministic: one seed)"),
-    "residual": residual_arm(RESIDUAL_SET, (0, 1, 2), note="ResFiT residual TD3, sparse reward"),
+    "residual": rl_arm(RESIDUAL_SET, note="ResFiT residual TD3 on the BC base, sparse reward"),
+    "sac_demos": rl_arm((), in_process=True, learner="lerobot-sac",
+                        note="lerobot's SAC, the same demonstrations 50/50 in every batch, sparse reward"),
+    "sac_scratch": rl_arm(("demo_fraction=0.0",), in_process=True, learner="lerobot-sac",
+                          note="lerobot's SAC from scratch (no demonstrations in its batches)"),
 }
 
 
@@ -112,6 +126,16 @@ def cli(args: list[str], log: Path | None = None) -> None:
 
 
 def prepare_data(plan: Plan, data: Path) -> None:
+    """Demonstrations and BC base, once per plan; a second driver started alongside waits for the first."""
+    import fcntl
+
+    data.mkdir(parents=True, exist_ok=True)
+    with open(data / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build_data(plan, data)
+
+
+def _build_data(plan: Plan, data: Path) -> None:
     if not (data / "demos").is_dir():
         cli(["demos", "collect", "--task", plan.task, "--robot", plan.robot, "--episodes", str(plan.demos),
              "--noise", str(plan.demo_noise), "--seed", str(plan.demo_seed), "--out", str(data / "demos"), "--quiet"])
@@ -120,8 +144,9 @@ def prepare_data(plan: Plan, data: Path) -> None:
              "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])
 
 
-def snapshot(run: Path, dest: Path) -> None:
-    """The run's policy as it is now (manifest, base, learner weights; no replay), for evaluation later."""
+def snapshot(run: Path, dest: Path, segment: dict) -> None:
+    """The run's policy as it is now (manifest, base, learner weights; no replay) and how its training
+    segment went, for evaluation later; the snapshot appears whole or not at all."""
     from robo_reward.rl.checkpoint import LEARNER_FILE
     from robo_reward.rl.policies import POLICY_FILE
     from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT
@@ -132,6 +157,7 @@ def snapshot(run: Path, dest: Path) -> None:
     shutil.copy2(run / POLICY_FILE, tmp / POLICY_FILE)
     shutil.copytree(run / BASE_SUBDIR, tmp / BASE_SUBDIR)
     shutil.copy2(run / LATEST_CHECKPOINT / LEARNER_FILE, tmp / LATEST_CHECKPOINT / LEARNER_FILE)
+    (tmp / "segment.json").write_text(json.dumps(segment))
     tmp.rename(dest)
 
 
@@ -232,9 +258,7 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
         trained = json.loads((run / "checkpoints" / "latest" / "progress.json").read_text())["env_step"]
         if trained < point:
             raise RuntimeError(f"{run} stopped at env step {trained}, before {point}")
-        snapshot(run, snap)
-        (snap / "segment.json").write_text(json.dumps({"env_step": trained,
-                                                       "wall_s": round(time.perf_counter() - started, 1)}))
+        snapshot(run, snap, {"env_step": trained, "wall_s": round(time.perf_counter() - started, 1)})
     result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, *astuple(evaluation))
     segment = json.loads((snap / "segment.json").read_text())
     return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"]}
@@ -258,7 +282,7 @@ def work_through(jobs: list[Job], record: Record, hours: float) -> None:
 def cmd_run(args) -> None:
     plan, work, record = PLANS[args.plan], Path(args.work) / args.plan, Record(args.plan)
     prepare_data(plan, work / "data")
-    arms = {name: ARMS[name] for name in args.arms}
+    arms = plan.arms(args.arms)
     work_through(jobs_of(plan, arms, record, work, Evaluation()), record, args.hours)
     cmd_status(args)
 
@@ -268,16 +292,18 @@ def cmd_probe(args) -> None:
     probes run side by side)."""
     plan, work = PLANS[args.plan], Path(args.work) / args.plan
     record = Record(f"probes/{args.plan}_{args.name}")
-    record.data["overrides"] = [*RESIDUAL_SET, *args.set]
+    overrides = [*RESIDUAL_SET, *args.set]
+    if record.data.setdefault("overrides", overrides) != overrides:
+        raise SystemExit(f"probe {args.name!r} was run with {record.data['overrides']}: pick another --name")
     prepare_data(plan, work / "data")
     probe_plan = replace(plan, points=tuple(args.points), wide_placement=False)
-    arms = {f"probe_{args.name}": residual_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
+    arms = {f"probe_{args.name}": rl_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
     work_through(jobs_of(probe_plan, arms, record, work, Evaluation(TUNING_SEED, 1)), record, args.hours)
 
 
 def cmd_status(args) -> None:
     plan, record = PLANS[args.plan], Record(args.plan)
-    left = jobs_of(plan, {name: ARMS[name] for name in args.arms}, record, Path(args.work) / args.plan, Evaluation())
+    left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan, Evaluation())
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
 
 
@@ -285,7 +311,7 @@ def curves(plan_name: str) -> dict:
     """Per arm and point: each seed's rate with its Wilson interval, the mean over seeds with a t-interval."""
     plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
     table = {}
-    for arm_name, arm in ARMS.items():
+    for arm_name, arm in plan.arms().items():
         rows = []
         for point in plan.points:
             step = plan.points[0] if arm.train_args is None else point
@@ -336,7 +362,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["run", "status", "report", "probe"])
     p.add_argument("--plan", choices=list(PLANS), default="lift")
-    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), help="only these of the plan's arms (default: all)")
     p.add_argument("--hours", type=float, default=2.0, help="run: start no new job after this long")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench" / "learning"))
     p.add_argument("--name", help="probe: its name")

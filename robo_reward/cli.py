@@ -140,9 +140,14 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
         from robo_reward.runtime.actor_process import use_actor_process
 
         use_actor_process(trainer, args.learner_threads)
+    elif args.learner_threads:
+        import torch
+
+        torch.set_num_threads(args.learner_threads)
     state = trainer.run(progress=not args.quiet)
     first, last = state.evals[0], state.evals[-1]
-    print(f"residual RL: eval success {first['success_rate']:.0%} at step {first['env_step']} -> "
+    label = "residual RL" if trainer.learner.kind == RESIDUAL_TD3 else trainer.learner.kind
+    print(f"{label}: eval success {first['success_rate']:.0%} at step {first['env_step']} -> "
           f"{last['success_rate']:.0%} at step {last['env_step']} ({last['episodes']} episodes)")
     print(f"run directory {out}: plot {out / 'success_vs_steps.png'}, metrics {out / 'metrics.json'}")
 
@@ -246,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="env and learner in one process, one after the other: deterministic, bit-exact resume "
                         "(default: the env in a second process, so acting and learning share both cores)")
-    p.add_argument("--learner-threads", type=positive_int, help="torch threads for the learner's updates (default: torch's, "
+    p.add_argument("--learner-threads", type=positive_int, help="torch threads for the learner's updates (with --in-process: the process's; default: torch's, "
                    "every core; the env process uses one)")
     p.add_argument("--out", required=True)
 

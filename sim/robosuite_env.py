@@ -285,8 +285,12 @@ class RobosuiteEnv(gym.Env):
         if not (np.isfinite(placement_scale) and placement_scale > 0):
             self._env.close()
             raise ValueError(f"placement_scale must be a positive number, got {placement_scale!r}")
+        if placement_scale != 1.0:
+            if self.task != "lift":  # PickPlace samples over a whole bin: wider would be past its walls
+                self._env.close()
+                raise ValueError(f"placement_scale is for the lift task (a cube on an open table), not {self.task!r}")
+            _scale_placement(self._env.placement_initializer, float(placement_scale))
         self.placement_scale = float(placement_scale)
-        _scale_placement(self._env.placement_initializer, self.placement_scale)
         valid_cams = [c for c in self._env.sim.model.camera_names if c]
         bad = [c for c in list(self.cameras) + ([render_camera] if render_camera else []) if c not in valid_cams]
         if bad:

@@ -287,3 +287,5 @@ def test_placement_scale_widens_where_the_cube_starts():
     assert reach[1.0] <= 0.03 + 1e-6 < reach[1.5] <= 0.045 + 1e-6
     with pytest.raises(ValueError, match="placement_scale must be a positive number"):
         make_env("lift", "Panda", placement_scale=0.0)
+    with pytest.raises(ValueError, match="placement_scale is for the lift task"):
+        make_env("can", "Panda", placement_scale=1.5)

@@ -67,7 +67,7 @@ class LeRobotSAC:
         policy_cfg = GaussianActorConfig(
             input_features={STATE: PolicyFeature(type=FeatureType.STATE, shape=(obs_dim,))},
             output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(act_dim,))},
-            device=self.device.type, storage_device="cpu", vision_encoder_name=None)
+            device=str(self.device), storage_device="cpu", vision_encoder_name=None)
         # lerobot draws from torch's global generator; the learner keeps its own stream (exact resume)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -91,11 +91,16 @@ class LeRobotSAC:
         self.preprocessor, _ = make_pre_post_processors(policy_cfg=self.policy.config, dataset_stats=stats)
 
     @contextlib.contextmanager
-    def _own_rng(self):
-        with torch.random.fork_rng(devices=[]):
+    def _own_rng(self, keep: bool = True):
+        """lerobot samples from torch's global generators: inside, they are the learner's own CPU stream
+        (saved back when `keep`); the caller's are restored after. Exact resume holds on CPU; on CUDA the
+        global CUDA generator is isolated but not checkpointed."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(self.rng_state)
             yield
-            self.rng_state = torch.get_rng_state()
+            if keep:
+                self.rng_state = torch.get_rng_state()
 
     def fit_observations(self, observations: np.ndarray) -> None:
         """Min-max statistics of the demonstrations' states (lerobot's normalization for SAC), each
@@ -115,7 +120,8 @@ class LeRobotSAC:
         """SAC's own action for (obs_dim,) or (B, obs_dim): a sample while exploring, else tanh(mean)."""
         single = np.ndim(obs) == 1
         nobs = self._observations(obs)
-        with self._own_rng():
+        # the greedy action still draws a sample inside lerobot's forward: evaluation must not move the stream
+        with self._own_rng(keep=explore):
             action = self.policy.select_action(nobs) if explore else torch.tanh(self.policy.forward(nobs)["action_mean"])
         action = action.cpu().numpy().astype(np.float32)
         return action[0] if single and action.ndim == 2 else action
@@ -163,5 +169,5 @@ class LeRobotSAC:
         for name, optimizer in learner.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         learner.algorithm._optimization_step = int(state["optimization_step"])  # lerobot has no setter
-        learner.rng_state = state["rng_state"]
+        learner.rng_state = state["rng_state"].cpu()  # map_location may have moved it
         return learner

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robo_reward.envs.observations import observation_format_mismatch
+from robo_reward.envs.observations import OBSERVATION_FORMAT, observation_format_mismatch
 from robo_reward.errors import PolicyError
 
 POLICY_FILE = "robo_reward_policy.json"
@@ -47,7 +47,9 @@ def check_base_fits(policy: Policy, features: Mapping[str, tuple[int, ...] | Non
 
 
 def write_policy_manifest(directory: Path, kind: str, env_spec: Mapping[str, Any], **extra: Any) -> None:
-    (directory / POLICY_FILE).write_text(json.dumps({"kind": kind, "env": dict(env_spec), **extra}, indent=2))
+    """A policy acts on this version's observations: its manifest says so (observation_format)."""
+    env = {**env_spec, "observation_format": OBSERVATION_FORMAT}
+    (directory / POLICY_FILE).write_text(json.dumps({"kind": kind, "env": env, **extra}, indent=2))
 
 
 def read_policy_manifest(directory: str | Path) -> dict[str, Any]:

@@ -221,7 +221,7 @@ class ResidualTD3:
                 f"checkpoint dims (obs {state['obs_dim']}, act {state['act_dim']}) != learner "
                 f"(obs {self.obs_dim}, act {self.act_dim})"
             )
-        if state["config"] != self.cfg.to_dict():
+        if ResidualTD3Config.from_dict(state["config"]).to_dict() != self.cfg.to_dict():  # older: fewer keys
             raise ValueError("checkpoint config differs from this learner's; use ResidualTD3.from_state_dict")
         self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         self.actor.load_state_dict(state["actor"])

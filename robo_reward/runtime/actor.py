@@ -104,6 +104,8 @@ def checkpoint_weights(run_dir: str | Path) -> bytes:
     from robo_reward.runtime.codecs import encode_actor_weights
 
     learner = load_learner(Path(run_dir) / LATEST_CHECKPOINT, "cpu")
+    if not hasattr(learner, "actor_tensors"):
+        raise MessageError(f"{run_dir} is a {learner.kind} run: only residual-td3 runs drive the robot actor")
     return encode_actor_weights(learner, f"checkpoint:{Path(run_dir).resolve()}", 1)
 
 
