@@ -390,8 +390,11 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
     # cube is above the success height is a threshold the two paths' last bits may cross a step apart
     horizon = 40
     shipped = load_hardware_config("sim_panda_lift").model_dump()
-    # the limiter engages from 30% of the velocity limits, so the executed actions depend on it
-    changes = {"home": {**shipped["home"], "randomize": 0.0}, "safety": {**shipped["safety"], "slow_from": 0.3}}
+    # the limiter engages from 30% of the velocity limits, so the executed actions depend on it; a step that
+    # stalls past the 1 s stale limit (a first import in a fresh clone, under load) is refused — fail-safe,
+    # tested elsewhere — and would leave a gap in the episode that the in-process run does not have
+    changes = {"home": {**shipped["home"], "randomize": 0.0},
+               "safety": {**shipped["safety"], "slow_from": 0.3, "stale_timeout_s": 10.0}}
     stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore"], changes)
     try:
         stack.wait_for("episode 1's end", lambda: any(t.episode == 1 and (t.terminated or t.truncated)
