@@ -281,10 +281,16 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
         # images: an unknown encoding and a truncated frame are skipped with a stated reason
         bad = Image(height=64, width=64, encoding="bayer_rggb8", step=64, data=bytes(64 * 64))
         short = Image(height=64, width=64, encoding="rgb8", step=64 * 3, data=bytes(100))
-        for msg in (bad, short):
-            msg.header.stamp = to_stamp(time.time())
-            camera.publish(msg)
-        op.wait("the reward server's bad-input count", lambda: op.reward_server.get("bad_messages", 0) >= 2, 10)
+
+        def bad_frames_counted() -> bool:
+            # the sim's camera publishes on the same topic at 20 Hz: a busy server's subscription keeps only
+            # the newest frames, so a malformed one may be overwritten unseen — send them until counted
+            for msg in (bad, short):
+                msg.header.stamp = to_stamp(time.time())
+                camera.publish(msg)
+            return op.reward_server.get("bad_messages", 0) >= 2
+
+        op.wait("the reward server's bad-input count", bad_frames_counted, 30)
         assert "bad_messages" in op.reward_server and op.reward_server["last_error"].startswith("camera agentview")
         count = len(op.rewards)
         op.wait("rewards after bad images", lambda: len(op.rewards) > count + 2, 60)
