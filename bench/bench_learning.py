@@ -165,6 +165,7 @@ def evaluate_report(policy: Path, out: Path, placement_scale: float = 1.0, first
                     processes: int = 2) -> dict:
     """100 episodes from `first_seed` (`eval --seed`) split over processes (one per core); outcomes kept."""
     share = REPORT_EPISODES // processes
+    out.mkdir(parents=True, exist_ok=True)
     parts_dirs = [out / f"part{i}" for i in range(processes)]
     extra = ["--placement-scale", str(placement_scale)] if placement_scale != 1.0 else []
 
