@@ -18,7 +18,8 @@ State, so a run can stop anywhere and go on (in this session or the next):
   WORK/<plan>/<arm>/seed<k>/step_<N> a snapshot of the policy at env step N (weights only)
   bench/results/learning/<plan>.json every finished evaluation (committed: it is the record that
                                      survives a fresh checkout); an evaluation found there is not re-run
-An arm's training run is lost with its work directory; its finished evaluations are not.
+A finished curve stands. A curve recorded only in part whose run directory is gone (a fresh checkout) is
+trained again from the start and its points redone, so that every curve comes from one run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, replace
@@ -226,13 +228,15 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, evalua
     point by point, each arm and seed in turn."""
     data = work / "data"
     out: list[Job] = []
+    redo = {(name, seed) for name, arm in arms.items() if arm.train_args is not None for seed in arm.seeds
+            if lost_unfinished(plan, record, name, seed, work / name / f"seed{seed}")}
     for point in plan.points:
         scales = [1.0, 1.5] if plan.wide_placement and point == plan.points[-1] else [1.0]
         for arm_name, arm in arms.items():
             for seed in arm.seeds:
                 for scale in scales:
                     key = Record.key(arm_name, seed, point, scale)
-                    if record.has(key):
+                    if record.has(key) and (arm_name, seed) not in redo:
                         continue
                     if arm.train_args is None:  # a base does not change: one evaluation stands for every point
                         if scale == 1.0 and point != plan.points[0]:
@@ -247,12 +251,30 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, evalua
     return out
 
 
+def lost_unfinished(plan: Plan, record: Record, arm_name: str, seed: int, seed_dir: Path) -> bool:
+    """A run whose curve is recorded only in part and whose run directory is gone (a fresh checkout):
+    it is trained again from the start and its recorded points are redone, so that every curve comes
+    from one run. A finished curve stands."""
+    scales = {point: [1.0, 1.5] if plan.wide_placement and point == plan.points[-1] else [1.0] for point in plan.points}
+    keys = [Record.key(arm_name, seed, point, scale) for point in plan.points for scale in scales[point]]
+    recorded = [record.data["evals"][k] for k in keys if record.has(k)]
+    if not recorded or len(recorded) == len(keys):
+        return False
+    current = (seed_dir / "run_id").read_text() if (seed_dir / "run_id").is_file() else None
+    return any(r.get("run_id") != current for r in recorded)
+
+
 def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: int, seed: int, scale: float,
                        evaluation: Evaluation) -> dict:
     snap = seed_dir / f"step_{point}"
     if not snap.is_dir():
         run = seed_dir / "run"
         seed_dir.mkdir(parents=True, exist_ok=True)
+        if not (run / "run_config.json").is_file():  # a new run: the points recorded from now on are its own
+            shutil.rmtree(run, ignore_errors=True)
+            for old in seed_dir.glob("step_*"):
+                shutil.rmtree(old)
+            (seed_dir / "run_id").write_text(uuid.uuid4().hex)
         started = time.perf_counter()
         cli(arm.train_args(plan, data, run, point, seed), seed_dir / "train.log")
         # episodes run to their end: a run stops at the first episode boundary at or past `point`
@@ -262,7 +284,8 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
         snapshot(run, snap, {"env_step": trained, "wall_s": round(time.perf_counter() - started, 1)})
     result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, *astuple(evaluation))
     segment = json.loads((snap / "segment.json").read_text())
-    return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"]}
+    return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"],
+            "run_id": (seed_dir / "run_id").read_text()}
 
 
 def work_through(jobs: list[Job], record: Record, hours: float) -> None:
