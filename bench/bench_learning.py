@@ -62,6 +62,10 @@ class Plan:
     seeds: tuple[tuple[str, tuple[int, ...]], ...] = (("base", (0,)), ("residual", (0, 1, 2)),
                                                      ("sac_demos", (0, 1, 2)), ("sac_scratch", (0,)))
 
+    def scales(self, point: int) -> list[float]:
+        """The placement scales `point` is evaluated at: also 1.5x wider at a wide plan's last point."""
+        return [1.0, 1.5] if self.wide_placement and point == self.points[-1] else [1.0]
+
     def arms(self, names: list[str] | None = None) -> dict[str, Arm]:
         """The plan's arms (or those named) with the plan's training seeds."""
         return {name: replace(ARMS[name], seeds=seeds) for name, seeds in self.seeds
@@ -231,10 +235,9 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, evalua
     redo = {(name, seed) for name, arm in arms.items() if arm.train_args is not None for seed in arm.seeds
             if lost_unfinished(plan, record, name, seed, work / name / f"seed{seed}")}
     for point in plan.points:
-        scales = [1.0, 1.5] if plan.wide_placement and point == plan.points[-1] else [1.0]
         for arm_name, arm in arms.items():
             for seed in arm.seeds:
-                for scale in scales:
+                for scale in plan.scales(point):
                     key = Record.key(arm_name, seed, point, scale)
                     if record.has(key) and (arm_name, seed) not in redo:
                         continue
@@ -255,8 +258,7 @@ def lost_unfinished(plan: Plan, record: Record, arm_name: str, seed: int, seed_d
     """A run whose curve is recorded only in part and whose run directory is gone (a fresh checkout):
     it is trained again from the start and its recorded points are redone, so that every curve comes
     from one run. A finished curve stands."""
-    scales = {point: [1.0, 1.5] if plan.wide_placement and point == plan.points[-1] else [1.0] for point in plan.points}
-    keys = [Record.key(arm_name, seed, point, scale) for point in plan.points for scale in scales[point]]
+    keys = [Record.key(arm_name, seed, point, scale) for point in plan.points for scale in plan.scales(point)]
     recorded = [record.data["evals"][k] for k in keys if record.has(k)]
     if not recorded or len(recorded) == len(keys):
         return False

@@ -41,7 +41,7 @@ import numpy as np
 from gymnasium import spaces
 
 from robo_reward.envs.limits import JOINT_STATE_KEY
-from robo_reward.envs.observations import EE_POSE_DIM, OBSERVATION_FORMAT, object_vector, proprio_vector
+from robo_reward.envs.observations import EE_POSE_DIM, OBSERVATION_FORMAT, ROTATION_DIM, object_vector, proprio_vector
 
 __all__ = [
     "ROBOTS",
@@ -332,7 +332,7 @@ class RobosuiteEnv(gym.Env):
         # sizes only: object readings are zero (no rotation) until the first reset
         self.state_dim = EE_POSE_DIM * len(self.arms) + sum(raw[k].size for k in self._gripper_keys) \
             + raw[f"{pfx}joint_pos"].size
-        self.env_state_dim = sum(6 if k.endswith("quat") else raw[k].size for k in self._object_keys)
+        self.env_state_dim = sum(ROTATION_DIM if k.endswith("quat") else raw[k].size for k in self._object_keys)
         obs_spaces: dict[str, spaces.Space] = {
             "observation.state": spaces.Box(-np.inf, np.inf, (self.state_dim,), np.float32),
             "observation.environment_state": spaces.Box(-np.inf, np.inf, (self.env_state_dim,), np.float32),

@@ -25,7 +25,8 @@ def flat_state(obs: Mapping[str, np.ndarray]) -> np.ndarray:
 # object orientations as quaternions (x, y, z, w); robosuite keeps w >= 0, so a gripper pointing
 # straight down (w ~ 0) flipped sign several times per episode. 2: 6-D rotations.
 OBSERVATION_FORMAT = 2
-EE_POSE_DIM = 9  # position 3 + 6-D rotation
+ROTATION_DIM = 6  # what rotation_6d makes of a quaternion
+EE_POSE_DIM = 3 + ROTATION_DIM  # position + rotation
 
 
 def rotation_6d(quat_xyzw: np.ndarray) -> np.ndarray:

@@ -46,11 +46,7 @@ class LeRobotSACConfig(PlainConfig):
     def __post_init__(self) -> None:
         if self.n_step != 1:
             raise ValueError(f"lerobot's SAC backs up one step: n_step must be 1, got {self.n_step}")
-        for name in ("utd_ratio", "batch_size", "num_critics"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.demo_fraction <= 1.0:
-            raise ValueError(f"demo_fraction must be in [0, 1], got {self.demo_fraction}")
+        self.check_ranges(("utd_ratio", "batch_size", "num_critics"))
 
 
 class LeRobotSAC:

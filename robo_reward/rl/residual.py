@@ -56,11 +56,7 @@ class ResidualTD3Config(PlainConfig):
     def __post_init__(self) -> None:
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
-        for name in ("n_step", "utd_ratio", "batch_size", "num_q", "num_target_min", "policy_delay"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.demo_fraction <= 1.0:
-            raise ValueError(f"demo_fraction must be in [0, 1], got {self.demo_fraction}")
+        self.check_ranges(("n_step", "utd_ratio", "batch_size", "num_q", "num_target_min", "policy_delay"))
         if self.num_target_min > self.num_q:
             raise ValueError(f"num_target_min ({self.num_target_min}) exceeds num_q ({self.num_q})")
 
