@@ -1,7 +1,8 @@
 """Reward quality on simulated episodes: VOC and success accuracy of the hop model and the success
 classifier, judged against the simulator's own success check on held-out seeds.
 
-  python bench/bench_reward_models.py --task lift      # -> bench/results/reward_models_lift.json
+  python bench/bench_reward_models.py --task lift      # -> bench/results/reward_models_lift_render-fast.json
+  python bench/bench_reward_models.py --task lift --render robosuite   # frames drawn as robosuite draws them
 
 Stages (each skipped when its output exists under --work): training demos (low noise, run past
 success so the success state stays in view) -> held-out rollouts (high noise: successes, failures,
@@ -39,11 +40,11 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"command failed ({code}): robo-reward {' '.join(argv)}")
 
 
-def collect(out: Path, task: str, episodes: int, noise: float, seed: int, image_size: int) -> None:
+def collect(out: Path, task: str, episodes: int, noise: float, seed: int, image_size: int, render: str) -> None:
     if not out.exists():
         run(["demos", "collect", "--task", task, "--episodes", str(episodes), "--noise", str(noise), "--seed",
-             str(seed), "--keep-going", "--cameras", *CAMERAS, "--image-size", str(image_size), "--out", str(out),
-             "--quiet"])
+             str(seed), "--keep-going", "--cameras", *CAMERAS, "--image-size", str(image_size), "--render", render,
+             "--out", str(out), "--quiet"])
 
 
 def main() -> None:
@@ -59,14 +60,16 @@ def main() -> None:
     p.add_argument("--classifier-steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--render", default="fast", help="how camera frames are drawn (`demos collect --render`)")
     p.add_argument("--work", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    work = Path(args.work or f"runs/bench/rewards/{args.task}")
+    tag = args.render.replace(",", "_").replace("=", "-")
+    work = Path(args.work or f"runs/bench/rewards/{args.task}_{tag}")
     train, heldout, rollouts = work / "train", work / "heldout", work / "rollouts"
-    collect(train, args.task, args.train_episodes, args.train_noise, 0, args.image_size)
-    collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size)
-    collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size)
+    collect(train, args.task, args.train_episodes, args.train_noise, 0, args.image_size, args.render)
+    collect(heldout, args.task, args.heldout_episodes, args.heldout_noise, 500, args.image_size, args.render)
+    collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size, args.render)
     sizes = ["--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
     pair = ["reward", "combine", "--progress", str(work / "hop_demos_rollouts"), "--success",
             str(work / "success_classifier_rollouts")]
@@ -86,7 +89,8 @@ def main() -> None:
         # the same with the success call held 5 frames (0.25 s at 20 Hz) before it counts
         "hop_progress_classifier_success_hold5": [*pair, "--success-hold", "5"],
     }
-    out = RESULTS / f"reward_models_{args.task}.json"
+    # reward_models_<task>.json (no render tag): the record from before render settings, drawn as robosuite draws
+    out = RESULTS / f"reward_models_{args.task}_render-{tag}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     for name, argv in models.items():
         model_dir = work / name

@@ -16,7 +16,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from robo_reward.cliargs import OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int
+from robo_reward.cliargs import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
+                                 render_arg)
+from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, RENDER_PRESETS
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.rl.learner_config import LEARNER_NAMES
 from robo_reward.fileutil import write_json
@@ -37,6 +39,7 @@ def env_spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.cameras:
         spec["cameras"] = list(args.cameras)
         spec["image_size"] = [args.image_size, args.image_size]
+        spec[RENDER_KEY] = args.render.to_dict()
     if getattr(args, "keep_going", False):
         spec["terminate_on_success"] = False
     return spec
@@ -193,6 +196,9 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--horizon", type=positive_int, default=None, help="episode time limit in control steps")
     p.add_argument("--cameras", nargs="*", default=[], help="camera names to record (e.g. agentview)")
     p.add_argument("--image-size", type=positive_int, default=84)
+    p.add_argument("--render", type=render_arg, default=DEFAULT_RENDER,
+                   help=f"how camera frames are drawn: a preset {sorted(RENDER_PRESETS)} (default fast), "
+                        "optionally with overrides, e.g. fast,shadows=true,mesh_faces=0")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

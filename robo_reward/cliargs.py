@@ -40,6 +40,16 @@ open_fraction = _checked(float, "a number", lambda v: 0 < v < 1, "must be betwee
 port_number = _checked(int, "a port number", lambda v: 0 < v < 65536, "is not a TCP port (1-65535)")
 
 
+def render_arg(text: str):
+    """--render: a preset name with optional key=value overrides (robo_reward.envs.rendering)."""
+    from robo_reward.envs.rendering import parse_render
+
+    try:
+        return parse_render(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--render: ")) from None
+
+
 def existing_file(text: str) -> str:
     """An input a read-only command reads: it must exist (a typo must not read as an empty input)."""
     if not Path(text).is_file():

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from robo_reward.cliargs import non_negative_int, open_fraction, positive_int
+from robo_reward.envs.rendering import common_render
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
 
@@ -39,6 +40,10 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         raise RoboRewardError("--episodes selects episodes of one dataset; give a single --dataset with it")
     datasets = ", ".join(args.dataset)
     labeled = [e for root in args.dataset for e in load_episodes(root, args.cameras or None, indices)]
+    try:  # the model records how its frames were drawn: the env that it scores draws them the same way
+        render = common_render(e.render for e in labeled)
+    except ValueError as exc:
+        raise RoboRewardError(f"{datasets}: {exc}; train a reward model on frames drawn one way") from None
     if args.kind == "hop":
         from robo_reward.rewards.process import (
             HopNetConfig,
@@ -57,7 +62,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         if args.preferences:  # stage boundaries people marked replace the gripper-flip heuristic
             keyframes = labeled_keyframes(args, demos, keyframes)
         cameras = tuple(demos[0].episode.cameras)
-        net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size)
+        net_cfg = HopNetConfig(cameras=cameras, image_size=args.image_size, render=render)
         train_cfg = HopTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed, device=args.device,
                                    **({"batch_size": args.batch_size} if args.batch_size else {}))
         net, log = train_hop_model([d.episode for d in demos], net_cfg, train_cfg, keyframes, not args.quiet)
@@ -74,7 +79,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         )
 
         cameras = tuple(labeled[0].episode.cameras)
-        net_cfg = SuccessNetConfig(cameras=cameras, image_size=args.image_size)
+        net_cfg = SuccessNetConfig(cameras=cameras, image_size=args.image_size, render=render)
         train_cfg = ClassifierTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed,
                                           device=args.device,
                                           **({"batch_size": args.batch_size} if args.batch_size else {}))
@@ -93,7 +98,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         if not experts:
             raise RoboRewardError(f"{datasets}: no successful episode to use as the expert video")
         preferences = preference_pairs(labeled)
-        cfg = RaplConfig(cameras=tuple(experts[0].episode.cameras), image_size=args.image_size)
+        cfg = RaplConfig(cameras=tuple(experts[0].episode.cameras), image_size=args.image_size, render=render)
         train_cfg = RaplTrainConfig(**({"epochs": args.steps} if args.steps else {}), seed=args.seed,
                                     device=args.device)
         model, log = train_rapl([e.episode for e in experts], preferences, cfg, train_cfg, progress=not args.quiet)

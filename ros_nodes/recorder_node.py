@@ -161,7 +161,8 @@ class RecorderNode(Node):
         spec = {"hardware_config": cfg.name, "cameras": [c.name for c in cfg.cameras], "task_text": self.task}
         if cfg.sim is not None:
             size = cfg.sim.image_size
-            spec.update(task=cfg.sim.task, robot=cfg.sim.robot, image_size=[size, size])
+            spec.update(task=cfg.sim.task, robot=cfg.sim.robot, image_size=[size, size],
+                        render=cfg.sim.render_settings().to_dict())
         shapes = {k: (tuple(v.shape), k.startswith(IMAGE_PREFIX)) for k, v in first["obs"].items()}
         return {"fps": round(cfg.control_rate_hz), "shapes": shapes, "action_dim": cfg.command.action_dim,
                 "spec": spec, "robot_type": cfg.name}

@@ -21,6 +21,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
+from robo_reward.envs.rendering import render_mismatch
 from robo_reward.errors import RoboRewardError
 from robo_reward.rewards.registry import load_reward_model
 from robo_reward.runtime.codecs import MessageError
@@ -63,6 +64,11 @@ class RewardServerNode(Node):
         missing = [c for c in self.model.cameras if c not in topics]
         if missing:
             raise RoboRewardError(f"reward model needs cameras {missing}; {cfg.name} has {sorted(topics)}")
+        if cfg.sim is not None:  # a simulated robot's frames are drawn as its config says
+            mismatch = render_mismatch(model_path, getattr(self.model, "render_settings", None),
+                                       cfg.sim.render_settings().to_dict(), f"the sim robot of {cfg.name}")
+            if mismatch:
+                raise RoboRewardError(mismatch)
         streams = list(self.model.cameras)
         if bool(declare(self, "use_joint_states", False)):  # for models that take the robot state
             streams.append(JOINTS)

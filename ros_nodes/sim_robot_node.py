@@ -42,7 +42,8 @@ class SimRobotNode(Node):
         if cfg.sim is None:
             raise ValueError(f"{cfg.name} is not a simulated robot (no 'sim' section)")
         self.driver = DriverProcess(task=cfg.sim.task, robot=cfg.sim.robot, cameras=[c.name for c in cfg.cameras],
-                                    image_size=cfg.sim.image_size, seed=int(declare(self, "seed", 0)))
+                                    image_size=cfg.sim.image_size, seed=int(declare(self, "seed", 0)),
+                                    render=cfg.sim.render_settings().to_dict())
         # a driver follows the latest command, never a backlog: one slot per kind, scene resets first
         self.latest: dict[str, list[float]] = {}
         self.resets: queue.Queue = queue.Queue()

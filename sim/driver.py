@@ -19,11 +19,12 @@ from robo_reward.worker import ignore_stop_signals
 
 
 class SimulatedDriver:
-    def __init__(self, task: str, robot: str, cameras: list[str], image_size: int, seed: int = 0):
+    def __init__(self, task: str, robot: str, cameras: list[str], image_size: int, seed: int = 0,
+                 render: dict | None = None):
         from sim.robosuite_env import make_env
 
         self.env = make_env(task, robot, cameras=cameras, image_size=(image_size, image_size), horizon=10**9,
-                            terminate_on_success=False)
+                            terminate_on_success=False, render=render)
         self.cameras = cameras
         self.scene_seed = seed
         self.obs, _ = self.env.reset(seed=seed)

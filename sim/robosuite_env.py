@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,7 +41,10 @@ import numpy as np
 from gymnasium import spaces
 
 from robo_reward.envs.limits import JOINT_STATE_KEY
-from robo_reward.envs.observations import EE_POSE_DIM, OBSERVATION_FORMAT, ROTATION_DIM, object_vector, proprio_vector
+from robo_reward.envs.observations import (EE_POSE_DIM, IMAGE_PREFIX, OBSERVATION_FORMAT, ROTATION_DIM, object_vector,
+                                           proprio_vector)
+from robo_reward.envs.rendering import DEFAULT_RENDER, RenderSettings
+from sim.rendering import SceneRenderer
 
 __all__ = [
     "ROBOTS",
@@ -227,6 +230,7 @@ class RobosuiteEnv(gym.Env):
         render_size: tuple[int, int] = (256, 256),
         seed: int | None = None,
         placement_scale: float = 1.0,
+        render: RenderSettings | None = None,
     ):
         import robosuite
 
@@ -253,6 +257,7 @@ class RobosuiteEnv(gym.Env):
         self.render_camera = render_camera
         self.render_size = (int(render_size[0]), int(render_size[1]))  # (height, width)
         self.render_mode = "rgb_array" if render_camera is not None else None
+        self.render_settings = DEFAULT_RENDER if render is None else render
 
         # The model itself (e.g. the Lift cube's size, drawn when robosuite builds the model) is
         # always built from seed 0, so that reset(seed=s) gives the same initial state in every
@@ -271,8 +276,8 @@ class RobosuiteEnv(gym.Env):
                 robots=self._robot_spec.robosuite_name,
                 controller_configs=controller_config,
                 has_renderer=False,
-                has_offscreen_renderer=need_renderer,
-                use_camera_obs=False,  # cameras are rendered by this wrapper (see _render_cam)
+                has_offscreen_renderer=False,  # frames are drawn by this wrapper (sim/rendering.py)
+                use_camera_obs=False,
                 use_object_obs=True,
                 reward_shaping=False,
                 control_freq=CONTROL_FREQ,
@@ -297,6 +302,11 @@ class RobosuiteEnv(gym.Env):
             self._env.close()
             raise ValueError(f"unknown camera(s) {_choices(bad)}; valid cameras: {_choices(valid_cams)}")
         self.valid_cameras = tuple(valid_cams)
+        self._scene = None
+        if need_renderer:
+            rs = self._env
+            self._scene = SceneRenderer(rs.edit_model_xml(rs.model.get_xml()), rs.sim.model._model,
+                                        self.render_settings)
         # robosuite samples an observable at the first physics substep of each sampling period, counted
         # from its last forced update: the observation a step returns lagged the state it ended in by
         # up to a control period, by an amount that changed whenever the state was read in between
@@ -372,11 +382,8 @@ class RobosuiteEnv(gym.Env):
         """The underlying robosuite environment (for advanced use; do not reset it directly)."""
         return self._env
 
-    def _render_cam(self, cam: str, size: tuple[int, int]) -> np.ndarray:
-        h, w = size
-        img = self._env.sim.render(width=w, height=h, camera_name=cam)
-        # MjSim.render returns OpenGL row order (row 0 = bottom); flip to row 0 = top.
-        return np.ascontiguousarray(img[::-1], dtype=np.uint8)
+    def _frames(self, cameras: Sequence[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+        return self._scene.frames(self._env.sim.data._data, cameras, size)
 
     def _convert_obs(self, raw: dict) -> dict[str, np.ndarray]:
         """docs/conventions.md's observation, through the processing step the robot path uses too."""
@@ -386,8 +393,8 @@ class RobosuiteEnv(gym.Env):
                                                 raw["robot0_joint_pos"]),
             "observation.environment_state": object_vector([(k, raw[k]) for k in self._object_keys]),
         }
-        for cam in self.cameras:
-            obs[f"observation.images.{cam}"] = self._render_cam(cam, self.image_size)
+        if self.cameras:
+            obs.update({f"{IMAGE_PREFIX}{cam}": frame for cam, frame in self._frames(self.cameras, self.image_size).items()})
         return obs
 
     # ------------------------------------------------------------------ driver view (ROS sim robot)
@@ -506,11 +513,13 @@ class RobosuiteEnv(gym.Env):
                 "render() needs render_camera; create the env with e.g. "
                 f"make_env(..., render_camera='frontview') (valid cameras: {_choices(self.valid_cameras)})"
             )
-        return self._render_cam(self.render_camera, self.render_size)
+        return self._frames([self.render_camera], self.render_size)[self.render_camera]
 
     def close(self):
         if not self._closed:
             self._closed = True
+            if self._scene is not None:
+                self._scene.close()
             self._env.close()
 
     def __repr__(self) -> str:
@@ -532,6 +541,7 @@ def make_env(
     seed: int | None = None,
     observation_format: int = OBSERVATION_FORMAT,
     placement_scale: float = 1.0,
+    render: RenderSettings | Mapping[str, Any] | None = None,
 ) -> RobosuiteEnv:
     """Build a :class:`RobosuiteEnv`.
 
@@ -548,6 +558,7 @@ def make_env(
         seed: seeds the environment's random stream (see module docstring).
         observation_format: what an env spec records; only this version's format is produced.
         placement_scale: object placement ranges at reset, as a multiple of the task's own.
+        render: how camera frames are drawn (robo_reward.envs.rendering; default: the `fast` preset).
     """
     if observation_format != OBSERVATION_FORMAT:
         raise ValueError(f"this simulator produces observation format {OBSERVATION_FORMAT}, not {observation_format!r}")
@@ -562,4 +573,5 @@ def make_env(
         render_size=render_size,
         seed=seed,
         placement_scale=placement_scale,
+        render=render if render is None or isinstance(render, RenderSettings) else RenderSettings.from_dict(render),
     )

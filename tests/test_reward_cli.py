@@ -1,6 +1,7 @@
 """`robo-reward reward train | eval | score` on real simulated Lift episodes with camera videos."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -351,3 +352,45 @@ def test_a_lerobot_reward_classifier_is_a_success_source(camera_demos, tmp_path,
     assert main(["reward", "eval", "--model", str(moved), "--dataset", str(camera_demos), "--out",
                  str(tmp_path / "e3"), "--quiet"]) == 2
     assert "brings its own Python code" in capsys.readouterr().err and not (tmp_path / "e3").exists()
+
+
+def test_reward_models_record_how_their_frames_were_drawn_and_refuse_frames_drawn_otherwise(camera_demos, tmp_path, capsys):
+    """A model trained on frames drawn one way scores an env that draws them that way; frames drawn
+    another way (another dataset, a demonstrations env, a combined partner) are refused in one line."""
+    import shutil
+
+    from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_PRESETS
+    from robo_reward.errors import ConfigError
+    from robo_reward.rewards.registry import ModelRewardSource
+    from robo_reward.rl.runs import training_env_spec
+
+    common = ["--image-size", "32", "--steps", "5", "--quiet", "--device", "cpu"]
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--out", str(tmp_path / "clf"),
+                 *common]) == 0
+    clf = load_reward_model(tmp_path / "clf", "cpu")
+    assert clf.render_settings == DEFAULT_RENDER.to_dict()  # camera_demos: recorded with the default
+    # the same frames, recorded as drawn the way robosuite draws (what datasets before render settings hold)
+    old = tmp_path / "old_demos"
+    shutil.copytree(camera_demos, old)
+    spec = json.loads((old / "robo_reward_env.json").read_text())
+    spec.pop("render")
+    (old / "robo_reward_env.json").write_text(json.dumps(spec))
+    first_success = next(i for i, e in enumerate(load_episodes(old)) if e.succeeded)
+    assert main(["reward", "train", "hop", "--dataset", str(old), "--episodes", str(first_success),
+                 "--out", str(tmp_path / "hop"), *common]) == 0
+    assert load_reward_model(tmp_path / "hop", "cpu").render_settings == RENDER_PRESETS["robosuite"].to_dict()
+    capsys.readouterr()
+    cases = [(["reward", "combine", "--progress", str(tmp_path / "hop"), "--success", str(tmp_path / "clf"),
+               "--out", str(tmp_path / "both")], "were trained on frames drawn differently"),
+             (["reward", "train", "classifier", "--dataset", str(camera_demos), str(old), "--out", str(tmp_path / "mixed"),
+               *common], "frames drawn with render settings 'fast' and 'robosuite'")]
+    for args, says in cases:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+        assert not Path(args[args.index("--out") + 1]).exists()
+    # rl train's env draws as the model was trained; demonstrations' cameras drawn otherwise are refused
+    state_only = {"task": "lift", "robot": "Panda"}
+    assert training_env_spec(state_only, ModelRewardSource(clf))["render"] == DEFAULT_RENDER.to_dict()
+    with pytest.raises(ConfigError, match="trained on frames drawn as 'fast', but the demonstrations' env"):
+        training_env_spec({**spec, "render": RENDER_PRESETS["robosuite"].to_dict()}, ModelRewardSource(clf))

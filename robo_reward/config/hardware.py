@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from robo_reward.envs.rendering import RenderSettings, parse_render
 from robo_reward.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "hardware_configs"
@@ -168,6 +169,16 @@ class Simulation(_Strict):
     task: str
     robot: str
     image_size: int = Field(64, gt=0)  # rendered camera size (square) published by the sim robot
+    render: str = "fast"  # how its frames are drawn: a preset, optionally with overrides (robo_reward.envs.rendering)
+
+    @field_validator("render")
+    @classmethod
+    def _known_render(cls, value: str) -> str:
+        parse_render(value)
+        return value
+
+    def render_settings(self) -> RenderSettings:
+        return parse_render(self.render)
 
 
 class HardwareConfig(_Strict):

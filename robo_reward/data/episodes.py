@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import open_dataset
+from robo_reward.data.lerobot_io import ENV_SPEC_FILE, open_dataset, read_env_spec
+from robo_reward.envs.rendering import RENDER_KEY
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.errors import DatasetError
 from robo_reward.rewards.base import Episode
@@ -102,6 +103,7 @@ class LabeledEpisode:
     success: np.ndarray  # (T,) bool: success after each step
     source: str
     score: float | None = None  # a 1-5 end-of-episode label (RoboReward rubric), when one exists
+    render: dict | None = None  # how the simulator drew its frames (RenderSettings); None: a camera or video
 
     @property
     def succeeded(self) -> bool:
@@ -120,7 +122,7 @@ class LabeledEpisode:
         if not len(hits):
             return self
         end = min(self.episode.length, int(hits[0]) + 2)
-        return LabeledEpisode(self.episode.clip(end), self.success[:end], self.source, self.score)
+        return LabeledEpisode(self.episode.clip(end), self.success[:end], self.source, self.score, self.render)
 
 
 def camera_keys(dataset) -> list[str]:
@@ -159,7 +161,9 @@ def load_episode(root: str | Path, episode_index: int, cameras: Sequence[str] | 
     task = meta["tasks"][0] if len(meta["tasks"]) else ""
     success = np.asarray(rows["next.success"]).reshape(-1).astype(bool) if "next.success" in rows \
         else np.zeros(len(timestamps), bool)
-    return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}")
+    spec_recorded = (Path(root) / ENV_SPEC_FILE).is_file()
+    render = read_env_spec(root).get(RENDER_KEY) if spec_recorded else None
+    return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}", render=render)
 
 
 def load_episodes(root: str | Path, cameras: Sequence[str] | None = None,

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, OBSERVATION_FORMAT, observation_format_mismatch
+from robo_reward.envs.rendering import RENDER_KEY, recorded_render
 from robo_reward.errors import DatasetError
 
 ENV_SPEC_FILE = "robo_reward_env.json"
@@ -164,7 +165,11 @@ def read_env_spec(root: str | Path) -> dict[str, Any]:
     if mismatch:
         raise DatasetError(f"{root} was recorded with {mismatch}: record it again with this version "
                            "(`robo-reward demos collect` in simulation, the recorder node on a robot)")
-    return spec
+    try:
+        render = recorded_render(spec, str(path))
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    return spec if render is None else {**spec, RENDER_KEY: render.to_dict()}
 
 
 def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:

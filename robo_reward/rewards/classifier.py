@@ -34,6 +34,7 @@ CLASSIFIER_KIND = "success-classifier"
 class SuccessNetConfig:
     cameras: tuple[str, ...] = ("agentview", "robot0_eye_in_hand")
     image_size: int = 64
+    render: dict | None = None  # how simulated training frames were drawn (RenderSettings); None: camera/video
     feature_dim: int = 128
     state_dim: int = 0  # > 0: proprioception joins the image features
     hidden: int = 256
@@ -65,6 +66,7 @@ class SuccessClassifier(FrameRewardModel):
         self.cameras = tuple(net.cfg.cameras)
         self.success_threshold = net.cfg.threshold
         self.render_size = (net.cfg.image_size,) * 2
+        self.render_settings = net.cfg.render
 
     @torch.inference_mode()
     def score_frames(self, frames, task, state):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from robo_reward.envs.rendering import common_render
 from robo_reward.rewards.base import Episode, ProgressStream, RewardModel, RewardModelError, RewardResult, StepScore
 from robo_reward.rewards.vision import read_manifest, save_model_dir
 
@@ -40,6 +41,11 @@ class ProgressSuccessReward:
         self.progress_model, self.success_model, self.success_hold = progress_model, success_model, success_hold
         self.cameras = tuple(dict.fromkeys((*progress_model.cameras, *success_model.cameras)))
         self.render_size = next(iter(sizes), None)
+        try:
+            self.render_settings = common_render([getattr(m, "render_settings", None) for m in (progress_model, success_model)])
+        except ValueError as exc:
+            raise RewardModelError(f"progress model ({progress_model.name}) and success model ({success_model.name}) "
+                                   f"were trained on frames drawn differently ({exc}); the env draws one way") from None
 
     def score_episode(self, episode: Episode) -> RewardResult:
         progress = self.progress_model.score_episode(episode)

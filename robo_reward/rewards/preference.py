@@ -40,6 +40,7 @@ BT_KIND = "bradley-terry"
 class FrameRewardNetConfig:
     cameras: tuple[str, ...] = ("agentview",)
     image_size: int = 64
+    render: dict | None = None  # how simulated training frames were drawn (RenderSettings); None: camera/video
     feature_dim: int = 128
     hidden: int = 128
     reward_low: float = 0.0  # progress 0 (set from the training frames after training)
@@ -65,6 +66,7 @@ class BradleyTerryReward(FrameRewardModel):
         self.net, self.device, self.batch_size = net.to(device).eval(), device, batch_size
         self.cameras = tuple(net.cfg.cameras)
         self.render_size = (net.cfg.image_size,) * 2
+        self.render_settings = net.cfg.render
 
     @torch.inference_mode()
     def score_frames(self, frames, task, state):

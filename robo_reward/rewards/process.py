@@ -129,6 +129,7 @@ class HopPredictor(Protocol):
 class HopNetConfig:
     cameras: tuple[str, ...] = ("agentview", "robot0_eye_in_hand")
     image_size: int = 64
+    render: dict | None = None  # how simulated training frames were drawn (RenderSettings); None: camera/video
     feature_dim: int = 128
     task_dim: int = 32
     hidden: int = 256
@@ -226,6 +227,7 @@ class ProcessReward:
         self.fusion = fusion or FusionConfig()
         net = getattr(predictor, "net", None)
         self.render_size = (net.cfg.image_size,) * 2 if net is not None else None
+        self.render_settings = net.cfg.render if net is not None else None
 
     def goal_like(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The reference goal frames at the resolution of the incoming camera frames."""

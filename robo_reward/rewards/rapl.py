@@ -48,6 +48,7 @@ RAPL_KIND = "rapl"
 class RaplConfig:
     cameras: tuple[str, ...] = ("agentview",)
     image_size: int = 64
+    render: dict | None = None  # how simulated training frames were drawn (RenderSettings); None: camera/video
     feature_dim: int = 64
     sinkhorn_reg: float = 0.05  # entropic regularization of the OT coupling
     sinkhorn_iters: int = 200
@@ -83,6 +84,7 @@ class RaplReward:
         self.experts = [[np.asarray(v) for v in views] for views in experts]
         self._expert_embeddings = None
         self.render_size = (cfg.image_size,) * 2
+        self.render_settings = cfg.render
 
     def embed(self, views: Sequence[np.ndarray]) -> torch.Tensor:
         return self.encoder(to_tensor(views, self.cfg.image_size, self.device))

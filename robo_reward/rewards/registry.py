@@ -158,6 +158,7 @@ class ModelRewardSource:
         self.name = getattr(model, "name", "model")
         self.cameras = tuple(model.cameras)
         self.image_size = getattr(model, "render_size", None)  # camera resolution the model was trained at
+        self.render_settings = getattr(model, "render_settings", None)  # how its simulated training frames were drawn
         self._stream = None
 
     @staticmethod

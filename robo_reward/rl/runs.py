@@ -19,6 +19,7 @@ import torch
 
 from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec
 from robo_reward.envs.observations import flat_state
+from robo_reward.envs.rendering import RENDER_KEY, render_mismatch
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
@@ -108,7 +109,16 @@ def training_env_spec(spec: dict[str, Any], reward_source) -> dict[str, Any]:
         return dict(spec)
     size = getattr(reward_source, "image_size", None) or spec.get("image_size", [84, 84])
     merged = list(dict.fromkeys([*spec.get("cameras", []), *cameras]))
-    return {**spec, "cameras": merged, "image_size": list(size), "terminate_on_success": False}
+    render = spec.get(RENDER_KEY)
+    model_render = getattr(reward_source, "render_settings", None)
+    if model_render is not None:
+        mismatch = render_mismatch(reward_source.name, model_render, render if spec.get("cameras") else None,
+                                   "the demonstrations' env (one env draws one way)")
+        if mismatch:
+            raise ConfigError(mismatch)
+        render = model_render
+    return {**spec, "cameras": merged, "image_size": list(size), "terminate_on_success": False,
+            **({RENDER_KEY: render} if render is not None else {})}
 
 
 def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
