@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from robo_reward.cliargs import non_negative_int, open_fraction, positive_int
-from robo_reward.envs.rendering import common_render
+from robo_reward.envs.rendering import common_render, render_mismatch
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import write_json
 
@@ -290,6 +290,14 @@ def cmd_reward_augment(args: argparse.Namespace) -> None:
           f"clips, {counts['counterfactual']} counterfactual) -> {Path(args.out) / 'labels.jsonl'}")
 
 
+def refuse_frames_drawn_otherwise(model, model_path, episodes, source: str) -> None:
+    """A model scores simulated frames only if they were drawn as its training frames were."""
+    for item in episodes:
+        mismatch = render_mismatch(str(model_path), getattr(model, "render_settings", None), item.render, source)
+        if mismatch:
+            raise RoboRewardError(mismatch)
+
+
 def cmd_reward_eval(args: argparse.Namespace) -> None:
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.rewards.evaluation import evaluate_reward_model, plot_progress
@@ -298,6 +306,7 @@ def cmd_reward_eval(args: argparse.Namespace) -> None:
     refuse_output_inside_inputs(Path(args.out), [Path(args.dataset), Path(args.model)])
     model = load_reward_model(args.model, args.device)
     episodes = load_labeled(args.dataset, list(model.cameras), _episodes_arg(args.episodes))
+    refuse_frames_drawn_otherwise(model, args.model, episodes[:1], args.dataset)
     summary, rows, results = evaluate_reward_model(model, episodes, progress=not args.quiet)
     with staged_dir(args.out, args.overwrite) as tmp:
         write_json(tmp / "reward_eval.json", {"model": str(args.model), "dataset": str(args.dataset),
@@ -319,8 +328,9 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
     source = Path(args.source)
     if source.is_dir():
         item = load_episode(source, args.episode, list(model.cameras))
+        refuse_frames_drawn_otherwise(model, args.model, [item], str(source))
         episode = Episode(item.episode.frames, args.task or item.episode.task, item.episode.state)
-        item = LabeledEpisode(episode, item.success, item.source)
+        item = LabeledEpisode(episode, item.success, item.source, render=item.render)
     else:
         if not args.task:
             raise RoboRewardError("--task is required when scoring a video file")

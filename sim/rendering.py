@@ -71,7 +71,7 @@ def reduced_mesh(path: str | Path, max_faces: int) -> Path | None:
     import fast_simplification
 
     source = Path(path)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
+    digest = hashlib.sha256(source.read_bytes() + fast_simplification.__version__.encode()).hexdigest()[:20]
     out = mesh_cache_dir() / f"{digest}_{max_faces}_v{MESH_CACHE_VERSION}.obj"
     if out.is_file():
         return out
@@ -127,9 +127,10 @@ def hidden_geoms(model: mujoco.MjModel, settings: RenderSettings) -> np.ndarray:
 _LIVE: weakref.WeakSet[SceneRenderer] = weakref.WeakSet()
 
 
-@atexit.register
 def _close_live_renderers() -> None:
-    """Free offscreen contexts before the interpreter tears EGL down (mujoco's finalizers then fail noisily)."""
+    """Free offscreen contexts before the interpreter tears EGL down (mujoco's finalizers then fail
+    noisily). Registered after the first context exists, so that it runs before mujoco's own exit
+    hook (registered when EGL starts; exit hooks run last-registered first)."""
     for scene in list(_LIVE):
         scene.close()
 
@@ -142,8 +143,10 @@ class SceneRenderer:
     FLAGS = {"shadows": mujoco.mjtRndFlag.mjRND_SHADOW, "reflections": mujoco.mjtRndFlag.mjRND_REFLECTION,
              "skybox": mujoco.mjtRndFlag.mjRND_SKYBOX}
 
-    # what robosuite changes in its model while it runs (e.g. it hides its visualization sites)
-    MODEL_FIELDS = ("geom_rgba", "site_rgba", "cam_pos", "cam_quat", "cam_fovy")
+    # what robosuite changes in its model while it runs: it hides its visualization sites, and
+    # PickPlace places its target markers by moving bodies (geom poses are not copied: a reduced mesh
+    # is centred on its own centroid)
+    MODEL_FIELDS = ("body_pos", "body_quat", "geom_rgba", "site_rgba", "cam_pos", "cam_quat", "cam_fovy")
 
     def __init__(self, xml: str, physics: mujoco.MjModel, settings: RenderSettings):
         self.settings = settings
@@ -160,6 +163,8 @@ class SceneRenderer:
             glob = self.model.vis.global_
             glob.offheight, glob.offwidth = max(glob.offheight, height), max(glob.offwidth, width)
             renderer = mujoco.Renderer(self.model, height, width)
+            atexit.unregister(_close_live_renderers)
+            atexit.register(_close_live_renderers)
             for name, flag in self.FLAGS.items():
                 renderer.scene.flags[flag] = int(getattr(self.settings, name))
             self._renderers[size] = renderer

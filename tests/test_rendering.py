@@ -17,7 +17,7 @@ pytest.importorskip("robosuite")
 
 from robo_reward.cli import main
 from robo_reward.data.lerobot_io import ENV_SPEC_FILE, read_env_spec
-from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_PRESETS, RenderSettings, parse_render
+from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_PRESETS, RenderSettings, parse_render, recorded_render
 from robo_reward.errors import DatasetError
 from sim import make_env
 from sim.rendering import read_mesh, reduced_mesh
@@ -25,8 +25,8 @@ from sim.rendering import read_mesh, reduced_mesh
 CAMS = ("agentview", "robot0_eye_in_hand")
 
 
-def _frames_after(render, seed=3, steps=5, size=(48, 40)):
-    env = make_env("lift", "Panda", cameras=CAMS, image_size=size, render=render, seed=0)
+def _frames_after(render, seed=3, steps=5, size=(48, 40), task="lift"):
+    env = make_env(task, "Panda", cameras=CAMS, image_size=size, render=render, seed=0)
     obs, _ = env.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, (steps, env.action_dim)).astype(np.float32)
     states = [obs["observation.state"]]
@@ -36,12 +36,14 @@ def _frames_after(render, seed=3, steps=5, size=(48, 40)):
     return env, obs, np.stack(states)
 
 
-def test_the_robosuite_preset_draws_exactly_what_robosuite_draws():
+@pytest.mark.parametrize("task", ["lift", "can"])
+def test_the_robosuite_preset_draws_exactly_what_robosuite_draws(task):
     """Our renderer on the render-only model copy, posed from the physics state, against robosuite's
-    own offscreen renderer on the physics model: the same pixels."""
+    own offscreen renderer on the physics model: the same pixels (Can: its target markers are bodies
+    robosuite moves at every reset)."""
     from robosuite.utils.binding_utils import MjRenderContextOffscreen
 
-    env, obs, _ = _frames_after(RENDER_PRESETS["robosuite"])
+    env, obs, _ = _frames_after(RENDER_PRESETS["robosuite"], task=task)
     sim = env.unwrapped_robosuite.sim
     sim.add_render_context(MjRenderContextOffscreen(sim, device_id=-1))
     for cam in CAMS:
@@ -99,12 +101,16 @@ def test_settings_parse_and_bad_recorded_settings_name_the_file_and_field(tmp_pa
     assert parse_render("fast,mesh_faces=0").mesh_faces == 0
     with pytest.raises(ValueError, match="multisamples must be a whole number >= 0"):
         RenderSettings(multisamples=-1)
+    with pytest.raises(ValueError, match="mesh_faces must be 0 .meshes as shipped. or at least 100"):
+        RenderSettings(mesh_faces=20)
     root = tmp_path / "data"
     root.mkdir()
     spec = {"task": "lift", "robot": "Panda", "cameras": ["agentview"], "observation_format": 2}
     (root / ENV_SPEC_FILE).write_text(json.dumps(spec))
     # recorded before render settings were: drawn as robosuite draws
     assert RenderSettings.from_dict(read_env_spec(root)["render"]) == RENDER_PRESETS["robosuite"]
+    # a real robot's cameras (no simulated task) carry no render settings
+    assert recorded_render({"hardware_config": "franka_panda", "cameras": ["wrist"]}, "x") is None
     (root / ENV_SPEC_FILE).write_text(json.dumps({**spec, "render": {"shadows": "yes"}}))
     with pytest.raises(DatasetError, match=r"robo_reward_env.json: field 'render': render setting shadows must be true"):
         read_env_spec(root)

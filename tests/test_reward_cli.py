@@ -389,8 +389,26 @@ def test_reward_models_record_how_their_frames_were_drawn_and_refuse_frames_draw
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
         assert not Path(args[args.index("--out") + 1]).exists()
+    # a model scores (reward eval) only frames drawn as its own were
+    assert main(["reward", "eval", "--model", str(tmp_path / "clf"), "--dataset", str(old), "--out",
+                 str(tmp_path / "ev"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on frames drawn as 'fast', but" in err and err.count("\n") == 1, err
+    # a model saved before render settings were recorded was trained on robosuite-drawn frames;
+    # a malformed setting names the file and field
+    manifest = tmp_path / "clf" / "robo_reward_reward.json"
+    saved = json.loads(manifest.read_text())
+    saved["config"]["net"].pop("render")
+    manifest.write_text(json.dumps(saved))
+    assert load_reward_model(tmp_path / "clf", "cpu").render_settings == RENDER_PRESETS["robosuite"].to_dict()
+    saved["config"]["net"]["render"] = {"shadows": "yes"}
+    manifest.write_text(json.dumps(saved))
+    assert main(["reward", "eval", "--model", str(tmp_path / "clf"), "--dataset", str(old), "--out",
+                 str(tmp_path / "ev"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "robo_reward_reward.json: success-classifier config field 'render'" in err and err.count("\n") == 1, err
     # rl train's env draws as the model was trained; demonstrations' cameras drawn otherwise are refused
     state_only = {"task": "lift", "robot": "Panda"}
     assert training_env_spec(state_only, ModelRewardSource(clf))["render"] == DEFAULT_RENDER.to_dict()
-    with pytest.raises(ConfigError, match="trained on frames drawn as 'fast', but the demonstrations' env"):
+    with pytest.raises(ConfigError, match="trained on frames drawn as 'fast', but the demonstrations' env has them drawn as 'robosuite'"):
         training_env_spec({**spec, "render": RENDER_PRESETS["robosuite"].to_dict()}, ModelRewardSource(clf))

@@ -174,11 +174,11 @@ class Simulation(_Strict):
     @field_validator("render")
     @classmethod
     def _known_render(cls, value: str) -> str:
-        parse_render(value)
+        parse_render(value, "sim.render")
         return value
 
     def render_settings(self) -> RenderSettings:
-        return parse_render(self.render)
+        return parse_render(self.render, "sim.render")
 
 
 class HardwareConfig(_Strict):

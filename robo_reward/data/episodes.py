@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import ENV_SPEC_FILE, open_dataset, read_env_spec
-from robo_reward.envs.rendering import RENDER_KEY
+from robo_reward.data.lerobot_io import open_dataset, recorded_frames_render
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.errors import DatasetError
 from robo_reward.rewards.base import Episode
@@ -161,9 +160,8 @@ def load_episode(root: str | Path, episode_index: int, cameras: Sequence[str] | 
     task = meta["tasks"][0] if len(meta["tasks"]) else ""
     success = np.asarray(rows["next.success"]).reshape(-1).astype(bool) if "next.success" in rows \
         else np.zeros(len(timestamps), bool)
-    spec_recorded = (Path(root) / ENV_SPEC_FILE).is_file()
-    render = read_env_spec(root).get(RENDER_KEY) if spec_recorded else None
-    return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}", render=render)
+    return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}",
+                          render=recorded_frames_render(root))
 
 
 def load_episodes(root: str | Path, cameras: Sequence[str] | None = None,

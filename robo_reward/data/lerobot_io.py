@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, OBSERVATION_FORMAT, observation_format_mismatch
-from robo_reward.envs.rendering import RENDER_KEY, recorded_render
+from robo_reward.envs.rendering import RENDER_KEY, spec_with_render
 from robo_reward.errors import DatasetError
 
 ENV_SPEC_FILE = "robo_reward_env.json"
@@ -153,23 +153,41 @@ class Demonstration:
         return bool(self.successes.any())
 
 
-def read_env_spec(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / ENV_SPEC_FILE
-    if not path.is_file():
-        raise DatasetError(f"{root}: missing {ENV_SPEC_FILE} (was it recorded with `robo-reward demos collect`?)")
+def _spec_file(path: Path) -> dict[str, Any]:
     try:
         spec = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(spec, dict):
+        raise DatasetError(f"{path}: expected a JSON object (the env spec), got {type(spec).__name__}")
+    return spec
+
+
+def recorded_frames_render(root: str | Path) -> dict | None:
+    """How a dataset's camera frames were drawn (None: a real camera, or no spec recorded): what a
+    reward model trained on them records. Unlike read_env_spec, any observation format will do."""
+    path = Path(root) / ENV_SPEC_FILE
+    if not path.is_file():
+        return None
+    try:
+        return spec_with_render(_spec_file(path), str(path)).get(RENDER_KEY)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def read_env_spec(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / ENV_SPEC_FILE
+    if not path.is_file():
+        raise DatasetError(f"{root}: missing {ENV_SPEC_FILE} (was it recorded with `robo-reward demos collect`?)")
+    spec = _spec_file(path)
     mismatch = observation_format_mismatch(spec)
     if mismatch:
         raise DatasetError(f"{root} was recorded with {mismatch}: record it again with this version "
                            "(`robo-reward demos collect` in simulation, the recorder node on a robot)")
     try:
-        render = recorded_render(spec, str(path))
+        return spec_with_render(spec, str(path))
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-    return spec if render is None else {**spec, RENDER_KEY: render.to_dict()}
 
 
 def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:

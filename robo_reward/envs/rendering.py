@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+MIN_MESH_FACES = 100
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     shadows: bool = False  # robosuite's scenes have no shadow-casting light: no effect there
@@ -33,6 +36,9 @@ class RenderSettings:
                 raise ValueError(f"render setting {f.name} must be true or false, got {value!r}")
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"render setting {f.name} must be a whole number >= 0, got {value!r}")
+        if 0 < self.mesh_faces < MIN_MESH_FACES:  # fewer: MuJoCo finds small parts' meshes without volume
+            raise ValueError(f"render setting mesh_faces must be 0 (meshes as shipped) or at least {MIN_MESH_FACES}, "
+                             f"got {self.mesh_faces}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,13 +72,20 @@ RENDER_KEY = "render"  # the env spec's field
 
 
 def recorded_render(spec: Mapping[str, Any], where: str) -> RenderSettings | None:
-    """The render settings an env spec (a dataset's, a reward model's) records; None if it has no
-    cameras. Cameras without recorded settings were drawn as robosuite draws them (before this field)."""
-    if not spec.get("cameras"):
+    """The render settings an env spec (a dataset's, a policy's, a run's) records; None if it has no
+    cameras or its cameras are a real robot's (no simulated task). Simulated cameras without recorded
+    settings were drawn as robosuite draws them (specs from before this field)."""
+    if not spec.get("cameras") or "task" not in spec:
         return None
     if RENDER_KEY not in spec:
         return RENDER_PRESETS["robosuite"]
     return RenderSettings.from_dict(spec[RENDER_KEY], f"{where}: field {RENDER_KEY!r}")
+
+
+def spec_with_render(spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`spec` with the render settings it records written out (see recorded_render)."""
+    render = recorded_render(spec, where)
+    return dict(spec) if render is None else {**spec, RENDER_KEY: render.to_dict()}
 
 
 def common_render(recorded: Iterable[dict | None]) -> dict | None:
@@ -93,29 +106,30 @@ def render_mismatch(model: str, model_render: dict | None, frames_render: dict |
     if model_render is None or frames_render is None or model_render == frames_render:
         return None
     return (f"reward model {model} was trained on frames drawn as {RenderSettings.from_dict(model_render).describe()!r}, "
-            f"but {frames} draws them as {RenderSettings.from_dict(frames_render).describe()!r}: draw them the way the "
-            "model was trained (--render / the hardware config's sim.render), or train it on frames drawn this way")
+            f"but {frames} has them drawn as {RenderSettings.from_dict(frames_render).describe()!r}: draw them as the "
+            "model's were (`demos collect --render`, a sim robot config's sim.render) or train it on frames drawn this way")
 
 
-def parse_render(text: str) -> RenderSettings:
-    """A command line's --render: a preset name, or a preset with overrides (`fast,shadows=true`)."""
+def parse_render(text: str, what: str = "--render") -> RenderSettings:
+    """A command line's --render (or a config's `what`): a preset name, or a preset with overrides
+    (`fast,shadows=true`)."""
     name, *overrides = [part.strip() for part in text.split(",")]
     if name not in RENDER_PRESETS:
-        raise ValueError(f"--render: unknown preset {name!r}; choose one of {sorted(RENDER_PRESETS)} "
+        raise ValueError(f"{what}: unknown preset {name!r}; choose one of {sorted(RENDER_PRESETS)} "
                          f"(optionally followed by ,key=value overrides)")
     values = RENDER_PRESETS[name].to_dict()
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or key not in values:
-            raise ValueError(f"--render: {item!r} is not key=value with key one of {sorted(values)}")
+            raise ValueError(f"{what}: {item!r} is not key=value with key one of {sorted(values)}")
         lowered = raw.strip().lower()
         if isinstance(values[key], bool):
             if lowered not in ("true", "false", "1", "0"):
-                raise ValueError(f"--render: {key} must be true or false, got {raw!r}")
+                raise ValueError(f"{what}: {key} must be true or false, got {raw!r}")
             values[key] = lowered in ("true", "1")
         else:
             try:
                 values[key] = int(lowered)
             except ValueError:
-                raise ValueError(f"--render: {key} must be a whole number, got {raw!r}") from None
-    return RenderSettings.from_dict(values, "--render")
+                raise ValueError(f"{what}: {key} must be a whole number, got {raw!r}") from None
+    return RenderSettings.from_dict(values, what)

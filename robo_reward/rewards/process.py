@@ -37,6 +37,7 @@ from robo_reward.rewards.vision import (
     MultiViewEncoder,
     TaskEmbedding,
     augment,
+    frames_config,
     load_weights,
     read_manifest,
     save_model_dir,
@@ -356,8 +357,8 @@ def save_hop_model(out: str | Path, net: HopNet, goal_frames: Mapping[str, np.nd
 def load_hop_model(path: str | Path, device: str = "auto", fusion: FusionConfig | None = None) -> ProcessReward:
     manifest = read_manifest(path, HOP_KIND)
     cfg = manifest["config"]
+    net_cfg = frames_config(HopNetConfig, cfg.get("net") or {}, path, "hop model")
     try:
-        net_cfg = HopNetConfig(**{**cfg["net"], "cameras": tuple(cfg["net"]["cameras"])})
         saved_fusion = FusionConfig(**cfg.get("fusion", {}))
     except (KeyError, TypeError) as exc:
         raise RewardModelError(f"{path}: invalid hop model config ({exc})") from exc

@@ -35,6 +35,7 @@ from robo_reward.rewards.base import (
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
     augment,
+    frames_config,
     load_weights,
     read_manifest,
     save_model_dir,
@@ -208,9 +209,8 @@ def save_rapl(out: str | Path, model: RaplReward, train_log: dict | None = None,
 
 def load_rapl(path: str | Path, device: str = "auto") -> RaplReward:
     manifest = read_manifest(path, RAPL_KIND)
+    cfg = frames_config(RaplConfig, manifest["config"].get("rapl") or {}, path, "RAPL")
     try:
-        raw = manifest["config"]["rapl"]
-        cfg = RaplConfig(**{**raw, "cameras": tuple(raw["cameras"])})
         count = int(manifest["config"]["experts"])
     except (KeyError, TypeError, ValueError) as exc:
         raise RewardModelError(f"{path}: invalid RAPL config ({exc})") from exc

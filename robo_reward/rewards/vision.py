@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from robo_reward.envs.rendering import RENDER_PRESETS, RenderSettings
 from robo_reward.fileutil import staged_dir
 from robo_reward.rewards.base import RewardModelError
 
@@ -139,14 +140,25 @@ def save_net_model(out: str | Path, kind: str, net: nn.Module, train_log: dict |
                           overwrite=overwrite)
 
 
-def read_net_config(path: str | Path, kind: str, config_cls: type, what: str):
-    """The `net` config saved by save_net_model, as `config_cls` (cameras back to a tuple)."""
-    manifest = read_manifest(path, kind)
+def frames_config(config_cls: type, raw: Mapping[str, Any], path: str | Path, what: str):
+    """A vision model's saved config as `config_cls`: cameras back to a tuple, render settings checked.
+    A config without `render` was saved before render settings were recorded, when every simulated
+    frame was drawn as robosuite draws; `render: null` means frames from a camera or a video."""
     try:
-        cfg = manifest["config"]["net"]
-        return config_cls(**{**cfg, "cameras": tuple(cfg["cameras"])})
-    except (KeyError, TypeError) as exc:
+        render = raw["render"] if "render" in raw else RENDER_PRESETS["robosuite"].to_dict()
+        if render is not None:
+            render = RenderSettings.from_dict(render, f"{Path(path) / MANIFEST}: {what} config field 'render'").to_dict()
+        return config_cls(**{**raw, "cameras": tuple(raw["cameras"]), "render": render})
+    except (KeyError, TypeError, ValueError) as exc:
         raise RewardModelError(f"{path}: invalid {what} config ({exc})") from exc
+
+
+def read_net_config(path: str | Path, kind: str, config_cls: type, what: str):
+    """The `net` config saved by save_net_model, as `config_cls`."""
+    manifest = read_manifest(path, kind)
+    if not isinstance(manifest["config"].get("net"), Mapping):
+        raise RewardModelError(f"{path}: invalid {what} config (no 'net' mapping)")
+    return frames_config(config_cls, manifest["config"]["net"], path, what)
 
 
 def load_weights(path: str | Path, module: nn.Module, device: torch.device) -> dict[str, np.ndarray]:

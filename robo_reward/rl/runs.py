@@ -19,7 +19,7 @@ import torch
 
 from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec
 from robo_reward.envs.observations import flat_state
-from robo_reward.envs.rendering import RENDER_KEY, render_mismatch
+from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, render_mismatch, spec_with_render
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
@@ -72,7 +72,7 @@ def make_sim_env(spec: dict[str, Any], **overrides: Any):
     from sim import make_env
 
     try:
-        return make_env(**{**spec, **overrides})
+        return make_env(**{**spec_with_render(spec, "env spec"), **overrides})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -113,12 +113,12 @@ def training_env_spec(spec: dict[str, Any], reward_source) -> dict[str, Any]:
     model_render = getattr(reward_source, "render_settings", None)
     if model_render is not None:
         mismatch = render_mismatch(reward_source.name, model_render, render if spec.get("cameras") else None,
-                                   "the demonstrations' env (one env draws one way)")
+                                   "the demonstrations' env")
         if mismatch:
             raise ConfigError(mismatch)
         render = model_render
     return {**spec, "cameras": merged, "image_size": list(size), "terminate_on_success": False,
-            **({RENDER_KEY: render} if render is not None else {})}
+            RENDER_KEY: render if render is not None else DEFAULT_RENDER.to_dict()}
 
 
 def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
