@@ -412,3 +412,31 @@ def test_reward_models_record_how_their_frames_were_drawn_and_refuse_frames_draw
     assert training_env_spec(state_only, ModelRewardSource(clf))["render"] == DEFAULT_RENDER.to_dict()
     with pytest.raises(ConfigError, match="trained on frames drawn as 'fast', but the demonstrations' env has them drawn as 'robosuite'"):
         training_env_spec({**spec, "render": RENDER_PRESETS["robosuite"].to_dict()}, ModelRewardSource(clf))
+
+
+def test_a_learned_reward_is_the_only_reward_the_learner_sees(camera_demos, tmp_path):
+    """A success classifier that never calls success (threshold above any probability) drives a run
+    whose scripted base does succeed in the simulator: no simulator success may reach the learner —
+    not as reward, not as an episode end, not through the demonstrations — while the simulator's
+    judgement is still logged beside what the reward paid for."""
+    from robo_reward.rl.checkpoint import load_buffers
+
+    clf = tmp_path / "clf"
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--steps", "5", "--image-size", "32",
+                 "--out", str(clf), "--quiet", "--device", "cpu"]) == 0
+    manifest = clf / "robo_reward_reward.json"
+    saved = json.loads(manifest.read_text())
+    saved["config"]["net"]["threshold"] = 1.01
+    manifest.write_text(json.dumps(saved))
+    run = tmp_path / "run"
+    assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "success-classifier",
+                 "--reward-model", str(clf), "--shaping", "none", "--steps", "170", "--eval-every", "100000",
+                 "--checkpoint-every", "170", "--out", str(run), "--quiet", "--device", "cpu",
+                 "--set", "learning_starts=100000"]) == 0
+    episodes = json.loads((run / "metrics.json").read_text())["episodes"]
+    assert any(e["success"] for e in episodes), episodes  # the simulator saw the cube lifted
+    assert not any(e["reward_success"] for e in episodes) and all(e["return"] == 0.0 for e in episodes)
+    assert all(e["length"] == 80 for e in episodes)  # no episode ended at the simulator's success
+    buffers = load_buffers(run / "checkpoints" / "latest")
+    for name in ("online", "demo"):  # the demos succeeded in the simulator too
+        assert buffers[name]["size"] > 0 and not buffers[name]["n_step_return"].any(), name

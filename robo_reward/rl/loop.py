@@ -200,9 +200,11 @@ class ResidualTrainer:
         update_metrics: dict[str, list[float]] = {}
         rewards: list[float] = []
         visited: list[tuple[np.ndarray, np.ndarray]] = []
+        reward_calls: list[bool] = []  # the reward source's success call per step (a learned reward's, or the env's)
 
         def learn(t: Transition) -> None:
             rewards.append(self.reward_rule(*t.readings()))
+            reward_calls.append(t.success)
             visited.append((t.obs, t.action))
             self.online_buffer.add_transition(t, rewards[-1])
             s.env_step += 1
@@ -215,8 +217,9 @@ class ResidualTrainer:
 
         outcome = self.actor.run_episode(s.episode, self.config.seed + s.episode, learn)
         s.episode += 1
+        # success: the simulator's (a robot's) judgement; reward_success: what the reward paid for
         record = {"env_step": s.env_step, "episode": s.episode, "success": outcome["success"],
-                  "return": float(np.sum(rewards)), "length": outcome["length"],
+                  "reward_success": bool(any(reward_calls)), "return": float(np.sum(rewards)), "length": outcome["length"],
                   **self.value_check(visited, rewards),
                   **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
         s.episodes.append(record)
