@@ -61,6 +61,14 @@ class Plan:
     wide_placement: bool = False  # also evaluate the last point with placement 1.5x wider
     seeds: tuple[tuple[str, tuple[int, ...]], ...] = (("base", (0,)), ("residual", (0, 1, 2)),
                                                      ("sac_demos", (0, 1, 2)), ("sac_scratch", (0,)))
+    # a plan that shares another's demonstrations and base: its arms are compared with the other's
+    # `peers` arms (their records) at the same points
+    data_plan: str = ""
+    peers: tuple[str, ...] = ()
+    # learned-reward arms: the reward models (bench/bench_reward_models.py's work directory, built by
+    # it when missing) and how their frames are drawn
+    reward_models: str = ""
+    render: str = "fast"
 
     def scales(self, point: int) -> list[float]:
         """The placement scales `point` is evaluated at: also 1.5x wider at a wide plan's last point."""
@@ -78,6 +86,11 @@ PLANS = {
                 seeds=(("base", (0,)), ("residual", (0, 1, 2)), ("sac_demos", (0,)))),
     "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000),
                 seeds=(("base", (0,)), ("residual", (0, 1, 2)))),
+    # issue 15's closed loop: the policy acts on state, the reward comes from the two 64x64 cameras only;
+    # (d) the simulator's sparse success and (e) the base alone are the lift plan's residual and base arms
+    "lift_learned": Plan("lift", "Panda", 24_000, (6_000, 12_000, 18_000, 24_000), data_plan="lift",
+                         peers=("base", "residual"), reward_models="runs/bench/rewards/lift_fast",
+                         seeds=(("learned_combined", (0, 1, 2)), ("hop_one_demo", (0,)), ("hop_one_demo_raw", (0,)))),
 }
 
 
@@ -97,17 +110,20 @@ RESIDUAL_SET = ("utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4")
 
 
 def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process: bool = False, note: str = "",
-           learner: str = "residual-td3") -> Arm:
-    """`rl train` of a learner with these `--set` overrides; --in-process: one core per run."""
+           learner: str = "residual-td3", reward: tuple[str, str, str] | None = None) -> Arm:
+    """`rl train` of a learner with these `--set` overrides; --in-process: one core per run. `reward`:
+    (source, model directory in the plan's reward_models, shaping) for a learned reward; default sparse."""
 
     def train_args(plan: Plan, data: Path, run: Path, steps: int, seed: int) -> list[str]:
         head = ["rl", "train", "--out", str(run), "--steps", str(steps), "--quiet"]
         head += ["--in-process", "--learner-threads", "1"] if in_process else []
         if (run / "run_config.json").is_file():
             return [*head, "--resume"]
+        learned = [] if reward is None else ["--reward", reward[0], "--reward-model",
+                                             str(ROOT / plan.reward_models / reward[1]), "--shaping", reward[2]]
         return [*head, "--learner", learner, "--base", str(data / "base"), "--dataset", str(data / "demos"),
                 "--seed", str(seed), "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
-                *[x for kv in overrides for x in ("--set", kv)]]
+                *learned, *[x for kv in overrides for x in ("--set", kv)]]
 
     return Arm(seeds, train_args, note)
 
@@ -119,6 +135,13 @@ ARMS: dict[str, Arm] = {
                         note="lerobot's SAC, the same demonstrations 50/50 in every batch, sparse reward"),
     "sac_scratch": rl_arm(("demo_fraction=0.0",), in_process=True, learner="lerobot-sac",
                           note="lerobot's SAC from scratch (no demonstrations in its batches)"),
+    "learned_combined": rl_arm(RESIDUAL_SET, reward=("progress-success", "hop_progress_classifier_success_hold5",
+                                                     "policy-invariant"),
+                               note="(a) hop progress + classifier success (held 5 frames), policy-invariant shaping"),
+    "hop_one_demo": rl_arm(RESIDUAL_SET, reward=("hop", "hop_one_demo", "policy-invariant"),
+                           note="(b) the hop model adapted from one demo, policy-invariant shaping"),
+    "hop_one_demo_raw": rl_arm(RESIDUAL_SET, reward=("hop", "hop_one_demo", "raw-progress-difference"),
+                               note="(c) the same hop model, raw progress differences (the semantic trap)"),
 }
 
 
@@ -131,14 +154,25 @@ def cli(args: list[str], log: Path | None = None) -> None:
         raise RuntimeError(f"robo-reward {' '.join(args)} failed ({done.returncode}); log: {log}")
 
 
+def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
+    return work_root / (plan.data_plan or plan_name) / "data"
+
+
 def prepare_data(plan: Plan, data: Path) -> None:
-    """Demonstrations and BC base, once per plan; a second driver started alongside waits for the first."""
+    """Demonstrations and BC base, once per plan (and the reward models a learned-reward plan uses);
+    a second driver started alongside waits for the first."""
     import fcntl
 
     data.mkdir(parents=True, exist_ok=True)
     with open(data / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _build_data(plan, data)
+        models = ROOT / plan.reward_models
+        if plan.reward_models and not (models / "hop_progress_classifier_success_hold5").is_dir():
+            done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_reward_models.py"), "--task", plan.task,
+                                   "--render", plan.render, "--work", str(models)])
+            if done.returncode != 0:
+                raise RuntimeError(f"bench_reward_models.py failed ({done.returncode}) building {models}")
 
 
 def _build_data(plan: Plan, data: Path) -> None:
@@ -227,10 +261,10 @@ class Evaluation:
     processes: int = 2  # 1 where another run holds the other core
 
 
-def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, evaluation: Evaluation) -> list[Job]:
+def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, data: Path,
+            evaluation: Evaluation) -> list[Job]:
     """Every evaluation still missing from `record`, in an order that keeps a partial table balanced:
     point by point, each arm and seed in turn."""
-    data = work / "data"
     out: list[Job] = []
     redo = {(name, seed) for name, arm in arms.items() if arm.train_args is not None for seed in arm.seeds
             if lost_unfinished(plan, record, name, seed, work / name / f"seed{seed}")}
@@ -286,8 +320,23 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
         snapshot(run, snap, {"env_step": trained, "wall_s": round(time.perf_counter() - started, 1)})
     result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, *astuple(evaluation))
     segment = json.loads((snap / "segment.json").read_text())
+    episodes = [e for e in json.loads((seed_dir / "run" / "metrics.json").read_text())["episodes"]
+                if e["env_step"] <= segment["env_step"]]
     return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"],
-            "run_id": (seed_dir / "run_id").read_text()}
+            "run_id": (seed_dir / "run_id").read_text(), "training_episodes": reward_audit(episodes)}
+
+
+def reward_audit(episodes: list[dict]) -> dict:
+    """What the reward paid for in training, against the simulator's judgement (reward hacking):
+    episodes paid a success the simulator says did not happen, and failed episodes whose return beats
+    the median successful episode's."""
+    failed = [e for e in episodes if not e["success"]]
+    succeeded = sorted(e["return"] for e in episodes if e["success"])
+    median = succeeded[len(succeeded) // 2] if succeeded else None
+    return {"episodes": len(episodes), "simulator_successes": len(episodes) - len(failed),
+            "paid_success_simulator_failed": sum(bool(e.get("reward_success")) for e in failed),
+            "median_successful_return": median,
+            "failed_above_median_successful_return": sum(e["return"] > median for e in failed) if succeeded else 0}
 
 
 def work_through(jobs: list[Job], record: Record, hours: float) -> None:
@@ -307,9 +356,10 @@ def work_through(jobs: list[Job], record: Record, hours: float) -> None:
 
 def cmd_run(args) -> None:
     plan, work, record = PLANS[args.plan], Path(args.work) / args.plan, Record(args.plan)
-    prepare_data(plan, work / "data")
+    data = data_dir(plan, Path(args.work), args.plan)
+    prepare_data(plan, data)
     arms = plan.arms(args.arms)
-    work_through(jobs_of(plan, arms, record, work, Evaluation()), record, args.hours)
+    work_through(jobs_of(plan, arms, record, work, data, Evaluation()), record, args.hours)
     cmd_status(args)
 
 
@@ -321,33 +371,43 @@ def cmd_probe(args) -> None:
     overrides = [*RESIDUAL_SET, *args.set]
     if record.data.setdefault("overrides", overrides) != overrides:
         raise SystemExit(f"probe {args.name!r} was run with {record.data['overrides']}: pick another --name")
-    prepare_data(plan, work / "data")
+    data = data_dir(plan, Path(args.work), args.plan)
+    prepare_data(plan, data)
     probe_plan = replace(plan, points=tuple(args.points), wide_placement=False)
     arms = {f"probe_{args.name}": rl_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
-    work_through(jobs_of(probe_plan, arms, record, work, Evaluation(TUNING_SEED, 1)), record, args.hours)
+    work_through(jobs_of(probe_plan, arms, record, work, data, Evaluation(TUNING_SEED, 1)), record, args.hours)
 
 
 def cmd_status(args) -> None:
     plan, record = PLANS[args.plan], Record(args.plan)
-    left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan, Evaluation())
+    left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan,
+                   data_dir(plan, Path(args.work), args.plan), Evaluation())
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
 
 
 def curves(plan_name: str) -> dict:
-    """Per arm and point: each seed's rate with its Wilson interval, the mean over seeds with a t-interval."""
+    """Per arm and point: each seed's rate with its Wilson interval, the mean over seeds with a t-interval
+    (and what the reward paid for in training, where recorded). A plan's peer arms come from the records
+    of the plan whose data it shares, at this plan's points."""
     plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
+    arms = {name: (arm, evals) for name, arm in plan.arms().items()}
+    if plan.peers:
+        peer_plan, peer_evals = PLANS[plan.data_plan], Record(plan.data_plan).data["evals"]
+        arms.update({name: (arm, peer_evals) for name, arm in peer_plan.arms(list(plan.peers)).items()})
     table = {}
-    for arm_name, arm in plan.arms().items():
+    for arm_name, (arm, evals) in arms.items():
+        base_step = PLANS[plan.data_plan].points[0] if plan.data_plan and arm_name in plan.peers else plan.points[0]
         rows = []
         for point in plan.points:
-            step = plan.points[0] if arm.train_args is None else point
+            step = base_step if arm.train_args is None else point
             per_seed = [evals.get(Record.key(arm_name, s, step)) for s in arm.seeds]
             done = [r for r in per_seed if r is not None]
             if not done:
                 continue
             mean, interval = t_interval([r["rate"] for r in done])
             rows.append({"env_step": point, "seeds_done": len(done), "mean": mean, "t95_over_seeds": interval,
-                         "per_seed": [{"seed": s, "rate": r["rate"], "wilson95": r["wilson95"]}
+                         "per_seed": [{"seed": s, "rate": r["rate"], "wilson95": r["wilson95"],
+                                       **({"training_episodes": r["training_episodes"]} if "training_episodes" in r else {})}
                                       for s, r in zip(arm.seeds, per_seed) if r is not None]})
         if rows:
             table[arm_name] = {"note": arm.note, "points": rows}
