@@ -25,8 +25,8 @@ from sim.rendering import read_mesh, reduced_mesh
 CAMS = ("agentview", "robot0_eye_in_hand")
 
 
-def _frames_after(render, seed=3, steps=5, size=(48, 40), task="lift"):
-    env = make_env(task, "Panda", cameras=CAMS, image_size=size, render=render, seed=0)
+def _frames_after(render, seed=3, steps=5, size=(48, 40), task="lift", robot="Panda", cameras=CAMS):
+    env = make_env(task, robot, cameras=cameras, image_size=size, render=render, seed=0)
     obs, _ = env.reset(seed=seed)
     actions = np.random.default_rng(seed).uniform(-1, 1, (steps, env.action_dim)).astype(np.float32)
     states = [obs["observation.state"]]
@@ -36,17 +36,18 @@ def _frames_after(render, seed=3, steps=5, size=(48, 40), task="lift"):
     return env, obs, np.stack(states)
 
 
-@pytest.mark.parametrize("task", ["lift", "can"])
-def test_the_robosuite_preset_draws_exactly_what_robosuite_draws(task):
+@pytest.mark.parametrize("task, robot, cameras", [("lift", "Panda", CAMS), ("can", "Panda", CAMS),
+                                                 ("lift", "GR1", ("frontview", "robot0_eye_in_right_hand"))])
+def test_the_robosuite_preset_draws_exactly_what_robosuite_draws(task, robot, cameras):
     """Our renderer on the render-only model copy, posed from the physics state, against robosuite's
     own offscreen renderer on the physics model: the same pixels (Can: its target markers are bodies
-    robosuite moves at every reset)."""
+    robosuite moves at every reset; GR1: a humanoid's two arms and hands)."""
     from robosuite.utils.binding_utils import MjRenderContextOffscreen
 
-    env, obs, _ = _frames_after(RENDER_PRESETS["robosuite"], task=task)
+    env, obs, _ = _frames_after(RENDER_PRESETS["robosuite"], task=task, robot=robot, cameras=cameras)
     sim = env.unwrapped_robosuite.sim
     sim.add_render_context(MjRenderContextOffscreen(sim, device_id=-1))
-    for cam in CAMS:
+    for cam in cameras:
         theirs = sim.render(width=40, height=48, camera_name=cam)[::-1]  # OpenGL rows: bottom first
         assert obs[f"observation.images.{cam}"].shape == (48, 40, 3)
         np.testing.assert_array_equal(obs[f"observation.images.{cam}"], theirs)
