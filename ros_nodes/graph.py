@@ -56,6 +56,9 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+LOCKSTEP_REWARD_WAIT_S = 3600.0
+
+
 @dataclass
 class StackOptions:
     """The user's choices; empty strings mean "not given" (launch arguments are strings too)."""
@@ -95,12 +98,15 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
     # who says an episode succeeded (the reset manager ends episodes on it, the actor's env terminates on
     # it): a learned reward's success call, as in `rl train`; else the simulator's check or an operator
     success_source = "reward" if learned else ("robot" if cfg.sim is not None else "operator")
+    # lockstep: simulated time stands still between commands, so a reward that falls behind is waited
+    # for (every frame scored, every transition rewarded, as in `rl train`) instead of skipped
+    reward_wait_s = LOCKSTEP_REWARD_WAIT_S if o.lockstep else None
     specs: dict[str, list[NodeSpec]] = {
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed, "advance_when_idle": not o.lockstep})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
         "reward_server": [NodeSpec("reward_server", "reward_server",
                                    {**hw, "model": o.reward_model, "task": o.task, "device": o.device,
-                                    "max_batch": o.reward_max_batch})]
+                                    "max_batch": o.reward_max_batch, "score_every_frame": o.lockstep})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
                                               "device": "cpu", "success_source": success_source,
@@ -110,7 +116,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
             "reward": o.reward, "reward_model": o.reward_model,
             "learner_set": o.learner_set, "checkpoint_every": o.checkpoint_every, "seed": o.seed,
-            "device": o.device})],
+            "device": o.device, **({"reward_max_wait_s": reward_wait_s} if reward_wait_s else {})})],
         "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
         "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
             **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,

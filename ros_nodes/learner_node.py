@@ -61,7 +61,8 @@ class LearnerNode(Node):
                                                  learner_config(settings, int(declare(self, "seed", 0))), spec,
                                                  device)
             self.get_logger().info(f"new run {run_dir}")
-        self.join = RewardJoin(tolerance_s=float(declare(self, "reward_tolerance_s", 0.02)))
+        self.join = RewardJoin(tolerance_s=float(declare(self, "reward_tolerance_s", 0.02)),
+                               max_wait_s=float(declare(self, "reward_max_wait_s", 2.0)))
         self.checkpoint_every = int(declare(self, "checkpoint_every", 500))
         # transitions waiting beyond this are stored without their updates: the robot does not wait
         self.max_backlog = int(declare(self, "max_backlog", 20))
@@ -162,7 +163,8 @@ class LearnerNode(Node):
         p = self.learner.progress
         self.pub_heartbeat.publish(json_msg({"env_step": p["env_step"], "episodes": p["episodes"],
                                              "weights_version": p["weights_version"],
-                                             "no_reward_dropped": self.join.dropped, "rejected": self.rejected,
+                                             "no_reward_dropped": self.join.dropped,
+                                             "after_success_dropped": self.join.after_success, "rejected": self.rejected,
                                              "last_rejection": self.last_rejection,
                                              "updates": self.learner.learner.num_updates,
                                              "utd_reached": round(self.learner.utd_reached, 3),

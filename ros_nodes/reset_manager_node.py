@@ -30,6 +30,7 @@ from ros_nodes.common import (
     hardware,
     json_msg,
     read_named_values,
+    to_sec,
 )
 
 STALL_FACTOR = 20  # an episode also ends after this many times its step budget in control periods
@@ -51,6 +52,10 @@ class ResetManagerNode(Node):
         self.next_recovery = 0.0
         self.manager = ResetManager(cfg, seed=int(declare(self, "seed", 0)))
         self.q: np.ndarray | None = None
+        self.q_stamp: float | None = None  # source time of the joint state `q` came from
+        # source time of the state the running episode started from: readings of earlier frames (the
+        # reset motion's) neither end it nor start its reward stream
+        self.start_stamp: float | None = None
         self.safety_ok = self.safety_latched = False
         self.success = False
         self.step = 0  # commands sent in this episode
@@ -79,6 +84,7 @@ class ResetManagerNode(Node):
         self.joint_messages += 1
         try:
             self.q = joint_vector(self.config.joints.names, msg.name, msg.position)
+            self.q_stamp = to_sec(msg.header.stamp)
         except JointStateError:
             self.q = None  # the safety monitor reports why; no motion on unreadable state
 
@@ -96,7 +102,8 @@ class ResetManagerNode(Node):
             self.success = self.success or read_named_values(msg).get("success", 0.0) > 0.5
 
     def on_reward(self, msg: JointState) -> None:
-        if self.success_source == "reward":
+        if self.success_source == "reward" and self.manager.phase == Phase.RUNNING and (
+                self.start_stamp is None or to_sec(msg.header.stamp) >= self.start_stamp - 1e-6):
             self.success = self.success or read_named_values(msg).get("success", 0.0) > 0.5
 
     # ------------------------------------------------------------------ services
@@ -141,6 +148,7 @@ class ResetManagerNode(Node):
         ok, reason = self.manager.start_episode(self.q, self.safety_ok)
         if ok:
             self.step, self.ticks, self.success, self.outcome = 0, 0, False, None
+            self.start_stamp = self.q_stamp
         self.publish()
         return ok, reason
 
@@ -195,7 +203,7 @@ class ResetManagerNode(Node):
     def publish(self) -> None:
         m = self.manager
         status = {"phase": m.phase.value, "episode": m.episode, "step": self.step, "reason": m.reason,
-                  "outcome": self.outcome}
+                  "outcome": self.outcome, "start_stamp": self.start_stamp}
         if status != self._published or m.phase == Phase.RUNNING:
             if self._published is None or self._published["phase"] != status["phase"]:
                 self.get_logger().info(f"episode {m.episode}: {m.phase.value} ({m.reason})")

@@ -14,6 +14,7 @@ import json
 import queue
 import threading
 import time
+from collections import deque
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
@@ -60,6 +61,8 @@ class RewardServerNode(Node):
         # frames waiting longer than this are skipped, so latency stays bounded when the model is
         # slower than the cameras (e.g. a ViT on a CPU); the learner drops their transitions
         self.max_age_s = float(declare(self, "max_age_s", 1.0))
+        # a lockstep rehearsal: simulated time waits for commands, so no frame is ever too old to score
+        self.score_every_frame = bool(declare(self, "score_every_frame", False))
         topics = {c.name: c.topic for c in cfg.cameras}
         missing = [c for c in self.model.cameras if c not in topics]
         if missing:
@@ -76,7 +79,8 @@ class RewardServerNode(Node):
         self.sync_lock = threading.Lock()
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
-        self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0}
+        self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0,
+                       "before_episode": 0}
         self.last_error = ""
         self.pub = self.create_publisher(JointState, REWARD_TOPIC, RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
@@ -88,6 +92,11 @@ class RewardServerNode(Node):
         self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.episode = None
+        # the running episode's first frame (its start state's source time, from the reset manager) and
+        # the samples scored last: the episode's stream starts at that frame even if it was scored
+        # before the episode's start was heard (the frame comes first), as a simulated episode's does
+        self.episode_start: float | None = None
+        self.recent: deque = deque(maxlen=64)
         self.running = True
         self.worker = threading.Thread(target=self.serve, name="reward-inference", daemon=True)
         self.worker.start()
@@ -106,7 +115,7 @@ class RewardServerNode(Node):
         status = json.loads(msg.data)
         if status.get("phase") == "running" and status.get("episode") != self.episode:
             self.episode = status.get("episode")
-            self.samples.put(("new_episode", None))
+            self.samples.put(("new_episode", status.get("start_stamp")))
 
     def _add(self, stream: str, stamp: float, item) -> None:
         with self.sync_lock:
@@ -155,11 +164,11 @@ class RewardServerNode(Node):
                     work.append(self.samples.get_nowait())
                 except queue.Empty:
                     break
-            excess = sum(kind == "sample" for kind, _ in work) - self.max_batch
+            excess = 0 if self.score_every_frame else sum(kind == "sample" for kind, _ in work) - self.max_batch
             batch = []
             now = time.monotonic()
             for kind, payload in work + [("end", None)]:
-                if kind == "sample" and (excess > 0 or now - payload[2] > self.max_age_s):
+                if kind == "sample" and (excess > 0 or (now - payload[2] > self.max_age_s and not self.score_every_frame)):
                     excess -= 1
                     self.counts["stale_dropped"] += 1  # behind real time: skip it
                     continue
@@ -168,7 +177,15 @@ class RewardServerNode(Node):
                     batch = []
                 if kind == "new_episode":
                     self.core.new_episode()
+                    self.episode_start = payload
+                    # the episode's frames already scored in the last episode's stream, scored again
+                    batch = [(stamp, items, time.monotonic()) for stamp, items, _ in self.recent
+                             if payload is not None and stamp >= payload - self.sync.tolerance_s]
+                    self.recent.clear()
                 elif kind == "sample":
+                    if self.episode_start is not None and payload[0] < self.episode_start - self.sync.tolerance_s:
+                        self.counts["before_episode"] += 1  # a frame from before the episode started
+                        continue
                     batch.append(payload)
 
     def score(self, batch) -> None:
@@ -178,6 +195,7 @@ class RewardServerNode(Node):
             outputs = self.core.process(samples)
         except Exception as exc:  # noqa: BLE001 - the inference thread must outlive any one bad batch
             outputs = [RewardOutput(s.stamp, ok=False, error=f"{type(exc).__name__}: {exc}") for s in samples]
+        self.recent.extend(batch)
         for (stamp, _, arrived), out in zip(batch, outputs):
             if out.ok:
                 self.counts["scored"] += 1

@@ -194,24 +194,27 @@ def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_ga
 
 
 class RobotStack:
-    """`robo-reward ros up` of a state-only sim Panda (sim robot, actor, safety monitor, reset manager) in
-    its own process, and a node that records the actor's transitions and the episode status."""
+    """`robo-reward ros up` of a sim Panda (sim robot, actor, safety monitor, reset manager; with
+    `cameras`, its two cameras and the reward server too) in its own process, and a node that records
+    the actor's transitions, the episode status and the reward server's readings."""
 
-    def __init__(self, tmp_path, base, args, config_changes=None):
+    def __init__(self, tmp_path, base, args, config_changes=None, cameras: bool = False):
         import json
         import random
 
         import yaml
         from diagnostic_msgs.msg import DiagnosticStatus
+        from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray, String
 
         from robo_reward.config.hardware import CONFIG_DIR
         from robo_reward.runtime.codecs import decode_transition
-        from ros_nodes.common import LATCHED, RELIABLE
+        from ros_nodes.common import LATCHED, RELIABLE, REWARD_TOPIC, read_named_values, to_sec
         from ros_nodes.runner import BackgroundNode, ros_up_process
 
         config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
-        config["cameras"] = []  # state only: rendering costs ~0.1 s a view here
+        if not cameras:
+            config["cameras"] = []  # state only: frames cost time and nothing here reads them
         config.update(config_changes or {})
         config_path = tmp_path / "sim_panda_lift_state.yaml"
         config_path.write_text(yaml.safe_dump(config))
@@ -225,6 +228,9 @@ class RobotStack:
             self.transitions.append(decode_transition(data, int(data[0]), 7))
 
         node = self.watcher.node
+        self.rewards: dict[float, dict[str, float]] = {}  # frame stamp -> the reward server's reading
+        node.create_subscription(JointState, REWARD_TOPIC, lambda m: self.rewards.__setitem__(
+            round(to_sec(m.header.stamp), 6), read_named_values(m)), RELIABLE)
         node.create_subscription(Float64MultiArray, "/robo_reward/transitions", on_transition, RELIABLE)
         node.create_subscription(String, "/robo_reward/episode", lambda m: self.episodes.append(json.loads(m.data)),
                                  LATCHED)
@@ -232,8 +238,8 @@ class RobotStack:
         node.create_subscription(DiagnosticStatus, "/robo_reward/safety", lambda m: self.safety_errors.append(
             m.message) if m.level == DiagnosticStatus.ERROR else None, LATCHED)
         self.log = tmp_path / "stack.log"
-        self.proc = ros_up_process(config_path, ["--base", str(base), "--device", "cpu", *args, "--only",
-                                                 "sim_robot", "actor", "safety_monitor", "reset_manager"],
+        nodes = ["sim_robot", "actor", "safety_monitor", "reset_manager", *(["reward_server"] if cameras else [])]
+        self.proc = ros_up_process(config_path, ["--base", str(base), "--device", "cpu", *args, "--only", *nodes],
                                    domain, self.log)
 
     def wait_for(self, what: str, predicate, timeout_s: float) -> None:
@@ -367,38 +373,42 @@ def test_a_lerobot_base_drives_the_robot_actor_over_dds(kind, lift_demos, tmp_pa
 
 
 @pytest.mark.slow
-def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_demos, tmp_path) -> None:
-    """The same scripted episode (Panda Lift, scene seed, home pose; lockstep, exploration off) through
-    `rl train`'s in-process actor loop and through the sim robot behind ROS 2 topics gives the same
-    transitions — observations, base and executed actions, rewards, ends — and the same n-step targets."""
-    pytest.importorskip("rclpy")
+def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
+    """Scene seed 1's episode of a scripted base (Panda Lift, home pose; lockstep, exploration off)
+    through the sim robot behind ROS 2 topics and through `rl train`'s in-process actor loop: (robot
+    transitions, in-process transitions, the stack). With `reward_model` (a progress-success model
+    directory) the reward comes from the two cameras: the reward server's readings on the robot path,
+    the reward wrapper's in-process."""
     import gymnasium as gym
 
+    from robo_reward.config.hardware import load_hardware_config, parse_hardware_config
     from robo_reward.data.lerobot_io import read_env_spec
-    from robo_reward.rewards.shaping import RewardRule
+    from robo_reward.envs.limits import JointLimitGuard, JointLimits
+    from robo_reward.envs.wrappers import RewardWrapper
+    from robo_reward.rewards import RewardSpec, make_reward_source
     from robo_reward.rl.actor_loop import run_episode
     from robo_reward.rl.policies import load_policy
-    from robo_reward.rl.scripted_policy import save_scripted_policy
-    from robo_reward.config.hardware import load_hardware_config, parse_hardware_config
-    from robo_reward.envs.limits import JointLimitGuard, JointLimits
     from robo_reward.rl.runs import make_sim_env
+    from robo_reward.rl.scripted_policy import save_scripted_policy
     from robo_reward.runtime.actor import RuntimeActor
 
     base_dir = tmp_path / "scripted"
     save_scripted_policy(base_dir, read_env_spec(lift_demos), noise=0.0, seed=0)
-    # the time limit ends the episode a few steps before the lift succeeds (at step 49 here): whether the
-    # cube is above the success height is a threshold the two paths' last bits may cross a step apart
-    horizon = 40
     shipped = load_hardware_config("sim_panda_lift").model_dump()
     # the limiter engages from 30% of the velocity limits, so the executed actions depend on it; a step that
     # stalls past the 1 s stale limit (a first import in a fresh clone, under load) is refused — fail-safe,
     # tested elsewhere — and would leave a gap in the episode that the in-process run does not have
     changes = {"home": {**shipped["home"], "randomize": 0.0},
                "safety": {**shipped["safety"], "slow_from": 0.3, "stale_timeout_s": 10.0}}
-    stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore"], changes)
+    learned = ["--reward", "progress-success", "--reward-model", str(reward_model)] if reward_model else []
+    stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore", *learned],
+                       changes, cameras=reward_model is not None)
     try:
         stack.wait_for("episode 1's end", lambda: any(t.episode == 1 and (t.terminated or t.truncated)
                                                       for t in stack.transitions), 240)
+        if reward_model is not None:
+            stack.wait_for("the readings of episode 1's frames", lambda: all(
+                round(t.stamp, 6) in stack.rewards for t in stack.transitions if t.episode == 1), 60)
     finally:
         stack.close()
     robot = [t for t in stack.transitions if t.episode == 1]
@@ -410,14 +420,36 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
             return self.env.reset(seed=kwargs["seed"], options={"arm_joints": stack.config["home"]["positions"]})
 
     limits = JointLimits.from_hardware(parse_hardware_config(stack.config))
-    env = HomeAfterReset(JointLimitGuard(make_sim_env({"task": "lift", "robot": "Panda", "horizon": horizon}), limits))
+    spec = {"task": "lift", "robot": "Panda", "horizon": horizon}
+    if reward_model is not None:  # the sim robot config's cameras, drawn as it draws them
+        sim = stack.config["sim"]
+        spec.update(cameras=[c["name"] for c in stack.config["cameras"]], image_size=[sim["image_size"]] * 2,
+                    render=parse_hardware_config(stack.config).sim.render_settings().to_dict(),
+                    terminate_on_success=False)
+    env = HomeAfterReset(JointLimitGuard(make_sim_env(spec), limits))
+    if reward_model is not None:
+        env = RewardWrapper(env, make_reward_source(RewardSpec("progress-success", str(reward_model)), "cpu"))
     base, _ = load_policy(base_dir, "cpu")
     actor = RuntimeActor(None, 7)
     here = []
     # the sim robot's first scene reset draws seed 1 (its seed 0 is the scene it starts in)
     run_episode(env, base, lambda obs, base_action: actor.choose(obs, base_action, explore=False), here.append,
                 episode=1, seed=1)
-    assert [t.step for t in robot] == list(range(len(robot))) and len(robot) == len(here)
+    assert [t.step for t in robot] == list(range(len(robot)))
+    return robot, here, stack
+
+
+def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_demos, tmp_path) -> None:
+    """The same scripted episode through `rl train`'s in-process actor loop and through the sim robot
+    behind ROS 2 topics gives the same transitions — observations, base and executed actions, rewards,
+    ends — and the same n-step targets."""
+    pytest.importorskip("rclpy")
+    from robo_reward.rewards.shaping import RewardRule
+
+    # the time limit ends the episode a few steps before the lift succeeds (at step 49 here): whether the
+    # cube is above the success height is a threshold the two paths' last bits may cross a step apart
+    robot, here, _ = _episode_both_ways(lift_demos, tmp_path, horizon=40)
+    assert len(robot) == len(here)
     assert any(np.abs(t.action - t.base_action).max() > 1e-3 for t in here)  # the limiter scaled commands
     for ours, theirs in zip(here, robot):
         for field in ("obs", "base_action", "action", "next_obs", "next_base_action"):
@@ -613,3 +645,48 @@ def test_the_robot_learner_drops_bad_messages_with_their_reason_over_dds(lift_de
         seconds = interrupt_and_wait(proc, 60)
         operator.close()
     assert proc.returncode == 0 and seconds < 5.0
+
+
+def test_a_learned_reward_reads_the_same_in_process_and_through_ros_topics(lift_demos, camera_demos, tmp_path) -> None:
+    """The closed loop's reward (hop progress + classifier success, `reward combine`) from the sim robot's
+    two 64x64 cameras: the reward server's reading of every frame of a seeded episode is the reward
+    wrapper's in-process — the same frames, the progress stream restarted at the episode's first frame,
+    the server's batching changing nothing — and what the learner joins from them is the in-process
+    episode: it ends at the frame whose reading calls success, although the robot took a step more
+    before the call reached the reset manager."""
+    pytest.importorskip("rclpy")
+    from robo_reward.cli import main
+    from robo_reward.data.episodes import load_episodes
+    from robo_reward.rewards.shaping import RewardReading
+    from robo_reward.runtime.learner import RewardJoin
+
+    models = tmp_path / "models"
+    first = next(i for i, e in enumerate(load_episodes(camera_demos)) if e.succeeded)
+    common = ["--image-size", "32", "--quiet", "--device", "cpu"]
+    assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first), "--steps", "30",
+                 "--out", str(models / "hop"), *common]) == 0
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--steps", "40",
+                 "--out", str(models / "clf"), *common]) == 0
+    assert main(["reward", "combine", "--progress", str(models / "hop"), "--success", str(models / "clf"),
+                 "--out", str(models / "both")]) == 0
+    robot, here, stack = _episode_both_ways(lift_demos, tmp_path, horizon=30, reward_model=models / "both")
+    assert here[-1].terminated and here[-1].success and len(here) < 30  # the model called success in-process
+    start = stack.rewards[round(robot[0].obs_stamp, 6)]
+    assert start["ok"] == 1.0 and abs(start["progress"] - here[0].progress) < 1e-4
+    for step, (ours, t) in enumerate(zip(here, robot)):
+        theirs = stack.rewards[round(t.stamp, 6)]
+        assert theirs["ok"] == 1.0, (step, theirs)
+        np.testing.assert_allclose([theirs["progress"], theirs["reward"]], [ours.next_progress, ours.reward],
+                                   atol=1e-4, err_msg=f"step {step}")
+        assert bool(theirs["success"]) == ours.success, step
+    join = RewardJoin(tolerance_s=0.02)
+    for stamp, r in stack.rewards.items():
+        join.add_reading(stamp, RewardReading(r["progress"], bool(r["success"]), r["reward"]))
+    for t in robot:
+        join.add_transition(t, 0.0)
+    learned = join.ready(0.0)
+    assert len(learned) == len(here) and join.after_success == len(robot) - len(here)
+    for step, (ours, theirs) in enumerate(zip(here, learned)):
+        assert (theirs.terminated, theirs.truncated, theirs.success) == (ours.terminated, ours.truncated, ours.success)
+        np.testing.assert_allclose([theirs.progress, theirs.next_progress, theirs.reward],
+                                   [ours.progress, ours.next_progress, ours.reward], atol=1e-4, err_msg=f"step {step}")

@@ -12,6 +12,7 @@ it leaves. Operator interventions (HIL-SERL) go to the demonstration buffer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import uuid
@@ -56,13 +57,18 @@ INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
 @dataclass
 class RewardJoin:
     """Pairs each transition with the reward model's readings published for its observation's and its
-    next observation's source times (each within `tolerance_s`)."""
+    next observation's source times (each within `tolerance_s`). An episode ends at the first reading
+    that calls success, as the reward wrapper ends it in simulation: that transition is terminal and
+    the steps the robot took before the call reached the reset manager (reward latency) are not
+    learned from (`after_success` counts them)."""
 
     tolerance_s: float
     max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its readings
     dropped: int = 0
+    after_success: int = 0
     _pending: deque = field(default_factory=deque)  # (arrival, transition)
     _readings: deque = field(default_factory=lambda: deque(maxlen=1000))  # (stamp, RewardReading)
+    _succeeded: deque = field(default_factory=lambda: deque(maxlen=100))  # episodes ended by a success call
 
     def add_reading(self, stamp: float, reading: RewardReading) -> None:
         self._readings.append((stamp, reading))
@@ -71,7 +77,8 @@ class RewardJoin:
         self._pending.append((now, t))
 
     def _reading_at(self, stamp: float) -> RewardReading | None:
-        match = min(self._readings, key=lambda r: abs(r[0] - stamp), default=None)
+        """The closest reading; of two for the same frame, the later (a stream restarted at that frame)."""
+        match = min(reversed(self._readings), key=lambda r: abs(r[0] - stamp), default=None)
         return match[1] if match is not None and abs(match[0] - stamp) <= self.tolerance_s else None
 
     def ready(self, now: float) -> list[Transition]:
@@ -80,8 +87,14 @@ class RewardJoin:
         while self._pending:
             arrived, t = self._pending[0]
             before, after = self._reading_at(t.obs_stamp), self._reading_at(t.stamp)
-            if before is not None and after is not None:
-                out.append(t.with_readings(before, after))
+            if t.episode in self._succeeded:
+                self.after_success += 1
+            elif before is not None and after is not None:
+                joined = t.with_readings(before, after)
+                if joined.success:
+                    joined = dataclasses.replace(joined, terminated=True, truncated=False)
+                    self._succeeded.append(t.episode)
+                out.append(joined)
             elif now - arrived > self.max_wait_s:
                 self.dropped += 1
             else:
@@ -184,10 +197,12 @@ class RuntimeLearner:
 
     def _log_episode(self, t: Transition, reward: float) -> None:
         """Training episodes as `rl train` logs them (metrics.json, the success plot)."""
-        open_episode = self._open.setdefault(t.episode, {"return": 0.0, "length": 0, "success": False})
+        open_episode = self._open.setdefault(t.episode, {"return": 0.0, "length": 0, "success": False,
+                                                         "reward_success": False})
         open_episode["return"] += reward
         open_episode["length"] += 1
         open_episode["success"] |= t.success and t.terminated
+        open_episode["reward_success"] |= t.success
         if t.terminated or t.truncated:
             self.progress["episode_log"].append({"env_step": self.progress["env_step"], "episode": t.episode,
                                                  **self._open.pop(t.episode)})
