@@ -181,7 +181,11 @@ def main() -> None:
     p.add_argument("--horizon", type=int, default=100)
     p.add_argument("--latency-seconds", type=float, default=60.0)
     p.add_argument("--work", default="runs/bench/reward_path")
+    p.add_argument("--parts", nargs="+", choices=["streams", "latency"], default=["streams", "latency"],
+                   help="what to measure (a part measured before is kept in the results file)")
     args = p.parse_args()
+    out = RESULTS / "reward_path_cpu.json"
+    record = json.loads(out.read_text()) if out.is_file() else {}
     models, base, work = ROOT / args.models, ROOT / args.base, ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
     combined = models / "hop_progress_classifier_success_hold5"
@@ -195,6 +199,23 @@ def main() -> None:
     config_path = work / "sim_panda_lift_fixed_home.yaml"
     config_path.write_text(yaml.safe_dump(config))
 
+    if "streams" in args.parts:
+        record["streams"] = streams(args, config, config_path, base, combined, work)
+    if "latency" in args.parts:
+        record["latency"] = {name: latency(config_path, source, models / model, args.latency_seconds, base,
+                                           work / f"{name}.log")
+                             for name, (source, model) in {"hop model": ("hop", "hop_demos_rollouts"),
+                                                           "success classifier": ("success-classifier",
+                                                                                  "success_classifier_rollouts")}.items()}
+        print(json.dumps(record["latency"], indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record.update({"command": "python bench/bench_reward_path.py " + " ".join(sys.argv[1:]),
+                   "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+                   "models": str(args.models)})
+    out.write_text(json.dumps(record, indent=1))
+
+
+def streams(args, config: dict, config_path: Path, base: Path, combined: Path, work: Path) -> dict:
     started = time.perf_counter()
     listener = run_stack(config_path, ["--base", str(base), "--lockstep", "--no-explore", "--max-episode-steps",
                                        str(args.horizon), "--reward", "progress-success", "--reward-model", str(combined)],
@@ -204,20 +225,10 @@ def main() -> None:
     finished = sorted(e for e in {t.episode for t in listener.transitions} if e in listener.outcomes and e >= 1)
     started = time.perf_counter()
     here = replay_in_process(config, finished, args.horizon, base, combined)
-    streams = {**compare(listener, here), "robot_path_s": round(robot_s, 1),
-               "in_process_s": round(time.perf_counter() - started, 1)}
-    print(json.dumps({k: v for k, v in streams.items() if k != "episodes"}, indent=1), flush=True)
-
-    timing = {name: latency(config_path, source, models / model, args.latency_seconds, base, work / f"{name}.log")
-              for name, (source, model) in {"hop model": ("hop", "hop_demos_rollouts"),
-                                            "success classifier": ("success-classifier",
-                                                                   "success_classifier_rollouts")}.items()}
-    print(json.dumps(timing, indent=1))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reward_path_cpu.json").write_text(json.dumps({
-        "command": "python bench/bench_reward_path.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-        "models": str(args.models), "streams": streams, "latency": timing}, indent=1))
+    result = {**compare(listener, here), "steps": len(listener.transitions), "robot_path_s": round(robot_s, 1),
+              "in_process_s": round(time.perf_counter() - started, 1)}
+    print(json.dumps({k: v for k, v in result.items() if k != "episodes"}, indent=1), flush=True)
+    return result
 
 
 if __name__ == "__main__":
