@@ -128,11 +128,8 @@ def compare(listener: Listener, here: dict[int, list]) -> dict:
     from robo_reward.rewards.shaping import RewardReading
     from robo_reward.runtime.learner import RewardJoin
 
-    join = RewardJoin(tolerance_s=0.02)
-    for stamp, r in sorted(listener.rewards.items()):
-        join.add_reading(stamp, RewardReading(r["progress"], bool(r["success"]), r["reward"]))
     robot = {e: [t for t in listener.transitions if t.episode == e] for e in here}
-    frame_diffs, success_disagree, frames, episodes = [], 0, 0, []
+    frame_diffs, success_disagree, frames, episodes, after_success = [], 0, 0, [], 0
     for e, ours in here.items():
         first_diff = None
         for step, (t_here, t_robot) in enumerate(zip(ours, robot[e])):
@@ -144,9 +141,15 @@ def compare(listener: Listener, here: dict[int, list]) -> dict:
             success_disagree += bool(reading["success"]) != t_here.success
             if first_diff is None and frame_diffs[-1] > 1e-4:
                 first_diff = step
+        join = RewardJoin(tolerance_s=0.02)  # the episode's readings, as the learner hears them
+        span = (robot[e][0].obs_stamp - 1.0, robot[e][-1].stamp + 1.0)
+        for stamp, r in sorted(listener.rewards.items()):
+            if span[0] <= stamp <= span[1]:
+                join.add_reading(stamp, RewardReading(r["progress"], bool(r["success"]), r["reward"]))
         for t in robot[e]:
             join.add_transition(t, 0.0)
         learned = join.ready(0.0)
+        after_success += join.after_success
         episodes.append({"episode": e, "first_step_off_by_1e-4": first_diff, "in_process_length": len(ours),
                          "learned_length": len(learned),
                          "robot_steps": len(robot[e]), "same_end": bool(learned) and (
@@ -156,7 +159,7 @@ def compare(listener: Listener, here: dict[int, list]) -> dict:
             "frames_within_1e-4": int((diffs <= 1e-4).sum()), "success_call_disagreements": success_disagree,
             "episodes": episodes, "episodes_same_length_and_end": sum(
                 ep["learned_length"] == ep["in_process_length"] and ep["same_end"] for ep in episodes),
-            "steps_after_success_dropped": join.after_success}
+            "steps_after_success_dropped": after_success}
 
 
 def latency(config: Path, source: str, model: Path, seconds: float, base: Path, log: Path) -> dict:
