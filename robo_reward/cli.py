@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from robo_reward.cliargs import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
-                                 render_arg)
+                                 render_arg, video_size)
 from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, RENDER_PRESETS
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.rl.learner_config import LEARNER_NAMES
@@ -195,7 +195,7 @@ def add_env_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--robot", default="Panda", help="Panda (lift, can) | GR1 (lift)")
     p.add_argument("--horizon", type=positive_int, default=None, help="episode time limit in control steps")
     p.add_argument("--cameras", nargs="*", default=[], help="camera names to record (e.g. agentview)")
-    p.add_argument("--image-size", type=positive_int, default=84)
+    p.add_argument("--image-size", type=video_size, default=84)
     p.add_argument("--render", type=render_arg, default=DEFAULT_RENDER,
                    help=f"how camera frames are drawn: a preset {sorted(RENDER_PRESETS)} (default fast), "
                         "optionally with overrides, e.g. fast,shadows=true,mesh_faces=0")

@@ -37,6 +37,10 @@ non_negative_int = _checked(int, "a whole number", lambda v: v >= 0, "must be 0 
 positive_float = _checked(float, "a number", lambda v: 0 < v < math.inf, "must be a positive finite number")
 non_negative_float = _checked(float, "a number", lambda v: 0 <= v < math.inf, "must be 0 or more (and finite)")
 open_fraction = _checked(float, "a number", lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)")
+# recorded camera videos: lerobot's AV1 encoder crashes the process (SIGFPE) on frames below ~25 px
+MIN_VIDEO_SIZE = 32
+video_size = _checked(int, "a whole number", lambda v: v >= MIN_VIDEO_SIZE,
+                      f"is too small: recorded frames must be at least {MIN_VIDEO_SIZE} pixels")
 port_number = _checked(int, "a port number", lambda v: 0 < v < 65536, "is not a TCP port (1-65535)")
 
 

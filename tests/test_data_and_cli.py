@@ -63,6 +63,8 @@ def test_unknown_task_and_robot_are_clear_errors(tmp_path, capsys):
     (["demos", "collect", "--episodes", "0", "--out", "out"], "--episodes: 0 must be a positive whole number"),
     (["demos", "collect", "--noise", "-0.5", "--out", "out"], "--noise: -0.5 must be 0 or more"),
     (["demos", "collect", "--image-size", "many", "--out", "out"], "--image-size: 'many' is not a whole number"),
+    (["demos", "collect", "--image-size", "16", "--cameras", "agentview", "--out", "out"],
+     "--image-size: 16 is too small: recorded frames must be at least 32 pixels"),
     (["demos", "collect", "--render", "pretty", "--out", "out"], "--render: unknown preset 'pretty'"),
     (["demos", "collect", "--render", "fast,shadows=maybe", "--out", "out"], "--render: shadows must be true or false"),
     (["base", "train", "--dataset", "d", "--steps", "0", "--out", "out"], "--steps: 0 must be a positive whole number"),

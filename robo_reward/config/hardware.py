@@ -168,7 +168,7 @@ class Camera(_Strict):
 class Simulation(_Strict):
     task: str
     robot: str
-    image_size: int = Field(64, gt=0)  # rendered camera size (square) published by the sim robot
+    image_size: int = Field(64, ge=32)  # rendered camera size (square) published by the sim robot (recorded as video)
     render: str = "fast"  # how its frames are drawn: a preset, optionally with overrides (robo_reward.envs.rendering)
 
     @field_validator("render")
