@@ -34,6 +34,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_transport import wait_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
@@ -67,12 +70,7 @@ class Listener:
         n.create_subscription(String, "/robo_reward/episode", on_episode, LATCHED)
 
     def wait(self, predicate, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout_s, what)
 
 
 def run_stack(config: Path, args: list[str], log: Path, until, timeout_s: float, what: str) -> Listener:

@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import yaml  # noqa: E402
 
-from bench_transport import cli, wilson  # noqa: E402
+from bench_transport import cli, wait_until, wilson  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 LEARNER = ["utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4"]
@@ -62,12 +62,7 @@ class Watcher:
             self.outcomes[outcome["episode"]] = outcome
 
     def wait(self, predicate, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout_s, what)
 
 
 def stack(config: Path, args: list[str], domain: int, log: Path) -> subprocess.Popen:

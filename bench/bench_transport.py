@@ -42,6 +42,16 @@ def cli(args: list[str], threads: str | None = None) -> None:
     subprocess.run([sys.executable, "-m", "robo_reward.cli", *args], env=env, check=True)
 
 
+def wait_until(predicate, timeout_s: float, what: str) -> None:
+    """Poll `predicate` (a running stack's state) until it holds; TimeoutError naming `what`."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
 def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
     if n == 0:
         return [0.0, 1.0]
