@@ -80,7 +80,7 @@ class RewardServerNode(Node):
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
         self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0,
-                       "before_episode": 0}
+                       "before_episode": 0, "repeated_frames": 0}
         self.last_error = ""
         self.pub = self.create_publisher(JointState, REWARD_TOPIC, RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
@@ -96,6 +96,7 @@ class RewardServerNode(Node):
         # the samples scored last: the episode's stream starts at that frame even if it was scored
         # before the episode's start was heard (the frame comes first), as a simulated episode's does
         self.episode_start: float | None = None
+        self.last_stamp: float | None = None  # the newest frame the current stream has stepped on
         self.recent: deque = deque(maxlen=64)
         self.running = True
         self.worker = threading.Thread(target=self.serve, name="reward-inference", daemon=True)
@@ -177,16 +178,27 @@ class RewardServerNode(Node):
                     batch = []
                 if kind == "new_episode":
                     self.core.new_episode()
-                    self.episode_start = payload
+                    self.episode_start, self.last_stamp = payload, None
                     # the episode's frames already scored in the last episode's stream, scored again
-                    batch = [(stamp, items, time.monotonic()) for stamp, items, _ in self.recent
-                             if payload is not None and stamp >= payload - self.sync.tolerance_s]
+                    for stamp, items, _ in list(self.recent):
+                        if payload is not None and stamp >= payload - self.sync.tolerance_s and self._new_frame(stamp):
+                            batch.append((stamp, items, time.monotonic()))
                     self.recent.clear()
                 elif kind == "sample":
                     if self.episode_start is not None and payload[0] < self.episode_start - self.sync.tolerance_s:
                         self.counts["before_episode"] += 1  # a frame from before the episode started
                         continue
-                    batch.append(payload)
+                    if self._new_frame(payload[0]):
+                        batch.append(payload)
+
+    def _new_frame(self, stamp: float) -> bool:
+        """A stream steps once per frame: a state published again under its own stamp (a robot idle
+        between commands, a lockstep sim waiting) is not a new frame."""
+        if self.last_stamp is not None and stamp <= self.last_stamp + 1e-9:
+            self.counts["repeated_frames"] += 1
+            return False
+        self.last_stamp = stamp
+        return True
 
     def score(self, batch) -> None:
         samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, items.get(JOINTS))

@@ -671,13 +671,17 @@ def test_a_learned_reward_reads_the_same_in_process_and_through_ros_topics(lift_
                  "--out", str(models / "both")]) == 0
     robot, here, stack = _episode_both_ways(lift_demos, tmp_path, horizon=30, reward_model=models / "both")
     assert here[-1].terminated and here[-1].success and len(here) < 30  # the model called success in-process
+    # the two paths' states agree to ~1e-5, not bit for bit: a frame may differ in a pixel and move the
+    # hop model's reading by a few thousandths (bench_reward_path: <= 0.004 over 2000 steps); a stream
+    # started a frame late is off by ~0.15 from its first frame
+    tolerance = 0.02
     start = stack.rewards[round(robot[0].obs_stamp, 6)]
-    assert start["ok"] == 1.0 and abs(start["progress"] - here[0].progress) < 1e-4
+    assert start["ok"] == 1.0 and abs(start["progress"] - here[0].progress) < tolerance
     for step, (ours, t) in enumerate(zip(here, robot)):
         theirs = stack.rewards[round(t.stamp, 6)]
         assert theirs["ok"] == 1.0, (step, theirs)
         np.testing.assert_allclose([theirs["progress"], theirs["reward"]], [ours.next_progress, ours.reward],
-                                   atol=1e-4, err_msg=f"step {step}")
+                                   atol=tolerance, err_msg=f"step {step}")
         assert bool(theirs["success"]) == ours.success, step
     join = RewardJoin(tolerance_s=0.02)
     for stamp, r in stack.rewards.items():
@@ -689,4 +693,5 @@ def test_a_learned_reward_reads_the_same_in_process_and_through_ros_topics(lift_
     for step, (ours, theirs) in enumerate(zip(here, learned)):
         assert (theirs.terminated, theirs.truncated, theirs.success) == (ours.terminated, ours.truncated, ours.success)
         np.testing.assert_allclose([theirs.progress, theirs.next_progress, theirs.reward],
-                                   [ours.progress, ours.next_progress, ours.reward], atol=1e-4, err_msg=f"step {step}")
+                                   [ours.progress, ours.next_progress, ours.reward], atol=tolerance,
+                                   err_msg=f"step {step}")
