@@ -86,6 +86,9 @@ class ActorNode(Node):
             try:
                 run_episode(self.env, self.base, choose, self.send_transition)
                 self.error = ""
+                refused, self.env.unwrapped.refused = self.env.unwrapped.refused, None
+                if refused is not None:
+                    self.get_logger().warning("episode {}: step {} left out: {}".format(*refused))
             except LinkClosed:
                 return
             except RoboRewardError as exc:

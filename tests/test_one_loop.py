@@ -4,6 +4,7 @@ base called once per step, and the same transitions whatever drives the env."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -182,8 +183,10 @@ def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_ga
     base = ChunkQueueBase(1)
     transitions = []
     first = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
+    assert env.refused == (4, 3, "stale observation")  # what the actor node logs
+    env.refused = None
     again = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
-    assert (first.episode, first.length, again.episode, again.length) == (4, 3, 4, 3)
+    assert (first.episode, first.length, again.episode, again.length) == (4, 3, 4, 3) and env.refused is None
     assert [t.step for t in transitions] == [0, 1, 2, 4, 5, 6]
     assert [t.truncated for t in transitions] == [False] * 5 + [True]  # 6 commands: the time limit
     buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
@@ -374,7 +377,7 @@ def test_a_lerobot_base_drives_the_robot_actor_over_dds(kind, lift_demos, tmp_pa
 
 @pytest.mark.slow
 def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
-    """Scene seed 1's episode of a scripted base (Panda Lift, home pose; lockstep, exploration off)
+    """Scene seed 1's episode (or the next without a refused step) of a scripted base (Panda Lift, home pose; lockstep, exploration off)
     through the sim robot behind ROS 2 topics and through `rl train`'s in-process actor loop: (robot
     transitions, in-process transitions, the stack). With `reward_model` (a progress-success model
     directory) the reward comes from the two cameras: the reward server's readings on the robot path,
@@ -403,15 +406,31 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     learned = ["--reward", "progress-success", "--reward-model", str(reward_model)] if reward_model else []
     stack = RobotStack(tmp_path, base_dir, ["--max-episode-steps", str(horizon), "--lockstep", "--no-explore", *learned],
                        changes, cameras=reward_model is not None)
+
+    def steps_of(episode: int) -> list[int]:
+        return [t.step for t in stack.transitions if t.episode == episode]
+
+    # an episode in which the actor refused a step (a fail-safe: some input late past the stale limit on a
+    # loaded machine; the actor logs why) has a gap the in-process run does not: the next episode is
+    # compared instead, and the refusals are reported as a warning
+    refusals = []
     try:
-        stack.wait_for("episode 1's end", lambda: any(t.episode == 1 and (t.terminated or t.truncated)
-                                                      for t in stack.transitions), 240)
+        for episode in (1, 2, 3):
+            stack.wait_for(f"episode {episode}'s end", lambda: any(
+                t.episode == episode and (t.terminated or t.truncated) for t in stack.transitions), 240)
+            if steps_of(episode) == list(range(len(steps_of(episode)))):
+                break
+            refusals += [line for line in stack.log.read_text().splitlines() if "left out" in line]
         if reward_model is not None:
-            stack.wait_for("the readings of episode 1's frames", lambda: all(
-                round(t.stamp, 6) in stack.rewards for t in stack.transitions if t.episode == 1), 60)
+            stack.wait_for(f"the readings of episode {episode}'s frames", lambda: all(
+                round(t.stamp, 6) in stack.rewards for t in stack.transitions if t.episode == episode), 60)
     finally:
         stack.close()
-    robot = [t for t in stack.transitions if t.episode == 1]
+    robot = [t for t in stack.transitions if t.episode == episode]
+    assert [t.step for t in robot] == list(range(len(robot))), \
+        [line for line in stack.log.read_text().splitlines() if "left out" in line or "ERROR" in line]
+    if refusals:
+        warnings.warn(f"episodes before {episode} had a refused step: {refusals}", stacklevel=1)
 
     class HomeAfterReset(gym.Wrapper):
         """What the reset manager does after the scene reset: the arm to its home pose."""
@@ -432,10 +451,9 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     base, _ = load_policy(base_dir, "cpu")
     actor = RuntimeActor(None, 7)
     here = []
-    # the sim robot's first scene reset draws seed 1 (its seed 0 is the scene it starts in)
+    # the sim robot's k-th scene reset draws seed k (its seed 0 is the scene it starts in)
     run_episode(env, base, lambda obs, base_action: actor.choose(obs, base_action, explore=False), here.append,
-                episode=1, seed=1)
-    assert [t.step for t in robot] == list(range(len(robot)))
+                episode=episode, seed=episode)
     return robot, here, stack
 
 

@@ -85,6 +85,7 @@ class RobotEnv(gym.Env):
         self._steps = 0  # commands sent in this episode (the time limit counts these)
         self._index = 0  # the step index of the next transition: a refused step leaves its index out
         self._last_send = float("-inf")
+        self.refused: tuple[int, int, str] | None = None  # (episode, step, why) of the last command not sent
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict[str, Any]]:
         """Waits (as long as it takes: an operator may be resetting the scene) for a running episode —
@@ -117,6 +118,8 @@ class RobotEnv(gym.Env):
             if status.ended:  # it ended between two steps (an operator's mark): the last step was the end
                 info["episode_success"] = status.success
                 self._ended = self._episode
+            else:  # a fail-safe inside a running episode: the learner will see a gap
+                self.refused = (self._episode, self._index - 1, reason)
             return dict(self._reading.obs), 0.0, False, True, info
         operator = self.link.operator_command()
         executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
@@ -125,8 +128,9 @@ class RobotEnv(gym.Env):
         self._steps += 1
         reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)
         if reading is None:  # the command went out but the robot never reported back
-            return dict(self._reading.obs), 0.0, False, True, {
-                "executed": False, "stopped": f"no observation within {self.link.observation_timeout_s} s"}
+            reason = f"no observation within {self.link.observation_timeout_s} s"
+            self.refused = (self._episode, self._index - 1, reason)
+            return dict(self._reading.obs), 0.0, False, True, {"executed": False, "stopped": reason}
         self._reading = reading
         status = self.link.episode_status(self._episode)
         success = status.success
