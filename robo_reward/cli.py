@@ -25,7 +25,7 @@ from robo_reward.fileutil import write_json
 from robo_reward.labeling.cli import add_label_parsers
 from robo_reward.reward_cli import add_reward_parsers
 from robo_reward.rewards.shaping import SHAPING_MODES
-from robo_reward.rewards.sources import REWARD_SOURCES, RewardSpec
+from robo_reward.rewards.sources import MODEL_SOURCES, REWARD_SOURCES, RewardSpec
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering (Mesa EGL on CPU machines)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is fetched from a model hub at run time
@@ -157,9 +157,11 @@ def cmd_rl_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
-    from robo_reward.rl.evaluation import evaluate
+    from robo_reward.device import pick_device
+    from robo_reward.rewards import make_reward_source
+    from robo_reward.rl.evaluation import evaluate, plot_reward_traces, reward_audit
     from robo_reward.rl.policies import load_policy
-    from robo_reward.rl.runs import make_policy_env
+    from robo_reward.rl.runs import make_policy_env, training_env_spec
 
     refuse_output_inside_inputs(Path(args.out), [Path(args.policy)])
     compare = Path(args.compare) / "eval.json" if args.compare else None
@@ -169,16 +171,31 @@ def cmd_eval(args: argparse.Namespace) -> None:
     overrides = {"render_camera": args.camera} if args.videos else {}
     if args.placement_scale != 1.0:
         overrides["placement_scale"] = args.placement_scale
-    env = make_policy_env(manifest["env"], **overrides)
+    spec, source = manifest["env"], None
+    if args.reward_model:  # the model watches through its own cameras, drawn as its training frames were
+        source = make_reward_source(RewardSpec(args.reward, args.reward_model), str(pick_device(args.device)))
+        spec = {**training_env_spec(spec, source), "terminate_on_success": spec.get("terminate_on_success", True)}
+    env = make_policy_env(spec, **overrides)
     with staged_dir(args.out, args.overwrite) as tmp:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
-                          video_dir=tmp / "videos", progress=not args.quiet)
+                          video_dir=tmp / "videos", progress=not args.quiet, reward_source=source)
         summary = {"policy": str(args.policy), "env": {**manifest["env"], **overrides}, **result.summary()}
         summary["env"].pop("render_camera", None)
         summary["videos"] = [str(Path(args.out) / "videos" / Path(v).name) for v in result.videos]
+        if source is not None:
+            summary["reward"] = {"kind": args.reward, "model": str(args.reward_model), **reward_audit(result.traces),
+                                 "per_episode": [{"seed": seed, "called": t.called, "success": any(t.success),
+                                                  "progress": [round(r.progress, 4) for r in t.readings]}
+                                                 for seed, t in zip(result.seeds, result.traces)]}
+            plot_reward_traces(tmp / "reward_trace.png", result.traces, result.seeds, spec.get("task", ""))
         write_json(tmp / "eval.json", summary)
     print(f"{args.policy}: success {result.success_rate:.1%} over {args.episodes} seeded episodes "
           f"(mean length {summary['mean_length']:.0f} steps)")
+    if source is not None:
+        audit = summary["reward"]
+        print(f"  {args.reward} reward called success in {audit['called']} episode(s): {audit['called_on_failed']} "
+              f"the simulator judges failed, {audit['missed_success']} success(es) never called; "
+              f"plot {Path(args.out) / 'reward_trace.png'}")
     if compare is not None:
         other = json.loads(compare.read_text())
         print(f"  vs {other['policy']}: {other['success_rate']:.1%} over {other['episodes']} episodes")
@@ -274,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="another eval directory to print side by side")
     p.add_argument("--placement-scale", type=positive_float, default=1.0,
                    help="object placement ranges as a multiple of training's (1.5: 50%% wider)")
+    p.add_argument("--reward", default="progress-success", choices=MODEL_SOURCES,
+                   help="with --reward-model: the kind of reward model that watches")
+    p.add_argument("--reward-model", help="a reward model that watches every episode through its own cameras "
+                   "(it decides nothing): its success calls against the simulator's, reward_trace.png")
     p.add_argument("--out", required=True)
     return parser
 

@@ -182,3 +182,47 @@ def test_existing_output_needs_overwrite(lift_demos, tmp_path, capsys):
 def test_not_a_policy_directory(tmp_path, capsys):
     assert main(["eval", "--policy", str(tmp_path), "--out", str(tmp_path / "e"), "--quiet"]) == 2
     assert "robo_reward_policy.json" in capsys.readouterr().err
+
+
+def test_reward_audit_counts_calls_against_the_simulator() -> None:
+    """Hand-built traces: a call two steps after the simulator's success, a call on a failed episode, a
+    success never called, an agreeing failure."""
+    from robo_reward.rewards.shaping import RewardReading
+    from robo_reward.rl.evaluation import RewardTrace, reward_audit
+
+    def trace(calls: str, successes: str, final: float) -> RewardTrace:
+        readings = [RewardReading(0.1, c == "1") for c in calls[:-1]] + [RewardReading(final, calls[-1] == "1")]
+        return RewardTrace(readings, [s == "1" for s in successes], [])
+
+    audit = reward_audit([trace("000011", "001111", 0.9), trace("0011", "0000", 0.7),
+                          trace("0000", "0011", 0.5), trace("000", "000", 0.1)])
+    assert audit == {"episodes": 4, "called": 2, "called_on_failed": 1, "missed_success": 1, "agreement": 0.5,
+                     "call_delay_steps": 2.0, "final_progress_success": pytest.approx(0.7),
+                     "final_progress_failure": pytest.approx(0.4)}
+
+
+def test_a_watching_reward_model_changes_no_outcome_and_is_audited(camera_demos, tmp_path, capsys) -> None:
+    """`eval --reward-model`: the model reads every frame through its own cameras but decides nothing —
+    the same episodes end the same way as without it — and its success calls are set against the
+    simulator's per episode, with the traced episodes drawn beside their frames."""
+    from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rl.scripted_policy import save_scripted_policy
+
+    clf, policy = tmp_path / "clf", tmp_path / "scripted"
+    assert main(["reward", "train", "classifier", "--dataset", str(camera_demos), "--steps", "40", "--image-size",
+                 "32", "--out", str(clf), "--quiet", "--device", "cpu"]) == 0
+    save_scripted_policy(policy, read_env_spec(camera_demos), noise=0.3, seed=0)
+    common = ["eval", "--policy", str(policy), "--episodes", "2", "--videos", "0", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--reward", "success-classifier", "--reward-model", str(clf),
+                 "--out", str(tmp_path / "watched")]) == 0
+    plain, watched = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("plain", "watched"))
+    for key in ("successes", "mean_length", "mean_return", "seeds"):
+        assert watched[key] == plain[key], key
+    audit = watched["reward"]
+    episodes = audit["per_episode"]
+    assert [e["success"] for e in episodes] == watched["successes"] and audit["episodes"] == 2
+    assert audit["called"] == sum(e["called"] for e in episodes)
+    assert audit["called_on_failed"] == sum(e["called"] and not e["success"] for e in episodes)
+    assert (tmp_path / "watched" / "reward_trace.png").stat().st_size > 10_000
+    assert "reward called success in" in capsys.readouterr().out

@@ -1,4 +1,6 @@
-"""Seeded evaluation shared by the CLI and the training loop: success rate, returns, optional videos."""
+"""Seeded evaluation shared by the CLI and the training loop: success rate, returns, optional videos,
+and optionally what a reward model read along the way beside the simulator's success (a learned
+reward's audit on episodes nothing was trained on)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,25 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from robo_reward.data.episodes import write_video
+from robo_reward.envs.observations import IMAGE_PREFIX
+from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rl.policies import Policy, checked_action
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap training-episode seeds
+
+
+@dataclass
+class RewardTrace:
+    """A reward source's readings of one evaluation episode, from its first frame on, beside the
+    simulator's success after each step (False at the first frame) and the source's first camera."""
+
+    readings: list[RewardReading]
+    success: list[bool]
+    frames: list[np.ndarray]
+
+    @property
+    def called(self) -> bool:
+        return any(r.success for r in self.readings)
 
 
 @dataclass
@@ -23,6 +41,7 @@ class EvalResult:
     lengths: list[int]
     seeds: list[int]
     videos: list[str] = field(default_factory=list)
+    traces: list[RewardTrace] = field(default_factory=list)  # with a reward source: one per episode
 
     @property
     def success_rate(self) -> float:
@@ -49,9 +68,16 @@ def evaluate(
     video_dir: Path | None = None,
     progress: bool = True,
     on_episode: Callable[[int, bool], None] | None = None,
+    reward_source=None,
+    traced_frames: int = 2,
 ) -> EvalResult:
-    """Run `episodes` deterministic episodes on seeds EVAL_SEED_OFFSET + seed + i; record the first videos."""
+    """Run `episodes` deterministic episodes on seeds EVAL_SEED_OFFSET + seed + i; record the first videos.
+    `reward_source` (a RewardSource) reads every observation — it only watches: success, returns and
+    episode ends stay the simulator's. Its traces keep their frames for the first `traced_frames`
+    episodes of each kind (the call and the simulator agree on success / on failure, the call on a
+    failed episode, a success never called), the ones worth looking at."""
     act_dim = env.action_space.shape[0]
+    camera = IMAGE_PREFIX + reward_source.cameras[0] if reward_source is not None else None
     result = EvalResult([], [], [], [])
     for i in tqdm(range(episodes), desc="evaluate", disable=not progress, mininterval=1.0):
         episode_seed = EVAL_SEED_OFFSET + seed + i
@@ -59,8 +85,14 @@ def evaluate(
         policy.reset(episode_seed)
         record = i < video_episodes and video_dir is not None
         frames = [env.render()] if record else []
+        trace = None
+        if reward_source is not None:
+            trace = RewardTrace([reward_source.reset(obs, getattr(env.unwrapped, "task_text", ""))], [False], [])
+            result.traces.append(trace)
         total, length, success, done = 0.0, 0, False, False
         while not done:
+            if trace is not None:
+                trace.frames.append(obs[camera])
             action = checked_action(policy.act(obs), act_dim, "policy")
             obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
@@ -69,6 +101,16 @@ def evaluate(
             done = terminated or truncated
             if record:
                 frames.append(env.render())
+            if trace is not None:
+                trace.readings.append(reward_source.read(obs, info))
+                trace.success.append(bool(info.get("success", False)))
+        if trace is not None:
+            kind = (trace.called, success)
+            alike = sum(bool(t.frames) and (t.called, any(t.success)) == kind for t in result.traces[:-1])
+            if alike < traced_frames:
+                trace.frames.append(obs[camera])
+            else:
+                trace.frames = []
         result.successes.append(success)
         result.returns.append(total)
         result.lengths.append(length)
@@ -80,3 +122,40 @@ def evaluate(
         if on_episode is not None:
             on_episode(i, success)
     return result
+
+
+def reward_audit(traces: list[RewardTrace]) -> dict:
+    """How a reward source's success call and progress held up against the simulator: episodes it
+    called on that the simulator judges failed (what a learner would be paid for wrongly), successes
+    it never called, the steps from the simulator's first success to the first call, and the final
+    progress of successful vs failed episodes."""
+    called = np.array([t.called for t in traces])
+    succeeded = np.array([any(t.success) for t in traces])
+    delays = [next(i for i, r in enumerate(t.readings) if r.success) - t.success.index(True)
+              for t in traces if t.called and any(t.success)]
+    final = np.array([t.readings[-1].progress for t in traces], float)
+
+    def mean(values) -> float | None:
+        values = np.asarray(values, float)
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else None
+
+    return {"episodes": len(traces), "called": int(called.sum()), "called_on_failed": int((called & ~succeeded).sum()),
+            "missed_success": int((~called & succeeded).sum()), "agreement": mean(called == succeeded),
+            "call_delay_steps": mean(delays), "final_progress_success": mean(final[succeeded]),
+            "final_progress_failure": mean(final[~succeeded])}
+
+
+def plot_reward_traces(path: Path, traces: list[RewardTrace], seeds: list[int], task: str) -> None:
+    """The traced episodes that kept their frames: frames beside the predicted progress, the success
+    call and the simulator's success (rewards/evaluation.plot_progress)."""
+    from robo_reward.data.episodes import LabeledEpisode
+    from robo_reward.rewards.base import Episode, RewardResult
+    from robo_reward.rewards.evaluation import plot_progress
+
+    shown = [(t, s) for t, s in zip(traces, seeds) if t.frames]
+    episodes = [LabeledEpisode(Episode({"camera": np.stack(t.frames)}, task), np.array(t.success), f"seed {s}")
+                for t, s in shown]
+    results = [RewardResult(progress=np.array([r.progress for r in t.readings], np.float32),
+                            success=np.array([r.success for r in t.readings])) for t, _ in shown]
+    plot_progress(path, episodes, results)
