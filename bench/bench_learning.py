@@ -102,6 +102,7 @@ class Arm:
     seeds: tuple[int, ...]
     train_args: Callable[[Plan, Path, Path, int, int], list[str]] | None = None
     note: str = ""
+    reward: tuple[str, str, str] | None = None  # a learned reward: (source, model in plan.reward_models, shaping)
 
 
 # The residual learner's settings for the table (`rl train --set`): chosen on tuning seeds by the probes
@@ -125,7 +126,7 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
                 "--seed", str(seed), "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
                 *learned, *[x for kv in overrides for x in ("--set", kv)]]
 
-    return Arm(seeds, train_args, note)
+    return Arm(seeds, train_args, note, reward)
 
 
 ARMS: dict[str, Arm] = {
@@ -322,8 +323,25 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
     segment = json.loads((snap / "segment.json").read_text())
     episodes = [e for e in json.loads((seed_dir / "run" / "metrics.json").read_text())["episodes"]
                 if e["env_step"] <= segment["env_step"]]
+    if arm.reward is not None and scale == 1.0:
+        result["reward_on_report_episodes"] = watched_evaluation(plan, arm, snap, seed_dir / f"trace_{point}",
+                                                                 evaluation.first_seed)
     return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"],
             "run_id": (seed_dir / "run_id").read_text(), "training_episodes": reward_audit(episodes)}
+
+
+TRACED_EPISODES = 20
+
+
+def watched_evaluation(plan: Plan, arm: Arm, policy: Path, out: Path, first_seed: int) -> dict:
+    """The arm's own reward model watching TRACED_EPISODES of the report episodes (`eval --reward-model`):
+    its success calls against the simulator's, and reward_trace.png (frames beside predicted progress)."""
+    source, model, _ = arm.reward
+    cli(["eval", "--policy", str(policy), "--episodes", str(TRACED_EPISODES), "--videos", "0", "--seed",
+         str(first_seed), "--reward", source, "--reward-model", str(ROOT / plan.reward_models / model),
+         "--out", str(out), "--overwrite", "--quiet"], out.parent / "eval.log")
+    audit = json.loads((out / "eval.json").read_text())["reward"]
+    return {k: v for k, v in audit.items() if k != "per_episode"} | {"plot": str(out / "reward_trace.png")}
 
 
 def reward_audit(episodes: list[dict]) -> dict:
