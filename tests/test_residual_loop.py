@@ -107,12 +107,14 @@ def test_act_on_camera_demos_trains_without_internet_and_acts_from_images(camera
 
 
 def test_bad_learner_settings_and_loop_settings_are_clear_errors(lift_demos, lift_mlp_base, tmp_path, capsys):
-    for bad in (["--set", "actor_lr=abc"], ["--set", "policy_delay=0"], ["--eval-every", "0"]):
+    for bad in (["--set", "actor_lr=abc"], ["--set", "policy_delay=0"], ["--eval-every", "0"],
+                ["--set", "residual_scale=[0.1, 1.0]"]):
         run = tmp_path / "r"
         assert main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", "10",
                      "--out", str(run), "--quiet", *bad]) == 2, bad
         err = capsys.readouterr().err
-        assert "Traceback" not in err and ("actor_lr" in err or "policy_delay" in err or "--eval-every: 0" in err)
+        assert "Traceback" not in err and any(word in err for word in (
+            "actor_lr", "policy_delay", "--eval-every: 0", "residual_scale has 2 values; the action has 7"))
         assert not run.exists()
 
 

@@ -193,6 +193,34 @@ def test_residual_never_exceeds_scale_even_with_large_weights_and_noise() -> Non
     assert deviation.max() <= 0.1 + 1e-6 and deviation.max() > 0.09
 
 
+def test_a_residual_bound_per_action_dimension() -> None:
+    """[0.1, 1.0]: the arm dimension keeps ResFiT's reach while the gripper's can cross its whole range —
+    in the actor, in exploration, and in the TD target's smoothing; one scale repeated per dimension
+    updates exactly as the scalar does; a list of the wrong length is refused."""
+    actor = ResidualActor(obs_dim=4, act_dim=2, hidden=(16,), scale=(0.1, 1.0))
+    with torch.no_grad():
+        actor.net[-1].weight.normal_(0, 100.0)
+    residual = actor(100 * torch.randn(500, 4), torch.randn(500, 2)).abs().amax(dim=0)
+    assert 0.09 < residual[0] <= 0.1 and 0.9 < residual[1] <= 1.0
+
+    cfg = _small_config(exploration_noise=1.0, residual_scale=[0.1, 1.0])
+    assert cfg.residual_scale == (0.1, 1.0) and ResidualTD3Config.from_dict(cfg.to_dict()) == cfg
+    learner = ResidualTD3(4, 2, cfg, device="cpu")
+    deviation = np.abs(learner.act(np.zeros((500, 4), np.float32), np.zeros((500, 2), np.float32), explore=True,
+                                   rng=np.random.default_rng(2))).max(axis=0)
+    assert 0.09 < deviation[0] <= 0.1 + 1e-6 and 0.9 < deviation[1] <= 1.0 + 1e-6
+
+    scalar, _, _ = _learner_and_buffers(_small_config(actor_lr=1e-3, residual_scale=0.2))
+    listed, demo, online = _learner_and_buffers(_small_config(actor_lr=1e-3, residual_scale=[0.2]))
+    for _ in range(3):
+        assert scalar.train_step(demo, online, np.random.default_rng(7)) == \
+            listed.train_step(demo, online, np.random.default_rng(7))
+    with pytest.raises(ValueError, match="residual_scale has 3 values; the action has 2 dimensions"):
+        ResidualTD3(4, 2, _small_config(residual_scale=[0.1, 0.1, 0.1]), device="cpu")
+    with pytest.raises(ValueError, match="residual_scale must be in"):
+        _small_config(residual_scale=[0.1, 0.0])
+
+
 def test_config_round_trip_and_unknown_keys() -> None:
     cfg = ResidualTD3Config(actor_lr=3e-4, critic_hidden=[64, 64])
     assert cfg.critic_hidden == (64, 64)

@@ -69,13 +69,15 @@ def evaluate(
     progress: bool = True,
     on_episode: Callable[[int, bool], None] | None = None,
     reward_source=None,
+    on_step: Callable[[int, gym.Env], None] | None = None,
     traced_frames: int = 2,
 ) -> EvalResult:
     """Run `episodes` deterministic episodes on seeds EVAL_SEED_OFFSET + seed + i; record the first videos.
     `reward_source` (a RewardSource) reads every observation — it only watches: success, returns and
     episode ends stay the simulator's. Its traces keep their frames for the first `traced_frames`
     episodes of each kind (the call and the simulator agree on success / on failure, the call on a
-    failed episode, a success never called), the ones worth looking at."""
+    failed episode, a success never called), the ones worth looking at. `on_step(i, env)` is called
+    after every step of episode i (to read the simulator's state, e.g. for failure analysis)."""
     act_dim = env.action_space.shape[0]
     camera = IMAGE_PREFIX + reward_source.cameras[0] if reward_source is not None else None
     result = EvalResult([], [], [], [])
@@ -101,6 +103,8 @@ def evaluate(
             done = terminated or truncated
             if record:
                 frames.append(env.render())
+            if on_step is not None:
+                on_step(i, env)
             if trace is not None:
                 trace.readings.append(reward_source.read(obs, info))
                 trace.success.append(bool(info.get("success", False)))

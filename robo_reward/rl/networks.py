@@ -8,6 +8,7 @@ Python loop over heads, which is what makes a high update-to-data ratio affordab
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -93,6 +94,14 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = T
     return nn.Sequential(*layers)
 
 
+def residual_bounds(scale: float | Sequence[float], act_dim: int) -> torch.Tensor:
+    """The residual's bound per action dimension: one scale for all, or one per dimension."""
+    bounds = torch.as_tensor(scale, dtype=torch.float32).flatten()
+    if bounds.numel() not in (1, act_dim):
+        raise ValueError(f"residual_scale has {bounds.numel()} values; the action has {act_dim} dimensions")
+    return bounds.expand(act_dim).clone()
+
+
 class ResidualActor(nn.Module):
     """Deterministic residual policy: `scale * tanh(net([obs_normalized, base_action]))`.
 
@@ -105,10 +114,11 @@ class ResidualActor(nn.Module):
         obs_dim: int,
         act_dim: int,
         hidden: tuple[int, ...] = (256, 256),
-        scale: float = 0.1,
+        scale: float | Sequence[float] = 0.1,
     ) -> None:
         super().__init__()
-        self.scale = scale
+        # not saved with the weights: the bound is the config's (checkpoints from before it stay loadable)
+        self.register_buffer("scale", residual_bounds(scale, act_dim), persistent=False)
         self.net = mlp(obs_dim + act_dim, hidden, act_dim, layer_norm=True)
         last_layer = self.net[-1]
         nn.init.zeros_(last_layer.weight)

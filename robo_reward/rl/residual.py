@@ -34,7 +34,9 @@ class ResidualTD3Config(PlainConfig):
     num_target_min: int = 2  # REDQ: TD target = min over a random pair of target heads
     critic_lr: float = 1e-4  # ResFiT configs
     actor_lr: float = 1e-6  # ResFiT configs (tiny, stays near the base); our sim benchmarks may override
-    residual_scale: float = 0.1  # ResFiT default (0.2 on harder bimanual tasks)
+    # ResFiT default (0.2 on harder bimanual tasks). A list: one bound per action dimension — e.g. the
+    # gripper's whole range, where a base that stalls with its gripper open is beyond a 0.1 correction
+    residual_scale: float | tuple[float, ...] = 0.1
     critic_hidden: tuple[int, ...] = (256, 256)  # ours: a common TD3 size; ResFiT's exact widths unverified
     actor_hidden: tuple[int, ...] = (256, 256)  # ours, as critic_hidden
     policy_delay: int = 2  # TD3: one actor (and actor-target) update per 2 critic updates
@@ -56,6 +58,10 @@ class ResidualTD3Config(PlainConfig):
     def __post_init__(self) -> None:
         self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
         self.actor_hidden = tuple(int(h) for h in self.actor_hidden)
+        if isinstance(self.residual_scale, (list, tuple)):
+            self.residual_scale = tuple(float(x) for x in self.residual_scale)
+        if not all(0.0 < x <= 2.0 for x in np.atleast_1d(self.residual_scale)):
+            raise ValueError(f"residual_scale must be in (0, 2] (per action dimension), got {self.residual_scale}")
         self.check_ranges(("n_step", "utd_ratio", "batch_size", "num_q", "num_target_min", "policy_delay"))
         if self.num_target_min > self.num_q:
             raise ValueError(f"num_target_min ({self.num_target_min}) exceeds num_q ({self.num_q})")
@@ -124,7 +130,7 @@ class ResidualTD3:
 
         The critic target moves every update; the actor target only when the actor does (TD3).
         """
-        cfg, scale = self.cfg, self.cfg.residual_scale
+        cfg, scale = self.cfg, self.actor.scale
         self.actor.train()
         obs = self.obs_normalizer(batch["obs"])
         next_obs = self.obs_normalizer(batch["next_obs"])
@@ -132,8 +138,8 @@ class ResidualTD3:
             next_residual = self.actor_target(next_obs, batch["next_base_action"])
             noise_clip = cfg.target_noise_clip * scale
             noise = torch.randn(next_residual.shape, generator=self.generator, device=self.device)
-            noise = (noise * cfg.target_noise * scale).clamp(-noise_clip, noise_clip)
-            next_residual = (next_residual + noise).clamp(-scale, scale)
+            noise = torch.clamp(noise * cfg.target_noise * scale, -noise_clip, noise_clip)
+            next_residual = torch.clamp(next_residual + noise, -scale, scale)
             next_action = (batch["next_base_action"] + next_residual).clamp(-1.0, 1.0)
             target_heads = torch.randperm(cfg.num_q, generator=self.generator, device=self.device)[: cfg.num_target_min]
             next_q = self.critic_target(next_obs, next_action)[target_heads].min(dim=0).values
@@ -267,6 +273,7 @@ def residual_action(obs_normalizer: ObsNormalizer, actor: ResidualActor, cfg: Re
         if rng is None:
             raise ValueError("explore=True needs an rng so exploration is reproducible")
         noise = rng.normal(0.0, cfg.exploration_noise, size=residual.shape)
-        residual = np.clip(residual + noise, -cfg.residual_scale, cfg.residual_scale)
+        bound = actor.scale.cpu().numpy()
+        residual = np.clip(residual + noise, -bound, bound)
     action = np.clip(base_t.cpu().numpy() + residual, -1.0, 1.0).astype(np.float32)
     return action[0] if single else action

@@ -138,7 +138,10 @@ def build_learner(demos, base_policy, act_dim: int, learner_config, readings, ru
     demonstration buffer; `extra_demo_capacity` leaves room for operator interventions added as
     demonstrations later."""
     obs_dim = flat_state(demos[0].observations[0]).shape[0]
-    learner = make_learner(obs_dim, act_dim, learner_config, device)
+    try:
+        learner = make_learner(obs_dim, act_dim, learner_config, device)
+    except ValueError as exc:  # settings that do not fit this env (e.g. a residual bound per dimension)
+        raise ConfigError(f"invalid learner settings: {exc}") from None
     learner.fit_observations(np.stack([flat_state(o) for d in demos for o in d.observations]))
     demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
                                     learner_config.n_step, learner_config.gamma)

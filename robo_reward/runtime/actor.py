@@ -18,7 +18,7 @@ import torch
 
 from robo_reward.config.hardware import HardwareConfig
 from robo_reward.envs.observations import EE_POSE_DIM, ENV_STATE_KEY, STATE_KEY, proprio_vector
-from robo_reward.rl.networks import ObsNormalizer, ResidualActor
+from robo_reward.rl.networks import ObsNormalizer, ResidualActor, residual_bounds
 from robo_reward.rl.policies import checked_action
 from robo_reward.rl.residual import ResidualTD3Config, residual_action
 from robo_reward.runtime.codecs import MessageError, decode_weights
@@ -38,7 +38,7 @@ class RuntimeActor:
     """The residual half of a robot's policy, with weights that arrive while it runs."""
 
     def __init__(self, obs_dim: int | None, act_dim: int, exploration_noise: float = 0.05,
-                 residual_scale: float = 0.1, seed: int = 0, device: str = "cpu"):
+                 residual_scale: float | Sequence[float] = 0.1, seed: int = 0, device: str = "cpu"):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
@@ -89,8 +89,8 @@ class RuntimeActor:
         w = self._weights  # one read: the whole step uses one version
         if w is None:
             noise = self.rng.normal(0.0, self._noise_cfg.exploration_noise, self.act_dim) if explore else 0.0
-            scale = self._noise_cfg.residual_scale
-            action = np.clip(base_action + np.clip(noise, -scale, scale), -1.0, 1.0).astype(np.float32)
+            bound = residual_bounds(self._noise_cfg.residual_scale, self.act_dim).numpy()
+            action = np.clip(base_action + np.clip(noise, -bound, bound), -1.0, 1.0).astype(np.float32)
         else:
             action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, explore, self.rng)
         return checked_action(action, self.act_dim, "residual actor")
