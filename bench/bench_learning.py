@@ -122,7 +122,8 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
             return [*head, "--resume"]
         learned = [] if reward is None else ["--reward", reward[0], "--reward-model",
                                              str(ROOT / plan.reward_models / reward[1]), "--shaping", reward[2]]
-        return [*head, "--learner", learner, "--base", str(data / "base"), "--dataset", str(data / "demos"),
+        demos = data / ("camera_demos" if reward is not None else "demos")  # a learned reward scores their videos
+        return [*head, "--learner", learner, "--base", str(data / "base"), "--dataset", str(demos),
                 "--seed", str(seed), "--eval-every", "3000", "--eval-episodes", "10", "--checkpoint-every", "2000",
                 *learned, *[x for kv in overrides for x in ("--set", kv)]]
 
@@ -176,13 +177,39 @@ def prepare_data(plan: Plan, data: Path) -> None:
                 raise RuntimeError(f"bench_reward_models.py failed ({done.returncode}) building {models}")
 
 
+REWARD_CAMERAS = ("agentview", "robot0_eye_in_hand")  # what bench_reward_models.py's models watch, at 64x64
+REWARD_IMAGE_SIZE = 64
+
+
 def _build_data(plan: Plan, data: Path) -> None:
+    collect = ["demos", "collect", "--task", plan.task, "--robot", plan.robot, "--episodes", str(plan.demos),
+               "--noise", str(plan.demo_noise), "--seed", str(plan.demo_seed), "--quiet"]
     if not (data / "demos").is_dir():
-        cli(["demos", "collect", "--task", plan.task, "--robot", plan.robot, "--episodes", str(plan.demos),
-             "--noise", str(plan.demo_noise), "--seed", str(plan.demo_seed), "--out", str(data / "demos"), "--quiet"])
+        cli([*collect, "--out", str(data / "demos")])
+    if plan.reward_models and not (data / "camera_demos").is_dir():
+        # the same demonstrations with the cameras recorded, for a learned reward to score (frames change
+        # no physics: the episodes are the state demos', so the base trained on those serves both)
+        cli([*collect, "--cameras", *REWARD_CAMERAS, "--image-size", str(REWARD_IMAGE_SIZE), "--render", plan.render,
+             "--out", str(data / "camera_demos")])
+        same_episodes(data / "demos", data / "camera_demos")
     if not (data / "base").is_dir():
         cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
              "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])
+
+
+def same_episodes(a: Path, b: Path) -> None:
+    """Two demonstration sets hold the same episodes: states and actions equal, step for step."""
+    import numpy as np
+
+    from robo_reward.data.lerobot_io import load_demonstrations
+
+    def steps(demo) -> list[np.ndarray]:
+        return [demo.actions] + [o[k] for o in demo.observations for k in sorted(o) if "images" not in k]
+
+    first, second = load_demonstrations(a), load_demonstrations(b)
+    if len(first) != len(second) or any(len(steps(x)) != len(steps(y)) or not all(map(np.array_equal, steps(x), steps(y)))
+                                        for x, y in zip(first, second)):
+        raise RuntimeError(f"{b} does not hold the episodes of {a}: the base trained on {a} would not fit it")
 
 
 def snapshot(run: Path, dest: Path, segment: dict) -> None:
