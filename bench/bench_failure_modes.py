@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed` (default: the tuning seeds)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "failure_modes.json"))
     args = p.parse_args()
+    if args.episodes < 1:
+        p.error(f"--episodes: {args.episodes} must be a positive whole number")
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.is_file() else {"policies": {}}
     for policy in args.policy:

@@ -189,9 +189,12 @@ def _build_data(plan: Plan, data: Path) -> None:
     if plan.reward_models and not (data / "camera_demos").is_dir():
         # the same demonstrations with the cameras recorded, for a learned reward to score (frames change
         # no physics: the episodes are the state demos', so the base trained on those serves both)
+        staged = data / "camera_demos.tmp"
+        shutil.rmtree(staged, ignore_errors=True)
         cli([*collect, "--cameras", *REWARD_CAMERAS, "--image-size", str(REWARD_IMAGE_SIZE), "--render", plan.render,
-             "--out", str(data / "camera_demos")])
-        same_episodes(data / "demos", data / "camera_demos")
+             "--out", str(staged)])
+        same_episodes(data / "demos", staged)  # checked before it takes the name a later run trusts
+        staged.rename(data / "camera_demos")
     if not (data / "base").is_dir():
         cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
              "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])

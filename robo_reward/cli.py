@@ -163,7 +163,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from robo_reward.rl.policies import load_policy
     from robo_reward.rl.runs import make_policy_env, training_env_spec
 
-    refuse_output_inside_inputs(Path(args.out), [Path(args.policy)])
+    watcher = [Path(args.reward_model)] if args.reward_model else []
+    refuse_output_inside_inputs(Path(args.out), [Path(args.policy), *watcher])
+    if bool(args.reward) != bool(args.reward_model):
+        raise ConfigError("--reward and --reward-model go together: the kind of reward model and its directory")
     compare = Path(args.compare) / "eval.json" if args.compare else None
     if compare is not None and not compare.is_file():
         raise RoboRewardError(f"--compare: {compare} does not exist (expected an earlier `robo-reward eval --out`)")
@@ -174,7 +177,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     spec, source = manifest["env"], None
     if args.reward_model:  # the model watches through its own cameras, drawn as its training frames were
         source = make_reward_source(RewardSpec(args.reward, args.reward_model), str(pick_device(args.device)))
-        spec = {**training_env_spec(spec, source), "terminate_on_success": spec.get("terminate_on_success", True)}
+        if not getattr(source, "cameras", ()):
+            raise ConfigError(f"--reward-model {args.reward_model}: a {args.reward} model without cameras cannot watch")
+        size = list(getattr(source, "image_size", None) or [])
+        if spec.get("cameras") and size and list(spec.get("image_size", [])) != size:
+            raise ConfigError(f"--reward-model {args.reward_model} watches {size[0]}x{size[1]} frames, the policy's "
+                              f"cameras are {spec.get('image_size')}: it would change what the policy sees")
+        spec = training_env_spec(spec, source)  # episodes go on past success for it to watch (evaluate)
     env = make_policy_env(spec, **overrides)
     with staged_dir(args.out, args.overwrite) as tmp:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
@@ -185,8 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if source is not None:
             summary["reward"] = {"kind": args.reward, "model": str(args.reward_model), **reward_audit(result.traces),
                                  "per_episode": [{"seed": seed, "called": t.called, "success": any(t.success),
-                                                  "progress": [round(r.progress, 4) for r in t.readings]}
-                                                 for seed, t in zip(result.seeds, result.traces)]}
+                                                  "length": length, "progress": [round(r.progress, 4) for r in t.readings]}
+                                                 for seed, length, t in zip(result.seeds, result.lengths, result.traces)]}
             plot_reward_traces(tmp / "reward_trace.png", result.traces, result.seeds, spec.get("task", ""))
         write_json(tmp / "eval.json", summary)
     print(f"{args.policy}: success {result.success_rate:.1%} over {args.episodes} seeded episodes "
@@ -291,8 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="another eval directory to print side by side")
     p.add_argument("--placement-scale", type=positive_float, default=1.0,
                    help="object placement ranges as a multiple of training's (1.5: 50%% wider)")
-    p.add_argument("--reward", default="progress-success", choices=MODEL_SOURCES,
-                   help="with --reward-model: the kind of reward model that watches")
+    p.add_argument("--reward", choices=MODEL_SOURCES, help="with --reward-model: the kind of reward model that watches")
     p.add_argument("--reward-model", help="a reward model that watches every episode through its own cameras "
                    "(it decides nothing): its success calls against the simulator's, reward_trace.png")
     p.add_argument("--out", required=True)

@@ -206,6 +206,7 @@ def test_a_watching_reward_model_changes_no_outcome_and_is_audited(camera_demos,
     the same episodes end the same way as without it — and its success calls are set against the
     simulator's per episode, with the traced episodes drawn beside their frames."""
     from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rl.evaluation import WATCH_PAST_SUCCESS
     from robo_reward.rl.scripted_policy import save_scripted_policy
 
     clf, policy = tmp_path / "clf", tmp_path / "scripted"
@@ -222,7 +223,16 @@ def test_a_watching_reward_model_changes_no_outcome_and_is_audited(camera_demos,
     audit = watched["reward"]
     episodes = audit["per_episode"]
     assert [e["success"] for e in episodes] == watched["successes"] and audit["episodes"] == 2
+    # it reads the first frame and every step: past a success for WATCH_PAST_SUCCESS more (a held call)
+    for e in episodes:
+        watched_steps = min(e["length"] + WATCH_PAST_SUCCESS, 80) if e["success"] else e["length"]
+        assert len(e["progress"]) == watched_steps + 1, e
     assert audit["called"] == sum(e["called"] for e in episodes)
     assert audit["called_on_failed"] == sum(e["called"] and not e["success"] for e in episodes)
     assert (tmp_path / "watched" / "reward_trace.png").stat().st_size > 10_000
     assert "reward called success in" in capsys.readouterr().out
+    for bad, message in ((["--reward", "success-classifier"], "--reward and --reward-model go together"),
+                         (["--reward", "success-classifier", "--reward-model", str(clf), "--out", str(clf),
+                           "--overwrite"], "would overwrite the input")):
+        assert main([*common, *bad, *(["--out", str(tmp_path / "bad")] if "--out" not in bad else [])]) == 2
+        assert message in capsys.readouterr().err

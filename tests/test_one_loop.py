@@ -420,7 +420,7 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
                 t.episode == episode and (t.terminated or t.truncated) for t in stack.transitions), 240)
             if steps_of(episode) == list(range(len(steps_of(episode)))):
                 break
-            refusals += [line for line in stack.log.read_text().splitlines() if "left out" in line]
+            refusals = [line for line in stack.log.read_text().splitlines() if "left out" in line]
         if reward_model is not None:
             stack.wait_for(f"the readings of episode {episode}'s frames", lambda: all(
                 round(t.stamp, 6) in stack.rewards for t in stack.transitions if t.episode == episode), 60)

@@ -109,6 +109,10 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
         wide = ResidualTD3(4, 2, ResidualTD3Config(actor_hidden=(32,), critic_hidden=(16,), num_q=2), "cpu")
         actor.load_weights(encode_weights(wide.actor_tensors(), {"session": "d", "version": 1, "obs_dim": 4,
                                                                  "act_dim": 2, "learner": cfg.to_dict()}))
+    with pytest.raises(MessageError, match="residual_scale has 3 values; the action has 2"):
+        actor.load_weights(encode_weights(learner.actor_tensors(), {
+            "session": "e", "version": 1, "obs_dim": 4, "act_dim": 2,
+            "learner": {**cfg.to_dict(), "residual_scale": [0.1, 0.1, 1.0]}}))
     assert actor.version == 1  # every refusal left the running weights in place
     with pytest.raises(MessageError, match="policy expects 4"):
         actor.choose(np.zeros(5, np.float32), base, explore=False)

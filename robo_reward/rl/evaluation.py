@@ -18,6 +18,9 @@ from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rl.policies import Policy, checked_action
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap training-episode seeds
+# steps a watching reward source still reads after the simulator's first success: room for a call held
+# over a few frames (the closed loop's classifier: 5) or made a little late
+WATCH_PAST_SUCCESS = 10
 
 
 @dataclass
@@ -71,13 +74,17 @@ def evaluate(
     reward_source=None,
     on_step: Callable[[int, gym.Env], None] | None = None,
     traced_frames: int = 2,
+    watch_past_success: int = WATCH_PAST_SUCCESS,
 ) -> EvalResult:
     """Run `episodes` deterministic episodes on seeds EVAL_SEED_OFFSET + seed + i; record the first videos.
     `reward_source` (a RewardSource) reads every observation — it only watches: success, returns and
-    episode ends stay the simulator's. Its traces keep their frames for the first `traced_frames`
-    episodes of each kind (the call and the simulator agree on success / on failure, the call on a
-    failed episode, a success never called), the ones worth looking at. `on_step(i, env)` is called
-    after every step of episode i (to read the simulator's state, e.g. for failure analysis)."""
+    lengths stay the simulator's, counted up to its first success as an env that ends there counts
+    them; the env must not end on success itself, so that the source is watched `watch_past_success`
+    steps further (a call held for a few frames, or made late, still counts). Its traces keep their
+    frames for the first `traced_frames` episodes of each kind (the call and the simulator agree on
+    success / on failure, the call on a failed episode, a success never called), the ones worth
+    looking at. `on_step(i, env)` is called after every step of episode i (to read the simulator's
+    state, e.g. for failure analysis)."""
     act_dim = env.action_space.shape[0]
     camera = IMAGE_PREFIX + reward_source.cameras[0] if reward_source is not None else None
     result = EvalResult([], [], [], [])
@@ -97,8 +104,9 @@ def evaluate(
                 trace.frames.append(obs[camera])
             action = checked_action(policy.act(obs), act_dim, "policy")
             obs, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            length += 1
+            if not success:  # a watched episode goes on past its first success: those steps do not count
+                total += float(reward)
+                length += 1
             success = success or bool(info.get("success", False))
             done = terminated or truncated
             if record:
@@ -108,6 +116,7 @@ def evaluate(
             if trace is not None:
                 trace.readings.append(reward_source.read(obs, info))
                 trace.success.append(bool(info.get("success", False)))
+                done = done or (success and len(trace.readings) - 1 - length >= watch_past_success)
         if trace is not None:
             kind = (trace.called, success)
             alike = sum(bool(t.frames) and (t.called, any(t.success)) == kind for t in result.traces[:-1])

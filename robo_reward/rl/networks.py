@@ -94,12 +94,13 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = T
     return nn.Sequential(*layers)
 
 
-def residual_bounds(scale: float | Sequence[float], act_dim: int) -> torch.Tensor:
-    """The residual's bound per action dimension: one scale for all, or one per dimension."""
-    bounds = torch.as_tensor(scale, dtype=torch.float32).flatten()
-    if bounds.numel() not in (1, act_dim):
-        raise ValueError(f"residual_scale has {bounds.numel()} values; the action has {act_dim} dimensions")
-    return bounds.expand(act_dim).clone()
+def residual_bounds(scale: float | Sequence[float], act_dim: int) -> np.ndarray:
+    """The residual's bound per action dimension (float64, as numpy clips): one scale for all, or one per
+    dimension."""
+    bounds = np.asarray(scale, np.float64).reshape(-1)
+    if bounds.size not in (1, act_dim):
+        raise ValueError(f"residual_scale has {bounds.size} values; the action has {act_dim} dimensions")
+    return np.broadcast_to(bounds, (act_dim,)).copy()
 
 
 class ResidualActor(nn.Module):
@@ -118,7 +119,8 @@ class ResidualActor(nn.Module):
     ) -> None:
         super().__init__()
         # not saved with the weights: the bound is the config's (checkpoints from before it stay loadable)
-        self.register_buffer("scale", residual_bounds(scale, act_dim), persistent=False)
+        self.register_buffer("scale", torch.as_tensor(residual_bounds(scale, act_dim), dtype=torch.float32),
+                             persistent=False)
         self.net = mlp(obs_dim + act_dim, hidden, act_dim, layer_norm=True)
         last_layer = self.net[-1]
         nn.init.zeros_(last_layer.weight)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
 from robo_reward.rl.learner_config import PlainConfig
-from robo_reward.rl.networks import OBS_STD_FLOOR, EnsembleCritic, ObsNormalizer, ResidualActor
+from robo_reward.rl.networks import OBS_STD_FLOOR, EnsembleCritic, ObsNormalizer, ResidualActor, residual_bounds
 
 
 @dataclass
@@ -273,7 +273,7 @@ def residual_action(obs_normalizer: ObsNormalizer, actor: ResidualActor, cfg: Re
         if rng is None:
             raise ValueError("explore=True needs an rng so exploration is reproducible")
         noise = rng.normal(0.0, cfg.exploration_noise, size=residual.shape)
-        bound = actor.scale.cpu().numpy()
+        bound = residual_bounds(cfg.residual_scale, residual.shape[-1])
         residual = np.clip(residual + noise, -bound, bound)
     action = np.clip(base_t.cpu().numpy() + residual, -1.0, 1.0).astype(np.float32)
     return action[0] if single else action

@@ -43,6 +43,7 @@ class RuntimeActor:
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         self._noise_cfg = ResidualTD3Config(exploration_noise=exploration_noise, residual_scale=residual_scale)
+        self._bound = residual_bounds(residual_scale, act_dim)  # until weights arrive: noise within the bound
         self._weights: _Weights | None = None
 
     @property
@@ -68,7 +69,10 @@ class RuntimeActor:
             # a replay of what is running (latched topic); a restarted learner starts a new session
             raise MessageError(f"actor weights version {version} is not newer than the running {current.version}")
         normalizer = ObsNormalizer(obs_dim, cfg.obs_std_floor)
-        actor = ResidualActor(obs_dim, act_dim, cfg.actor_hidden, cfg.residual_scale)
+        try:
+            actor = ResidualActor(obs_dim, act_dim, cfg.actor_hidden, cfg.residual_scale)
+        except ValueError as exc:  # e.g. a residual bound per dimension for another action size
+            raise MessageError(f"actor weights' settings do not fit this robot ({exc})") from exc
         try:
             normalizer.load_state_dict({k.removeprefix("obs_normalizer."): v for k, v in tensors.items()
                                         if k.startswith("obs_normalizer.")})
@@ -89,8 +93,7 @@ class RuntimeActor:
         w = self._weights  # one read: the whole step uses one version
         if w is None:
             noise = self.rng.normal(0.0, self._noise_cfg.exploration_noise, self.act_dim) if explore else 0.0
-            bound = residual_bounds(self._noise_cfg.residual_scale, self.act_dim).numpy()
-            action = np.clip(base_action + np.clip(noise, -bound, bound), -1.0, 1.0).astype(np.float32)
+            action = np.clip(base_action + np.clip(noise, -self._bound, self._bound), -1.0, 1.0).astype(np.float32)
         else:
             action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, explore, self.rng)
         return checked_action(action, self.act_dim, "residual actor")
