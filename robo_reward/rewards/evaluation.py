@@ -74,8 +74,9 @@ def evaluate_reward_model(model: RewardModel, episodes: Sequence[LabeledEpisode]
 
 
 def plot_progress(path: Path, episodes: Sequence[LabeledEpisode], results: Sequence[RewardResult],
-                  max_rows: int = 8, thumbnails: int = 4) -> None:
-    """One row per episode: frames at evenly spaced steps, then predicted progress vs the success label."""
+                  max_rows: int = 8, thumbnails: int = 4, truth: str = "success (label)") -> None:
+    """One row per episode: frames at evenly spaced steps, then predicted progress vs the success label
+    (`truth` names where it comes from)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +100,7 @@ def plot_progress(path: Path, episodes: Sequence[LabeledEpisode], results: Seque
         else:
             ax.text(0.5, 0.5, f"no reward:\n{result.error}", ha="center", va="center", fontsize=7, wrap=True)
         ax.fill_between(np.arange(len(item.success)), 0, item.success.astype(float), alpha=0.15, color="green",
-                        label="success (label)")
+                        label=truth)
         ax.set(ylim=(-0.05, 1.05), xlim=(0, max(len(item.success) - 1, 1)))
         ax.set_title(f"{Path(item.source).name}  ({'success' if item.succeeded else 'failure'})", fontsize=8)
         ax.tick_params(labelsize=7)

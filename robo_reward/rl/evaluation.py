@@ -171,4 +171,4 @@ def plot_reward_traces(path: Path, traces: list[RewardTrace], seeds: list[int], 
                 for t, s in shown]
     results = [RewardResult(progress=np.array([r.progress for r in t.readings], np.float32),
                             success=np.array([r.success for r in t.readings])) for t, _ in shown]
-    plot_progress(path, episodes, results)
+    plot_progress(path, episodes, results, truth="success (simulator)")
