@@ -73,6 +73,16 @@ def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
             "per_episode": rows}
 
 
+def readable_json(record: dict) -> str:
+    """Indented, with each episode on one line (a few hundred lines instead of thousands)."""
+    rows = {name: result["per_episode"] for name, result in record["policies"].items()}
+    text = json.dumps({**record, "policies": {name: {**result, "per_episode": f"@{name}@"}
+                                              for name, result in record["policies"].items()}}, indent=1)
+    for name, episodes in rows.items():
+        text = text.replace(json.dumps(f"@{name}@"), "[\n" + ",\n".join(json.dumps(e) for e in episodes) + "\n]")
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--policy", action="append", required=True, help="policy directory (repeat to compare)")
@@ -89,7 +99,7 @@ def main() -> None:
         record["policies"][policy] = result
         record["machine"] = f"{platform.processor() or platform.machine()}"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1))
+        out.write_text(readable_json(record))
         print(f"{policy}: {result['modes']} (mean first grasp at step {result['mean_first_grasp_step']})", flush=True)
 
 
