@@ -60,6 +60,7 @@ class Plan:
     bc_steps: int = 4000
     wide_placement: bool = False  # also evaluate the last point with placement 1.5x wider
     seeds: tuple[tuple[str, tuple[int, ...]], ...] = (("base", (0,)), ("residual", (0, 1, 2)),
+                                                     ("residual_bound", (0, 1, 2)),
                                                      ("sac_demos", (0, 1, 2)), ("sac_scratch", (0,)))
     # a plan that shares another's demonstrations and base: its arms are compared with the other's
     # `peers` arms (their records) at the same points
@@ -108,6 +109,8 @@ class Arm:
 # The residual learner's settings for the table (`rl train --set`): chosen on tuning seeds by the probes
 # (`probe`), recorded in docs/BENCHMARKS.md with what each did.
 RESIDUAL_SET = ("utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4")
+# the probes' best bound (docs/BENCHMARKS.md, "Why the residual stalls"): arm 0.2, the Panda gripper's whole range
+PER_DIMENSION_BOUND = (0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 1.0)
 
 
 def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process: bool = False, note: str = "",
@@ -133,6 +136,8 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
 ARMS: dict[str, Arm] = {
     "base": Arm(seeds=(0,), note="the frozen BC base alone (deterministic: one seed)"),
     "residual": rl_arm(RESIDUAL_SET, note="ResFiT residual TD3 on the BC base, sparse reward"),
+    "residual_bound": rl_arm((*RESIDUAL_SET, f"residual_scale={list(PER_DIMENSION_BOUND)}"),
+                             note="the same, the residual bound 0.2 on the arm and the gripper's whole range"),
     "sac_demos": rl_arm((), in_process=True, learner="lerobot-sac",
                         note="lerobot's SAC, the same demonstrations 50/50 in every batch, sparse reward"),
     "sac_scratch": rl_arm(("demo_fraction=0.0",), in_process=True, learner="lerobot-sac",
