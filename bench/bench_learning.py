@@ -19,7 +19,9 @@ State, so a run can stop anywhere and go on (in this session or the next):
   bench/results/learning/<plan>.json every finished evaluation (committed: it is the record that
                                      survives a fresh checkout); an evaluation found there is not re-run
 A finished curve stands. A curve recorded only in part whose run directory is gone (a fresh checkout) is
-trained again from the start and its points redone, so that every curve comes from one run.
+trained again from the start and its points redone, so that every curve comes from one run. Only the
+record is committed, and a session may start on a fresh machine: the work goes curve by curve (one arm
+and seed to its last point, then the next), so stopping loses at most the curve in progress.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,11 +99,12 @@ PLANS = {
 
 @dataclass(frozen=True)
 class Arm:
-    """A learner under test: `train_args(plan, data, run, steps, seed)` is the `robo-reward` command line
-    that trains (or, with the run present, resumes) to `steps`; None for an arm that does not learn."""
+    """A learner under test: `train_args(plan, data, run, steps, seed, alongside)` is the `robo-reward`
+    command line that trains (or, with the run present, resumes) to `steps` (`alongside`: on one core,
+    another job holding the other); None for an arm that does not learn."""
 
     seeds: tuple[int, ...]
-    train_args: Callable[[Plan, Path, Path, int, int], list[str]] | None = None
+    train_args: Callable[[Plan, Path, Path, int, int, bool], list[str]] | None = None
     note: str = ""
     reward: tuple[str, str, str] | None = None  # a learned reward: (source, model in plan.reward_models, shaping)
 
@@ -118,9 +121,11 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
     """`rl train` of a learner with these `--set` overrides; --in-process: one core per run. `reward`:
     (source, model directory in the plan's reward_models, shaping) for a learned reward; default sparse."""
 
-    def train_args(plan: Plan, data: Path, run: Path, steps: int, seed: int) -> list[str]:
+    def train_args(plan: Plan, data: Path, run: Path, steps: int, seed: int, alongside: bool) -> list[str]:
         head = ["rl", "train", "--out", str(run), "--steps", str(steps), "--quiet"]
-        head += ["--in-process", "--learner-threads", "1"] if in_process else []
+        # two torch threads against another busy process slow each update several times over (threads
+        # wait on each other at every matrix product): one per run where another holds the other core
+        head += ["--in-process", "--learner-threads", "1"] if in_process else ["--learner-threads", "1"] if alongside else []
         if (run / "run_config.json").is_file():
             return [*head, "--resume"]
         learned = [] if reward is None else ["--reward", reward[0], "--reward-model",
@@ -291,22 +296,29 @@ class Job:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Where a set of runs is judged: the report seeds (the table) or the tuning seeds (probes)."""
+    """Where a set of runs is judged: the report seeds (the table) or the tuning seeds (probes); and
+    whether another job holds the other core (then one learner thread, one evaluation process)."""
 
     first_seed: int = REPORT_SEED
-    processes: int = 2  # 1 where another run holds the other core
+    alongside: bool = False
+
+    @property
+    def processes(self) -> int:
+        return 1 if self.alongside else 2
 
 
 def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, data: Path,
             evaluation: Evaluation) -> list[Job]:
-    """Every evaluation still missing from `record`, in an order that keeps a partial table balanced:
-    point by point, each arm and seed in turn."""
+    """Every evaluation still missing from `record`, curve by curve (each arm and seed to its last point
+    before the next begins): run directories live on the machine, which may not outlive a session, and
+    a partial curve whose run is gone is trained again from the start, so a session's work should leave
+    whole curves behind."""
     out: list[Job] = []
     redo = {(name, seed) for name, arm in arms.items() if arm.train_args is not None for seed in arm.seeds
             if lost_unfinished(plan, record, name, seed, work / name / f"seed{seed}")}
-    for point in plan.points:
-        for arm_name, arm in arms.items():
-            for seed in arm.seeds:
+    for arm_name, arm in arms.items():
+        for seed in arm.seeds:
+            for point in plan.points:
                 for scale in plan.scales(point):
                     key = Record.key(arm_name, seed, point, scale)
                     if record.has(key) and (arm_name, seed) not in redo:
@@ -315,7 +327,7 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, data: 
                         if scale == 1.0 and point != plan.points[0]:
                             continue
                         out.append(Job(key, f"{key}: evaluate the base", lambda s=scale: evaluate_report(
-                            data / "base", work / "base" / f"eval_{s:g}", s, *astuple(evaluation))))
+                            data / "base", work / "base" / f"eval_{s:g}", s, evaluation.first_seed, evaluation.processes)))
                         continue
                     seed_dir = work / arm_name / f"seed{seed}"
                     out.append(Job(key, f"{key}: train to {point} steps, evaluate",
@@ -348,13 +360,13 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
                 shutil.rmtree(old)
             (seed_dir / "run_id").write_text(uuid.uuid4().hex)
         started = time.perf_counter()
-        cli(arm.train_args(plan, data, run, point, seed), seed_dir / "train.log")
+        cli(arm.train_args(plan, data, run, point, seed, evaluation.alongside), seed_dir / "train.log")
         # episodes run to their end: a run stops at the first episode boundary at or past `point`
         trained = json.loads((run / "checkpoints" / "latest" / "progress.json").read_text())["env_step"]
         if trained < point:
             raise RuntimeError(f"{run} stopped at env step {trained}, before {point}")
         snapshot(run, snap, {"env_step": trained, "wall_s": round(time.perf_counter() - started, 1)})
-    result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, *astuple(evaluation))
+    result = evaluate_report(snap, seed_dir / f"eval_{point}_{scale:g}", scale, evaluation.first_seed, evaluation.processes)
     segment = json.loads((snap / "segment.json").read_text())
     episodes = [e for e in json.loads((seed_dir / "run" / "metrics.json").read_text())["episodes"]
                 if e["env_step"] <= segment["env_step"]]
@@ -362,7 +374,7 @@ def train_and_evaluate(plan: Plan, arm: Arm, data: Path, seed_dir: Path, point: 
         result["reward_on_report_episodes"] = watched_evaluation(plan, arm, snap, seed_dir / f"trace_{point}",
                                                                  evaluation.first_seed)
     return {**result, "trained_env_steps": segment["env_step"], "train_segment_wall_s": segment["wall_s"],
-            "run_id": (seed_dir / "run_id").read_text(), "training_episodes": reward_audit(episodes)}
+            "run_id": (seed_dir / "run_id").read_text(), "training_episodes": training_reward_audit(episodes)}
 
 
 TRACED_EPISODES = 20
@@ -379,7 +391,7 @@ def watched_evaluation(plan: Plan, arm: Arm, policy: Path, out: Path, first_seed
     return {k: v for k, v in audit.items() if k != "per_episode"} | {"plot": str(out / "reward_trace.png")}
 
 
-def reward_audit(episodes: list[dict]) -> dict:
+def training_reward_audit(episodes: list[dict]) -> dict:
     """What the reward paid for in training, against the simulator's judgement (reward hacking):
     episodes paid a success the simulator says did not happen, and failed episodes whose return beats
     the median successful episode's."""
@@ -412,7 +424,7 @@ def cmd_run(args) -> None:
     data = data_dir(plan, Path(args.work), args.plan)
     prepare_data(plan, data)
     arms = plan.arms(args.arms)
-    work_through(jobs_of(plan, arms, record, work, data, Evaluation()), record, args.hours)
+    work_through(jobs_of(plan, arms, record, work, data, Evaluation(alongside=args.alongside)), record, args.hours)
     cmd_status(args)
 
 
@@ -428,7 +440,7 @@ def cmd_probe(args) -> None:
     prepare_data(plan, data)
     probe_plan = replace(plan, points=tuple(args.points), wide_placement=False)
     arms = {f"probe_{args.name}": rl_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
-    work_through(jobs_of(probe_plan, arms, record, work, data, Evaluation(TUNING_SEED, 1)), record, args.hours)
+    work_through(jobs_of(probe_plan, arms, record, work, data, Evaluation(TUNING_SEED, alongside=True)), record, args.hours)
 
 
 def cmd_status(args) -> None:
@@ -503,6 +515,8 @@ def main() -> None:
     p.add_argument("--plan", choices=list(PLANS), default="lift")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), help="only these of the plan's arms (default: all)")
     p.add_argument("--hours", type=float, default=2.0, help="run: start no new job after this long")
+    p.add_argument("--alongside", action="store_true",
+                   help="run: another job holds one of the two cores (learner on one thread, one evaluation process)")
     p.add_argument("--work", default=str(ROOT / "runs" / "bench" / "learning"))
     p.add_argument("--name", help="probe: its name")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="probe: learner settings")
