@@ -444,10 +444,19 @@ def cmd_probe(args) -> None:
 
 
 def cmd_status(args) -> None:
+    """Per curve (arm and seed): the points recorded, and the jobs left (a lost partial curve counts
+    all of its points again), so that a session can be planned around whole curves."""
     plan, record = PLANS[args.plan], Record(args.plan)
     left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan,
                    data_dir(plan, Path(args.work), args.plan), Evaluation())
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
+    for name, arm in plan.arms(args.arms).items():
+        for seed in arm.seeds:
+            prefix = f"{name}/seed{seed}/"
+            done = sorted(int(k[len(prefix):].split("/")[0][4:]) for k in record.data["evals"] if k.startswith(prefix))
+            todo = sum(job.key.startswith(prefix) for job in left)
+            points = " ".join(f"{step // 1000}k" for step in sorted(set(done))) or "-"
+            print(f"  {prefix[:-1]:28s} recorded: {points:24s} {todo} evaluations to go")
 
 
 def curves(plan_name: str) -> dict:
