@@ -440,3 +440,16 @@ def test_a_learned_reward_is_the_only_reward_the_learner_sees(camera_demos, tmp_
     buffers = load_buffers(run / "checkpoints" / "latest")
     for name in ("online", "demo"):  # the demos succeeded in the simulator too
         assert buffers[name]["size"] > 0 and not buffers[name]["n_step_return"].any(), name
+    # the cameras are the reward's: the policy (state base) is evaluated without drawing them, and
+    # plays the very episodes it plays in the demonstrations' camera env
+    from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rl.evaluation import evaluate
+    from robo_reward.rl.policies import load_policy
+    from robo_reward.rl.runs import make_policy_env
+
+    policy, manifest = load_policy(run, "cpu")
+    assert "cameras" not in manifest["env"]
+    assert json.loads((run / "run_config.json").read_text())["env"]["cameras"] == ["agentview", "robot0_eye_in_hand"]
+    plain, drawn = (evaluate(make_policy_env(spec), policy, 2, seed=5, progress=False)
+                    for spec in (manifest["env"], read_env_spec(camera_demos)))
+    assert (plain.successes, plain.lengths, plain.returns) == (drawn.successes, drawn.lengths, drawn.returns)

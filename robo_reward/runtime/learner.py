@@ -45,6 +45,7 @@ from robo_reward.rl.runs import (
     RUN_CONFIG_FILE,
     build_learner,
     copy_base,
+    policy_env_spec,
     reward_readings_of_demos,
     training_env_spec,
 )
@@ -142,7 +143,7 @@ class RuntimeLearner:
             (staging / RUN_CONFIG_FILE).write_text(json.dumps(
                 {"env": train_spec, "reward": asdict(reward), "reward_rule": rule.to_dict(), "dataset": str(dataset),
                  "base": str(base), "learner": learner_config.to_dict(), "runtime": True}, indent=2))
-            write_policy_manifest(staging, RESIDUAL_KIND, spec, reward=asdict(reward))
+            write_policy_manifest(staging, RESIDUAL_KIND, policy_env_spec(spec, base_policy), reward=asdict(reward))
             runtime = cls(staging, learner, demo_buffer, online, {}, rule, learner_config.seed)
             runtime.checkpoint()
         runtime.run_dir = out
