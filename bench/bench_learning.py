@@ -279,12 +279,20 @@ class Record:
         return key in self.data["evals"]
 
     def add(self, key: str, value: dict) -> None:
-        self.data["evals"][key] = value
-        self.data["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        """Under a lock, merged into the file as it is now: two drivers of one plan (different arms, one
+        core each) each add their own evaluations without dropping the other's."""
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file():
+                self.data = json.loads(self.path.read_text()) | {k: v for k, v in self.data.items() if k != "evals"}
+            self.data["evals"][key] = value
+            self.data["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
 
 
 @dataclass
