@@ -508,7 +508,9 @@ def cmd_report(args) -> None:
     for arm_name, arm in table.items():
         x = [r["env_step"] for r in arm["points"]]
         y = [r["mean"] for r in arm["points"]]
-        line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({max(r['seeds_done'] for r in arm['points'])} seeds)")
+        done = [r["seeds_done"] for r in arm["points"]]
+        seeds = f"{done[0]} seeds" if min(done) == max(done) else f"{min(done)}-{max(done)} seeds per point"
+        line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({seeds})")
         lo = [r["t95_over_seeds"][0] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][0] for r in arm["points"]]
         hi = [r["t95_over_seeds"][1] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][1] for r in arm["points"]]
         ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
