@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -125,7 +126,10 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
         head = ["rl", "train", "--out", str(run), "--steps", str(steps), "--quiet"]
         # two torch threads against another busy process slow each update several times over (threads
         # wait on each other at every matrix product): one per run where another holds the other core
-        head += ["--in-process", "--learner-threads", "1"] if in_process else ["--learner-threads", "1"] if alongside else []
+        if in_process:
+            head += ["--in-process", "--learner-threads", "1"]
+        elif alongside:
+            head += ["--learner-threads", "1"]
         if (run / "run_config.json").is_file():
             return [*head, "--resume"]
         learned = [] if reward is None else ["--reward", reward[0], "--reward-model",
@@ -170,14 +174,21 @@ def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
     return work_root / (plan.data_plan or plan_name) / "data"
 
 
+@contextmanager
+def exclusive(lock_path: Path):
+    """Held by one driver at a time (drivers started side by side share data and records)."""
+    import fcntl
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def prepare_data(plan: Plan, data: Path) -> None:
     """Demonstrations and BC base, once per plan (and the reward models a learned-reward plan uses);
     a second driver started alongside waits for the first."""
-    import fcntl
-
     data.mkdir(parents=True, exist_ok=True)
-    with open(data / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(data / ".lock"):
         _build_data(plan, data)
         models = ROOT / plan.reward_models
         if plan.reward_models and not (models / "hop_progress_classifier_success_hold5").is_dir():
@@ -281,11 +292,8 @@ class Record:
     def add(self, key: str, value: dict) -> None:
         """Under a lock, merged into the file as it is now: two drivers of one plan (different arms, one
         core each) each add their own evaluations without dropping the other's."""
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.path.with_suffix(".lock")):
             if self.path.is_file():
                 self.data = json.loads(self.path.read_text()) | {k: v for k, v in self.data.items() if k != "evals"}
             self.data["evals"][key] = value
@@ -460,11 +468,10 @@ def cmd_status(args) -> None:
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
     for name, arm in plan.arms(args.arms).items():
         for seed in arm.seeds:
-            prefix = f"{name}/seed{seed}/"
-            done = sorted(int(k[len(prefix):].split("/")[0][4:]) for k in record.data["evals"] if k.startswith(prefix))
-            todo = sum(job.key.startswith(prefix) for job in left)
-            points = " ".join(f"{step // 1000}k" for step in sorted(set(done))) or "-"
-            print(f"  {prefix[:-1]:28s} recorded: {points:24s} {todo} evaluations to go")
+            done = [point for point in plan.points if record.has(Record.key(name, seed, point))]
+            todo = sum(job.key.startswith(f"{name}/seed{seed}/") for job in left)
+            points = " ".join(f"{step // 1000}k" for step in done) or "-"
+            print(f"  {name + f'/seed{seed}':28s} recorded: {points:24s} {todo} evaluations to go")
 
 
 def curves(plan_name: str) -> dict:
