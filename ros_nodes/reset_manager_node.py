@@ -9,6 +9,8 @@ Publishes the episode status (JSON) on /robo_reward/episode and joint targets on
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.node import Node
@@ -173,7 +175,8 @@ class ResetManagerNode(Node):
             self.scene_pending = None
             m.begin_reset(self.q, self.safety_ok, self.now())
         was_running = m.phase == Phase.RUNNING
-        target = m.next_target(self.q, self.safety_ok, self.now())
+        target = m.next_target(self.q, -math.inf if self.q_stamp is None else self.q_stamp, self.safety_ok,
+                               self.now())
         if was_running and m.phase == Phase.FAULT:
             self.outcome = {"episode": m.episode, "success": False, "source": "safety", "steps": self.step}
             self.get_logger().error(f"episode {m.episode} stopped by the safety monitor")

@@ -52,6 +52,7 @@ class RosRobotLink:
         self.times: dict[str, float] = {}  # receipt time per input, for the freshness gate
         self.safety_ok = False
         self.phase, self.episode = "idle", 0
+        self.start_stamp = -np.inf  # source time of the state the running episode starts from
         self.outcomes: dict[int, dict] = {}  # episode -> the reset manager's outcome
         self.robot_success = False  # the robot's own success signal, since this episode started
         self.intervention, self.operator = False, None
@@ -104,6 +105,8 @@ class RosRobotLink:
             if episode != self.episode:
                 self.robot_success = False
             self.phase, self.episode = str(status.get("phase")), episode
+            start = status.get("start_stamp")
+            self.start_stamp = -np.inf if start is None else float(start)
             outcome = status.get("outcome")
             if outcome:
                 self.outcomes[int(outcome["episode"])] = outcome
@@ -142,8 +145,11 @@ class RosRobotLink:
                             {"names": names, "positions": positions, "velocities": velocities or None})
 
     def _gate(self) -> tuple[bool, str]:
-        if self._reading() is None:
+        reading = self._reading()
+        if reading is None:
             return False, self.reason if "unreadable" in self.reason else "no observation yet"
+        if reading.stamp < self.start_stamp - 1e-6:  # an episode's first command acts on its first state
+            return False, "waiting for the state the episode starts from"
         return self.gate_check.check(monotonic(), self.safety_ok, self.phase == "running", self.times)
 
     def _wait(self, predicate, timeout_s: float):

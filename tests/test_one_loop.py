@@ -429,6 +429,10 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     robot = [t for t in stack.transitions if t.episode == episode]
     assert [t.step for t in robot] == list(range(len(robot))), \
         [line for line in stack.log.read_text().splitlines() if "left out" in line or "ERROR" in line]
+    # the state the reset manager starts the episode from (where the reward server starts its stream) is
+    # the actor's first observation: no homing target still in flight moved the robot past it
+    starts = {s["start_stamp"] for s in stack.episodes if s["episode"] == episode and s["phase"] == "running"}
+    assert len(starts) == 1 and abs(starts.pop() - robot[0].obs_stamp) < 1e-6, (starts, robot[0].obs_stamp)
     if refusals:
         warnings.warn(f"episodes before {episode} had a refused step: {refusals}", stacklevel=1)
 

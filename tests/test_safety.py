@@ -170,8 +170,8 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
                                                                   "before moving"))
     assert rm.begin_reset(q, True, 0.0)[0] and rm.phase == Phase.RESETTING
     assert np.all(np.abs(rm.goal - panda.home.positions) <= panda.home.randomize + 1e-12)
-    t = 0.0
-    while (target := rm.next_target(q, True, t)) is not None:
+    t = 0.0  # each target answered by the state it moves to, stamped one control period later
+    while (target := rm.next_target(q, t, True, t)) is not None:
         q, t = target, t + panda.control_period_s
     assert rm.phase == Phase.AWAITING_CONFIRMATION  # real robot: the operator must confirm
     assert rm.start_episode(q, True)[0] is False
@@ -185,8 +185,8 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
     assert rm.outcomes == [{"episode": 1, "success": True, "source": "operator"}]
     # safety lost mid-motion: the motion stops (no target) and the manager faults
     assert rm.begin_reset(q + 0.3, True, t)[0]
-    assert rm.next_target(q + 0.3, True, t) is not None
-    assert rm.next_target(q + 0.3, False, t) is None and rm.phase == Phase.FAULT
+    assert rm.next_target(q + 0.3, t, True, t) is not None
+    assert rm.next_target(q + 0.3, t, False, t) is None and rm.phase == Phase.FAULT
     assert rm.start_episode(q, True)[0] is False
     # a controller that never gets there: FAULT after the settle timeout, not an endless wait
     sim = copy.copy(load_hardware_config("sim_panda_lift"))
@@ -195,17 +195,50 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
     rm.begin_reset(stuck, True, 0.0)
     t = 0.0
     while rm.phase == Phase.RESETTING and t < 60:
-        rm.next_target(stuck, True, t)
+        rm.next_target(stuck, t, True, t)
         t += sim.control_period_s
     assert rm.phase == Phase.FAULT and "home not reached" in rm.reason
     # sim robots need no operator: READY straight after the motion
     rm = ResetManager(sim)
     q = np.array(sim.home.positions)
     rm.begin_reset(q, True, 0.0)
-    while (target := rm.next_target(q, True, 0.0)) is not None:
-        q = target
-    rm.next_target(q, True, 0.0)
+    stamp = 0.0
+    while (target := rm.next_target(q, stamp, True, 0.0)) is not None:
+        q, stamp = target, stamp + sim.control_period_s
+    rm.next_target(q, stamp, True, 0.0)
     assert rm.phase == Phase.READY
+
+
+def test_home_is_judged_only_on_the_state_that_answered_the_last_target():
+    """Lockstep simulation: each joint target is one physics step, answered by one new state. With the
+    answer to the last target still in flight, the manager sends nothing more and does not call the
+    robot home from the state before it — else the episode would be said to start from a state the
+    robot has already left (and its reward stream would start a frame early)."""
+    sim = load_hardware_config("sim_panda_lift")
+    rm = ResetManager(sim)
+    q, stamp = np.array(sim.home.positions), 0.0
+    rm.begin_reset(q, True, 0.0)
+    sent = 0
+    while rm.phase == Phase.RESETTING:
+        target = rm.next_target(q, stamp, True, 0.0)
+        # the same state heard again (a lockstep robot publishes its last state while idle): nothing new
+        assert rm.next_target(q, stamp, True, 0.0) is None and rm.phase in (Phase.RESETTING, Phase.READY)
+        if target is None:
+            break
+        sent += 1
+        q, stamp = target, stamp + sim.control_period_s
+    assert rm.phase == Phase.READY and sent == len(rm._plan)
+    # a robot that has not settled: the goal is held, once per answered state
+    rm = ResetManager(sim)
+    far = np.array(sim.home.positions) + 0.5
+    rm.begin_reset(far, True, 0.0)
+    stamp = 0.0
+    for _ in range(len(rm._plan)):
+        assert rm.next_target(far, stamp, True, 0.0) is not None
+        stamp += sim.control_period_s
+    assert rm.next_target(far, stamp, True, 0.1) is not None  # the goal, held
+    assert rm.next_target(far, stamp, True, 0.2) is None  # not answered yet: nothing more in flight
+    assert rm.next_target(far, stamp, True, 10.0) is None and rm.phase == Phase.FAULT  # settle timeout still applies
 
 
 def test_without_kinematics_the_limiter_scales_the_arm_command_by_its_headroom(panda):

@@ -71,6 +71,7 @@ class ResetManager:
         self._plan: np.ndarray | None = None
         self._step = 0
         self._motion_end = math.inf
+        self._sent_from = -math.inf  # source time of the state the last target was sent from
 
     def _set(self, phase: Phase, reason: str) -> None:
         self.phase, self.reason = phase, reason
@@ -89,25 +90,32 @@ class ResetManager:
         self.goal = sample_home(self.config, self._rng)
         self._plan = plan_joint_motion(q, self.goal, np.asarray(self.config.joints.velocity_limit),
                                        self.config.home.speed_fraction, self.config.control_period_s)
-        self._step, self._motion_end = 0, math.inf
+        self._step, self._motion_end, self._sent_from = 0, math.inf, -math.inf
         self._set(Phase.RESETTING, f"moving home in {len(self._plan)} steps")
         return True, self.reason
 
-    def next_target(self, q: np.ndarray | None, safety_ok: bool, now: float) -> np.ndarray | None:
-        """The joint target to send this control period while resetting (None: send nothing)."""
+    def next_target(self, q: np.ndarray | None, q_stamp: float, safety_ok: bool, now: float) -> np.ndarray | None:
+        """The joint target to send this control period while resetting (None: send nothing).
+
+        `q_stamp` is the source time of `q`. A target goes out, and home is judged, only on a state
+        newer than the one the last target was sent from: in lockstep simulation each target is one
+        physics step, and a target still in flight when home is judged would move the robot past the
+        state the episode is said to start from (its reward stream's first frame)."""
         if self.phase in (Phase.RESETTING, Phase.READY, Phase.AWAITING_CONFIRMATION, Phase.RUNNING) \
                 and not safety_ok:
             self._set(Phase.FAULT, f"safety lost while {self.phase.value}: motion stopped")
             return None
         if self.phase != Phase.RESETTING or self._plan is None:
             return None
-        if self._step < len(self._plan):
+        answered = q_stamp > self._sent_from
+        if answered and self._step < len(self._plan):
             target = self._plan[self._step]
             self._step += 1
             if self._step == len(self._plan):
                 self._motion_end = now
+            self._sent_from = q_stamp
             return target
-        if self.at_home(q):
+        if answered and self.at_home(q):
             if self.config.operator_confirmation:
                 self._set(Phase.AWAITING_CONFIRMATION, "at home: waiting for the operator to confirm")
             else:
@@ -117,6 +125,9 @@ class ResetManager:
             err = np.max(np.abs(np.asarray(q) - self.goal)) if q is not None else math.inf
             self._set(Phase.FAULT, f"home not reached within {self.settle_timeout_s} s (max error {err:.4f} rad)")
             return None
+        if not answered:
+            return None
+        self._sent_from = q_stamp
         return self.goal  # hold the goal while the controller settles
 
     def confirm(self, q: np.ndarray | None, safety_ok: bool, operator: str = "operator") -> tuple[bool, str]:
