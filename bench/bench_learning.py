@@ -186,12 +186,17 @@ def exclusive(lock_path: Path):
 
 def prepare_data(plan: Plan, data: Path) -> None:
     """Demonstrations and BC base, once per plan (and the reward models a learned-reward plan uses);
-    a second driver started alongside waits for the first."""
+    a second driver started alongside waits for the first — for the reward models only if it uses them
+    (a plan sharing the data of a learned-reward plan need not wait ~20 min for its models)."""
     data.mkdir(parents=True, exist_ok=True)
     with exclusive(data / ".lock"):
         _build_data(plan, data)
-        models = ROOT / plan.reward_models
-        if plan.reward_models and not (models / "hop_progress_classifier_success_hold5").is_dir():
+    if not plan.reward_models:
+        return
+    models = ROOT / plan.reward_models
+    models.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(models.with_name(models.name + ".lock")):
+        if not (models / "hop_progress_classifier_success_hold5").is_dir():
             done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_reward_models.py"), "--task", plan.task,
                                    "--render", plan.render, "--work", str(models)])
             if done.returncode != 0:
