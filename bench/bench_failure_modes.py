@@ -36,13 +36,15 @@ def lift_step_state(env) -> dict:
 
 
 def failure_mode(steps: list[dict], success: bool) -> str:
+    """A grasp is judged first: the gripper-to-cube body distance can stay above REACH_M while the
+    fingers hold the cube (robosuite's grasp check is contact-based)."""
     if success:
         return "success"
+    if any(s["grasp"] for s in steps):
+        return "grasped, not lifted"
     if min(s["distance"] for s in steps) > REACH_M:
         return "never reached"
-    if not any(s["grasp"] for s in steps):
-        return "reached, never grasped"
-    return "grasped, not lifted"
+    return "reached, never grasped"
 
 
 def analyse(policy_dir: str, episodes: int, seed: int) -> dict:

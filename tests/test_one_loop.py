@@ -693,10 +693,10 @@ def test_a_learned_reward_reads_the_same_in_process_and_through_ros_topics(lift_
                  "--out", str(models / "both")]) == 0
     robot, here, stack = _episode_both_ways(lift_demos, tmp_path, horizon=30, reward_model=models / "both")
     assert here[-1].terminated and here[-1].success and len(here) < 30  # the model called success in-process
-    # the two paths' states agree to ~1e-5, not bit for bit: a frame may differ in a pixel and move the
-    # hop model's reading by a few thousandths (bench_reward_path: <= 0.004 over 2000 steps); a stream
-    # started a frame late is off by ~0.15 from its first frame
-    tolerance = 0.02
+    # the same frames give the same readings (bench_reward_path: bit for bit over 2000 steps); a stream
+    # started a frame late is off by ~0.15 from its first frame, one started a frame early (a homing
+    # target still in flight) drifts by a few thousandths within a few steps
+    tolerance = 1e-3
     start = stack.rewards[round(robot[0].obs_stamp, 6)]
     assert start["ok"] == 1.0 and abs(start["progress"] - here[0].progress) < tolerance
     for step, (ours, t) in enumerate(zip(here, robot)):
