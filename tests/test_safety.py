@@ -239,6 +239,13 @@ def test_home_is_judged_only_on_the_state_that_answered_the_last_target():
     assert rm.next_target(far, stamp, True, 0.1) is not None  # the goal, held
     assert rm.next_target(far, stamp, True, 0.2) is None  # not answered yet: nothing more in flight
     assert rm.next_target(far, stamp, True, 10.0) is None and rm.phase == Phase.FAULT  # settle timeout still applies
+    # a target the robot never answers mid-motion (refused by the driver, lost): FAULT, not an endless wait
+    rm = ResetManager(sim)
+    rm.begin_reset(far, True, 0.0)
+    assert rm.next_target(far, 0.0, True, 0.0) is not None
+    assert rm.next_target(far, 0.0, True, rm.settle_timeout_s) is None and rm.phase == Phase.RESETTING
+    assert rm.next_target(far, 0.0, True, rm.settle_timeout_s + 0.1) is None and rm.phase == Phase.FAULT
+    assert "no joint state answered" in rm.reason
 
 
 def test_without_kinematics_the_limiter_scales_the_arm_command_by_its_headroom(panda):

@@ -72,6 +72,7 @@ class ResetManager:
         self._step = 0
         self._motion_end = math.inf
         self._sent_from = -math.inf  # source time of the state the last target was sent from
+        self._sent_at = math.inf  # when it was sent (this clock)
 
     def _set(self, phase: Phase, reason: str) -> None:
         self.phase, self.reason = phase, reason
@@ -90,7 +91,7 @@ class ResetManager:
         self.goal = sample_home(self.config, self._rng)
         self._plan = plan_joint_motion(q, self.goal, np.asarray(self.config.joints.velocity_limit),
                                        self.config.home.speed_fraction, self.config.control_period_s)
-        self._step, self._motion_end, self._sent_from = 0, math.inf, -math.inf
+        self._step, self._motion_end, self._sent_from, self._sent_at = 0, math.inf, -math.inf, math.inf
         self._set(Phase.RESETTING, f"moving home in {len(self._plan)} steps")
         return True, self.reason
 
@@ -108,12 +109,15 @@ class ResetManager:
         if self.phase != Phase.RESETTING or self._plan is None:
             return None
         answered = q_stamp > self._sent_from
+        if not answered and now - self._sent_at > self.settle_timeout_s:  # refused, lost, or a frozen stamp
+            self._set(Phase.FAULT, f"no joint state answered the last home target within {self.settle_timeout_s} s")
+            return None
         if answered and self._step < len(self._plan):
             target = self._plan[self._step]
             self._step += 1
             if self._step == len(self._plan):
                 self._motion_end = now
-            self._sent_from = q_stamp
+            self._sent_from, self._sent_at = q_stamp, now
             return target
         if answered and self.at_home(q):
             if self.config.operator_confirmation:
@@ -127,7 +131,7 @@ class ResetManager:
             return None
         if not answered:
             return None
-        self._sent_from = q_stamp
+        self._sent_from, self._sent_at = q_stamp, now
         return self.goal  # hold the goal while the controller settles
 
     def confirm(self, q: np.ndarray | None, safety_ok: bool, operator: str = "operator") -> tuple[bool, str]:
