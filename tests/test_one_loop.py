@@ -487,9 +487,11 @@ def test_one_seeded_episode_is_the_same_in_process_and_through_ros_topics(lift_d
         np.testing.assert_allclose(items[1][key], items[0][key], atol=1e-5, err_msg=key)
 
 
-def test_the_robot_link_hears_a_best_effort_driver() -> None:
+def test_the_robot_link_hears_a_best_effort_driver_and_acts_first_on_the_episodes_start_state() -> None:
     """Arm and camera drivers commonly publish best effort; a RELIABLE subscription never matches such
-    a publisher, and the actor would wait forever for a first observation."""
+    a publisher, and the actor would wait forever for a first observation. An episode said to start
+    from a state newer than the link's newest reading gets no command until that state arrives (its
+    reward stream starts there)."""
     rclpy = pytest.importorskip("rclpy")
     import random
 
@@ -497,9 +499,10 @@ def test_the_robot_link_hears_a_best_effort_driver() -> None:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
 
     from robo_reward.config.hardware import load_hardware_config
-    from ros_nodes.common import to_stamp
+    from ros_nodes.common import EPISODE_TOPIC, LATCHED, json_msg, to_stamp
     from ros_nodes.robot_link import RosRobotLink
 
     config = load_hardware_config("sim_panda_lift")
@@ -512,25 +515,42 @@ def test_the_robot_link_hears_a_best_effort_driver() -> None:
         best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         joints = driver.create_publisher(JointState, config.topics.joint_states, best_effort)
         pose = driver.create_publisher(PoseStamped, config.topics.ee_poses[0], best_effort)
+        episodes = driver.create_publisher(String, EPISODE_TOPIC, LATCHED)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(actor)
         executor.add_node(driver)
         names = [*config.joints.names, *config.gripper_joints]
-        reading, end = None, time.monotonic() + 20
-        while reading is None and time.monotonic() < end:
-            stamp = to_stamp(time.time())
-            js = JointState(name=names, position=[0.1] * len(names))
-            js.header.stamp = stamp
-            ee = PoseStamped()
-            ee.header.stamp = stamp
-            ee.pose.orientation.w = 1.0
-            joints.publish(js)
-            pose.publish(ee)
-            for _ in range(5):
-                executor.spin_once(timeout_sec=0.02)
-            reading = link.wait_newer(float("-inf"), 0.0)
+
+        def publish_until(source_time, done, timeout_s: float = 20.0):
+            """Publish a state stamped `source_time()` and spin until `done()` gives something."""
+            result, end = None, time.monotonic() + timeout_s
+            while result is None and time.monotonic() < end:
+                stamp = to_stamp(source_time())
+                js = JointState(name=names, position=[0.1] * len(names))
+                js.header.stamp = stamp
+                ee = PoseStamped()
+                ee.header.stamp = stamp
+                ee.pose.orientation.w = 1.0
+                joints.publish(js)
+                pose.publish(ee)
+                for _ in range(5):
+                    executor.spin_once(timeout_sec=0.02)
+                result = done()
+            return result
+
+        reading = publish_until(time.time, lambda: link.wait_newer(float("-inf"), 0.0))
         assert reading is not None, "no observation from a best-effort driver"
         np.testing.assert_allclose(reading.obs["observation.state"][-7:], 0.1, rtol=1e-6)
+
+        start = reading.stamp + 60.0  # a state the link has not heard yet
+        episodes.publish(json_msg({"phase": "running", "episode": 1, "start_stamp": start}))
+        end = time.monotonic() + 20
+        while link.phase != "running" and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+        assert link.gate() == (False, "waiting for the state the episode starts from")
+        started = publish_until(lambda: start, lambda: link.wait_newer(reading.stamp, 0.0))
+        assert started is not None and abs(started.stamp - start) < 1e-6
+        assert link.gate()[1] != "waiting for the state the episode starts from"
     finally:
         rclpy.shutdown(context=context)
 
