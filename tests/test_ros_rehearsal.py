@@ -135,8 +135,9 @@ def _stop_all(procs: dict, logs: dict) -> None:
 
 
 def _stop(proc: subprocess.Popen, log: Path) -> None:
-    """Ctrl-C to the process group: `ros up` stops within 5 s, cleanly (recorder and learner have
-    finished their files by then: the callers load them)."""
+    """Ctrl-C to the process group: `ros up` stops within 15 s, cleanly (recorder and learner have
+    finished their files by then: the callers load them). The recorder encodes the last episodes'
+    videos on the way out: 7 s of an 8.1 s stop in one CI run on 2 cores; a hang is killed at 60 s."""
     before = log.stat().st_size
     seconds = interrupt_and_wait(proc, 60)
     with open(log) as f:
@@ -144,7 +145,7 @@ def _stop(proc: subprocess.Popen, log: Path) -> None:
         shutdown_log = f.read()
     assert proc.returncode == 0, shutdown_log[-3000:]
     assert "Traceback" not in shutdown_log and "restarting" not in shutdown_log, shutdown_log[-3000:]
-    assert seconds < 5.0, f"ros up took {seconds:.1f} s to stop: {shutdown_log[-1000:]}"
+    assert seconds < 15.0, f"ros up took {seconds:.1f} s to stop: {shutdown_log[-1000:]}"
 
 
 @pytest.mark.slow
