@@ -102,7 +102,7 @@ def main() -> None:
     if config["env"].get("task") != "lift" or config["reward"].get("source") == "sparse":
         raise SystemExit(f"{run}: needs a Lift run trained from a learned reward")
     buffer = load_buffers(run / "checkpoints" / "latest")["online"]
-    buffered = int(buffer["size"]) if "size" in buffer else len(buffer["obs"])
+    buffered = len(buffer["obs"])  # saved to the buffer's size
     episodes = training_episodes(run, buffered)
     paid = [e for e in episodes if e["reward_success"]]
     failures = [e for e in paid if not e["success"]][:args.episodes]
