@@ -83,6 +83,9 @@ class RobotSpec:
     family: str  # "arm" (single arm, OSC_POSE + gripper) or "humanoid"
     controller: str | None  # composite controller name passed to load_composite_controller_config
     aliases: tuple[str, ...] = ()
+    # per arm controller part: the joint posture its OSC's null-space torques pull the arm's
+    # redundancy (the elbow's swivel) toward; robosuite's own is the pose at reset
+    nullspace_posture: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -118,6 +121,12 @@ ROBOTS: dict[str, RobotSpec] = {
         family="humanoid",
         controller="BASIC",
         aliases=("GR1ArmsOnly",),
+        # reaching the cube from robosuite's posture (shoulder roll -0.1, yaw 0) drives the right
+        # shoulder roll into its stop at 0.0 (the hand moves inward by adduction), where the
+        # command limiter's clearance stops the arm; pulling the swivel toward roll -0.6 with the
+        # upper arm turned inward (yaw 0.6) reaches it with the shoulder turned instead
+        # (docs/BENCHMARKS.md "GR1 under the joint limit guard"). The left arm keeps robosuite's.
+        nullspace_posture=(("right", (0.0, -0.6, 0.6, -1.57, 0.0, 0.0, 0.0)),),
     ),
 }
 
@@ -481,6 +490,9 @@ class RobosuiteEnv(gym.Env):
             self._rng = np.random.RandomState(seed)
         with _global_np_random(self._rng):
             self._env.reset()
+        controllers = self._env.robots[0].composite_controller.part_controllers
+        for part, posture in self._robot_spec.nullspace_posture:  # robosuite rebuilds its controllers on reset
+            controllers[part].update_initial_joints(np.asarray(posture, float))
         if options and options.get("arm_joints") is not None:  # a robot's reset: home pose after the scene
             self.move_arm_joints(options["arm_joints"])
         # A second forced update: some robosuite sensors (e.g. PickPlace's object-to-eef pose) read

@@ -130,12 +130,16 @@ class Command(_Strict):
 
 class ArmKinematics(_Strict):
     """One arm's kinematics for the command limiter (robo_reward.envs.limits): a MuJoCo model of the
-    arm (MJCF, or URDF), the end-effector point the commands move, and what one unit of command asks
-    of it. Without it the limiter can only scale whole commands."""
+    arm (MJCF, or URDF), the end-effector point the commands move, which of the config's joints it
+    moves (by the model's names for them) and what one unit of command asks of it. Without it the
+    limiter can only scale whole commands. A humanoid lists one per arm."""
 
     model: str  # `robosuite:<robot>` (robosuite's own model of it) or a path relative to this config
     body: str  # the model's body that carries the end effector
     point: list[float] = Field([0.0, 0.0, 0.0], min_length=3, max_length=3)  # in that body's frame, metres
+    # each of the config's joints this arm moves -> the model's joint of that name (the other model
+    # joints stay at the model's reference positions)
+    joints: dict[str, str] = Field(min_length=1)
     action_dims: list[int] = Field(min_length=6, max_length=6)  # x y z rx ry rz deltas of this arm
     # metres / radians per control step at command 1 (the controller's output_max)
     delta_scale: list[float] = Field(min_length=6, max_length=6)
@@ -196,8 +200,7 @@ class HardwareConfig(_Strict):
     cameras: list[Camera] = []
     operator_confirmation: bool = True  # real hardware: an operator confirms every episode start
     sim: Simulation | None = None
-    # the arm joints (in the config's order) are the model's first joints, in the model's order
-    kinematics: ArmKinematics | None = None
+    kinematics: list[ArmKinematics] = []  # one per arm (end effector) the commands move
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -221,16 +224,32 @@ class HardwareConfig(_Strict):
         dims = self.command.limited_dims
         if dims is not None and not all(0 <= d < self.command.action_dim for d in dims):
             raise ValueError(f"command.limited_dims {dims} must be action elements 0..{self.command.action_dim - 1}")
-        if self.kinematics is not None and not all(0 <= d < self.command.action_dim
-                                                   for d in self.kinematics.action_dims):
-            raise ValueError(f"kinematics.action_dims {self.kinematics.action_dims} must be action elements "
-                             f"0..{self.command.action_dim - 1}")
+        self._check_kinematics()
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ValueError(f"camera names repeat: {names}")
         if (self.kind == "sim") != (self.sim is not None):
             raise ValueError("kind 'sim' needs a 'sim' section (task, robot), and only sim robots have one")
         return self
+
+    def _check_kinematics(self) -> None:
+        moved, dims = [], []
+        for i, arm in enumerate(self.kinematics):
+            unknown = [j for j in arm.joints if j not in self.joints.names]
+            if unknown:
+                raise ValueError(f"kinematics[{i}].joints {unknown} are not in joints.names")
+            if not all(0 <= d < self.command.action_dim for d in arm.action_dims):
+                raise ValueError(f"kinematics[{i}].action_dims {arm.action_dims} must be action elements "
+                                 f"0..{self.command.action_dim - 1}")
+            moved += list(arm.joints)
+            dims += arm.action_dims
+        if len(set(moved)) != len(moved):
+            raise ValueError(f"kinematics: a joint is moved by two arms ({sorted(j for j in set(moved) if moved.count(j) > 1)})")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"kinematics: an action element drives two arms ({sorted(d for d in set(dims) if dims.count(d) > 1)})")
+        limited = self.command.limited_dims
+        if dims and limited is not None and sorted(dims) != sorted(limited):
+            raise ValueError(f"kinematics action_dims {sorted(dims)} must be the command's limited_dims {sorted(limited)}")
 
     @property
     def num_joints(self) -> int:
@@ -265,10 +284,11 @@ def parse_hardware_config(data: object, source: str = "<config>") -> HardwareCon
         config = HardwareConfig.model_validate(data)
     except ValidationError as exc:
         raise HardwareConfigError(f"{source}: " + "; ".join(_format(exc))) from None
-    kin = config.kinematics
-    if kin is not None and not kin.model.startswith("robosuite:") and Path(source).is_file():
-        model = str((Path(source).parent / kin.model).resolve())  # relative to the config file
-        config = config.model_copy(update={"kinematics": kin.model_copy(update={"model": model})})
+    if Path(source).is_file():  # kinematics models are relative to the config file
+        arms = [arm if arm.model.startswith("robosuite:")
+                else arm.model_copy(update={"model": str((Path(source).parent / arm.model).resolve())})
+                for arm in config.kinematics]
+        config = config.model_copy(update={"kinematics": arms})
     return config
 
 

@@ -11,14 +11,16 @@ operational-space controller does), and then
     rest of the motion goes on: an arm near one limit is not frozen), and
   - scales the command so that no joint is asked for more than `slow_from` x its velocity limit
     (the commanded joint speed times the fraction `response` the arm reaches within a period).
-With or without kinematics, the whole arm command is also scaled by the joints' measured velocity
-and position headroom: contact can move a joint where no command sends it. Gripper and hand
-elements pass unchanged. Sim and robot wrap their env in the same `JointLimitGuard`, with the same
-limits.
+A humanoid lists one model per arm, and each arm's command moves only its own joints. Each arm's
+command is also scaled by what its joints do now (contact can move a joint where no command sends
+it): their velocity headroom and their room toward the limit each moves to (the nearer one while
+still). Without kinematics that one factor, over all joints, is all the limiter does. Gripper and hand elements pass unchanged. Sim and robot
+wrap their env in the same `JointLimitGuard`, with the same limits.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,31 +46,37 @@ class JointReading:
 
 
 class ArmModel:
-    """The joint motion a unit end-effector command asks for, from a MuJoCo model of the arm."""
+    """The joint motion a unit end-effector command asks of one arm, from a MuJoCo model of it
+    (hardware config `kinematics`, one per arm): its joints are found in the model by name, the
+    model's other joints (a humanoid's waist, legs, the other arm) stay at their reference positions."""
 
-    def __init__(self, model: str, body: str, point: Sequence[float], delta_scale: Sequence[float], n_joints: int):
+    def __init__(self, kinematics, limited: Sequence[str]):
         import mujoco
 
-        path = _model_path(model)
-        try:
-            self.model = mujoco.MjModel.from_xml_path(str(path))
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"kinematics.model {model!r}: MuJoCo cannot load {path} ({exc})") from None
-        if self.model.nq < n_joints:
-            raise ConfigError(f"kinematics.model {model!r} has {self.model.nq} joint positions for {n_joints} joints")
-        self.body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, body)
-        if self.body < 0:
-            raise ConfigError(f"kinematics.body {body!r} is not a body of {path}")
+        kin = kinematics
+        self.model = _load_model(kin.model)
         self.data = mujoco.MjData(self.model)
-        self.point = np.asarray(point, float)
-        self.scale = np.diag(np.asarray(delta_scale, float))
-        self.n = n_joints
+        self.body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, kin.body)
+        if self.body < 0:
+            raise ConfigError(f"kinematics.body {kin.body!r} is not a body of {kin.model}")
+        ids = {name: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name) for name in kin.joints.values()}
+        missing = [name for name, i in ids.items() if i < 0]
+        if missing:
+            raise ConfigError(f"kinematics.joints: {kin.model} has no joints named {missing}")
+        model_joints = [ids[kin.joints[name]] for name in kin.joints]
+        self.joint_index = np.array([list(limited).index(name) for name in kin.joints])  # in the limited joints
+        self.qpos = self.model.jnt_qposadr[model_joints]
+        self.dof = self.model.jnt_dofadr[model_joints]
+        self.action_dims = tuple(kin.action_dims)
+        self.point = np.asarray(kin.point, float)
+        self.scale = np.diag(np.asarray(kin.delta_scale, float))
+        self.response = kin.response
 
     def _forward(self, q: np.ndarray) -> None:
         import mujoco
 
-        self.data.qpos[:] = 0.0
-        self.data.qpos[: self.n] = q
+        self.data.qpos[:] = self.model.qpos0
+        self.data.qpos[self.qpos] = q
         mujoco.mj_forward(self.model, self.data)
 
     def _jacobian(self) -> np.ndarray:
@@ -78,24 +86,36 @@ class ArmModel:
         point = d.xpos[self.body] + d.xmat[self.body].reshape(3, 3) @ self.point
         jac_pos, jac_rot = np.zeros((3, m.nv)), np.zeros((3, m.nv))
         mujoco.mj_jac(m, d, jac_pos, jac_rot, point, self.body)
-        return np.vstack([jac_pos, jac_rot])[:, : self.n]
+        return np.vstack([jac_pos, jac_rot])[:, self.dof]
 
     def jacobian(self, q: np.ndarray) -> np.ndarray:
-        """(6, n_joints): the end-effector point's linear and angular velocity per joint velocity."""
+        """(6, arm joints): the end-effector point's linear and angular velocity per joint velocity."""
         self._forward(q)
         return self._jacobian()
 
     def joint_steps(self, q: np.ndarray, damping: float = 0.05) -> np.ndarray:
-        """(n_joints, 6): joint displacement per control step for each unit command element,
-        M^-1 J^T (J M^-1 J^T + damping^2 I)^-1 S at joint positions q."""
+        """(arm joints, 6): joint displacement per control step for each unit command element,
+        M^-1 J^T (J M^-1 J^T + damping^2 I)^-1 S at the arm's joint positions q."""
         import mujoco
 
         self._forward(q)
         jac = self._jacobian()
         mass = np.zeros((self.model.nv, self.model.nv))
         mujoco.mj_fullM(self.model, mass, self.data.qM)
-        minv_jt = np.linalg.solve(mass[: self.n, : self.n], jac.T)
+        minv_jt = np.linalg.solve(mass[np.ix_(self.dof, self.dof)], jac.T)
         return minv_jt @ np.linalg.solve(jac @ minv_jt + damping**2 * np.eye(6), self.scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model(model: str):
+    """One MjModel per model file (both arms of a humanoid share it; each arm keeps its own MjData)."""
+    import mujoco
+
+    path = _model_path(model)
+    try:
+        return mujoco.MjModel.from_xml_path(str(path))
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"kinematics.model {model!r}: MuJoCo cannot load {path} ({exc})") from None
 
 
 def _model_path(model: str) -> Path:
@@ -121,22 +141,19 @@ class JointLimits:
     slow_from: float = 0.7  # the largest commanded joint speed, as a fraction of the velocity limit
     clearance: float = 0.05  # rad kept clear of the position limits
     braking_s: float = 0.3  # a moving joint counts what it coasts in this time (a zero command stops it over a few periods)
-    arm: ArmModel | None = None
-    response: float = 0.5  # the fraction of the commanded joint speed reached within a control period
+    arms: tuple[ArmModel, ...] = ()  # the kinematics of each arm, when the config has them
 
     @classmethod
     def from_hardware(cls, config) -> JointLimits:
         """The limits the safety monitor checks (with its position margin), from a HardwareConfig."""
-        j, s, kin = config.joints, config.safety, config.kinematics
+        j, s = config.joints, config.safety
         dims = config.command.limited_dims
         arm_dims = tuple(range(config.command.action_dim)) if dims is None else tuple(dims)
-        arm = None
-        if kin is not None and arm_dims:
-            arm = ArmModel(kin.model, kin.body, kin.point, kin.delta_scale, len(j.names))
-            arm_dims = tuple(kin.action_dims)
+        arms = tuple(ArmModel(kin, j.names) for kin in config.kinematics) if arm_dims else ()
+        if arms:
+            arm_dims = tuple(d for arm in arms for d in arm.action_dims)
         return cls(tuple(j.names), *config.joint_bounds(), np.asarray(j.velocity_limit, float), arm_dims,
-                   config.control_period_s, s.slow_from, s.limit_clearance, s.braking_time_s, arm,
-                   kin.response if kin is not None else 0.5)
+                   config.control_period_s, s.slow_from, s.limit_clearance, s.braking_time_s, arms)
 
     def room(self, reading: JointReading) -> tuple[np.ndarray, np.ndarray]:
         """How far (rad) each joint may still move up and down: to the limit less the clearance and
@@ -146,13 +163,26 @@ class JointLimits:
         down = q - self.lower - self.clearance - np.maximum(-dq, 0.0) * self.braking_s
         return up, down
 
+    def joint_steps(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(joints, arm_dims): each joint's displacement per control step for each unit arm command
+        element (block-diagonal: an arm's command moves only its own joints), and (joints,) the
+        fraction of it each joint reaches within a period (0 for joints no arm model covers)."""
+        steps, response = np.zeros((len(self.names), len(self.arm_dims))), np.zeros(len(self.names))
+        column = 0
+        for arm in self.arms:
+            block = arm.joint_steps(q[arm.joint_index])
+            steps[arm.joint_index, column:column + block.shape[1]] = block
+            response[arm.joint_index] = arm.response
+            column += block.shape[1]
+        return steps, response
+
     def limit(self, command: np.ndarray, reading: JointReading) -> np.ndarray:
         """The arm command (the `arm_dims` elements) that respects the limits at this joint state."""
         command = np.asarray(command, float)
         up, down = self.room(reading)
-        if self.arm is None:
+        if not self.arms:
             return command * self.scale(reading, up, down)
-        steps = self.arm.joint_steps(np.asarray(reading.positions, float))
+        steps, response = self.joint_steps(np.asarray(reading.positions, float))
         # half-spaces rows @ x <= bounds (each joint's step up and down within its room; at most a
         # small step away from a limit it is already too close to), met by cyclic projection
         rows = np.vstack([steps, -steps])
@@ -167,22 +197,36 @@ class JointLimits:
                 if over > 0:
                     x -= over / (rows[i] @ rows[i]) * rows[i]
         x = np.clip(x, -1.0, 1.0)
-        speed = np.abs(steps @ x) / self.control_period_s * self.response
-        by_command = min(1.0, float(np.min(self.slow_from * self.velocity / np.maximum(speed, 1e-9))))
-        # the model knows where the command sends the arm, not where contact pushes it: what the
-        # joints do now still scales the command
-        return x * min(by_command, self.scale(reading, up, down))
+        speed = np.abs(steps @ x) / self.control_period_s * response
+        by_command = self.slow_from * self.velocity / np.maximum(speed, 1e-9)
+        # the model knows where the command sends the arm, not where contact pushes it: what each
+        # arm's joints do now still scales its command (a still joint near its limit holds its arm:
+        # dropping that let the Panda's joint 6 sit on its stop, docs/BENCHMARKS.md)
+        per_joint = np.minimum(by_command, self.joint_factors(reading, up, down))
+        uncovered = ~steps.any(axis=1)  # joints no arm model covers slow every arm
+        everyone = per_joint[uncovered].min() if uncovered.any() else 1.0
+        column = 0
+        for arm in self.arms:
+            width = len(arm.action_dims)
+            x[column:column + width] *= float(np.clip(min(per_joint[arm.joint_index].min(), everyone), 0.0, 1.0))
+            column += width
+        return x
 
     def scale(self, reading: JointReading, up: np.ndarray, down: np.ndarray) -> float:
         """One factor for the whole arm command from what the joints do now: the velocity headroom
         above `slow_from` and the room toward the limit each joint moves to (the nearer one while
         still). All the limiter does without kinematics."""
-        speed = np.abs(np.asarray(reading.velocities, float))
-        by_velocity = (1.0 - speed / self.velocity) / (1.0 - self.slow_from)
-        still = speed < 0.05 * self.velocity
-        ahead = np.where(still, np.minimum(up, down), np.where(np.asarray(reading.velocities) > 0, up, down))
-        by_position = ahead / self.clearance
-        return float(np.clip(min(by_velocity.min(), by_position.min()), 0.0, 1.0))
+        return float(np.clip(self.joint_factors(reading, up, down).min(), 0.0, 1.0))
+
+    def joint_factors(self, reading: JointReading, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """Per joint, the fraction of the command its state allows: its velocity headroom above
+        `slow_from`, and its room toward the limit it moves to (a still joint: the nearer one) over
+        `clearance`."""
+        velocity = np.asarray(reading.velocities, float)
+        by_velocity = (1.0 - np.abs(velocity) / self.velocity) / (1.0 - self.slow_from)
+        still = np.abs(velocity) < 0.05 * self.velocity
+        ahead = np.where(still, np.minimum(up, down), np.where(velocity > 0, up, down))
+        return np.minimum(by_velocity, ahead / self.clearance)
 
 
 class JointLimitGuard(gym.Wrapper):
