@@ -120,7 +120,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
         "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
             **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,
-            "success_source": success_source,
+            "success_source": success_source, "wait_for_answer": o.lockstep,
             "scene_reset_service": "/sim_robot/reset_scene" if cfg.sim is not None else "",
             "auto_recover": cfg.sim is not None})],
         "recorder": [NodeSpec("recorder", "recorder", {**hw, "dataset_out": o.record_dir, "mcap_out": o.mcap,

@@ -52,7 +52,9 @@ class ResetManagerNode(Node):
         self.safety_reset = self.create_client(Trigger, str(declare(self, "safety_reset_service",
                                                                    "/safety_monitor/reset")))
         self.next_recovery = 0.0
-        self.manager = ResetManager(cfg, seed=int(declare(self, "seed", 0)))
+        # a lockstep sim steps once per target: wait for each target's answer (a robot streams them)
+        self.manager = ResetManager(cfg, seed=int(declare(self, "seed", 0)),
+                                    wait_for_answer=bool(declare(self, "wait_for_answer", False)))
         self.q: np.ndarray | None = None
         self.q_stamp: float | None = None  # source time of the joint state `q` came from
         # source time of the state the running episode started from: readings of earlier frames (the

@@ -221,7 +221,7 @@ def test_home_is_judged_only_on_the_state_that_answered_the_last_target():
     robot home from the state before it — else the episode would be said to start from a state the
     robot has already left (and its reward stream would start a frame early)."""
     sim = load_hardware_config("sim_panda_lift")
-    rm = ResetManager(sim)
+    rm = ResetManager(sim, wait_for_answer=True)
     q, stamp = np.array(sim.home.positions), 0.0
     rm.begin_reset(q, True, 0.0)
     sent = 0
@@ -235,7 +235,7 @@ def test_home_is_judged_only_on_the_state_that_answered_the_last_target():
         q, stamp = target, stamp + sim.control_period_s
     assert rm.phase == Phase.READY and sent == len(rm._plan)
     # a robot that has not settled: the goal is held, once per answered state
-    rm = ResetManager(sim)
+    rm = ResetManager(sim, wait_for_answer=True)
     far = np.array(sim.home.positions) + 0.5
     rm.begin_reset(far, True, 0.0)
     stamp = 0.0
@@ -246,11 +246,43 @@ def test_home_is_judged_only_on_the_state_that_answered_the_last_target():
     assert rm.next_target(far, stamp, True, 0.2) is None  # not answered yet: nothing more in flight
     assert rm.next_target(far, stamp, True, 10.0) is None and rm.phase == Phase.FAULT  # settle timeout still applies
     # a target the robot never answers mid-motion (refused by the driver, lost): FAULT, not an endless wait
-    rm = ResetManager(sim)
+    rm = ResetManager(sim, wait_for_answer=True)
     rm.begin_reset(far, True, 0.0)
     assert rm.next_target(far, 0.0, True, 0.0) is not None
     assert rm.next_target(far, 0.0, True, rm.settle_timeout_s) is None and rm.phase == Phase.RESETTING
     assert rm.next_target(far, 0.0, True, rm.settle_timeout_s + 0.1) is None and rm.phase == Phase.FAULT
+    assert "no joint state answered" in rm.reason
+
+
+def test_a_real_robot_is_sent_a_home_target_every_period_and_judged_on_a_newer_state():
+    """A real robot moves on its own clock and its joint states arrive with jitter: the targets
+    stream one per control period whether or not a new state came in between (waiting for one
+    would pause the arm mid-motion), home is still judged only on a state newer than the one the
+    last target was sent from, and a joint state that stops updating is a FAULT."""
+    sim = load_hardware_config("sim_panda_lift")
+    rm = ResetManager(sim)
+    q, stamp = np.array(sim.home.positions) + 0.3, 0.0
+    rm.begin_reset(q, True, 0.0)
+    targets, tick = [], 0
+    while (target := rm.next_target(q, stamp, True, tick * sim.control_period_s)) is not None:
+        targets.append(target)
+        if tick % 2 == 1:  # a new state every other period, at the last target
+            q, stamp = target, stamp + 2 * sim.control_period_s
+        tick += 1
+    # every planned target went out on consecutive periods; the goal was then held until a state
+    # newer than the one the final goal target went out from showed the arm home
+    np.testing.assert_allclose(targets[:len(rm._plan)], rm._plan)
+    assert all((t == rm.goal).all() for t in targets[len(rm._plan):]) and len(targets) <= len(rm._plan) + 2
+    assert rm.phase == Phase.READY
+    # the same state heard again and again while streaming: no home call from it, FAULT at the timeout
+    rm = ResetManager(sim)
+    home = np.array(sim.home.positions)
+    rm.begin_reset(home + 0.3, True, 0.0)
+    for tick in range(len(rm._plan)):
+        assert rm.next_target(home + 0.3, 0.0, True, tick * sim.control_period_s) is not None
+    assert rm.phase == Phase.RESETTING
+    now = rm.settle_timeout_s + 0.1
+    assert rm.next_target(rm.goal, 0.0, True, now) is None and rm.phase == Phase.FAULT
     assert "no joint state answered" in rm.reason
 
 

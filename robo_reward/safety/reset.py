@@ -60,6 +60,9 @@ class ResetManager:
     config: HardwareConfig
     seed: int = 0
     settle_timeout_s: float = 3.0  # after the motion, time allowed to come within tolerance of home
+    # lockstep simulation (each target is one physics step): the next target waits for the state that
+    # answers the last one. A real robot moves on its own clock: targets stream one per period
+    wait_for_answer: bool = False
     phase: Phase = Phase.IDLE
     reason: str = "waiting for the first reset"
     goal: np.ndarray | None = None
@@ -98,10 +101,10 @@ class ResetManager:
     def next_target(self, q: np.ndarray | None, q_stamp: float, safety_ok: bool, now: float) -> np.ndarray | None:
         """The joint target to send this control period while resetting (None: send nothing).
 
-        `q_stamp` is the source time of `q`. A target goes out, and home is judged, only on a state
-        newer than the one the last target was sent from: in lockstep simulation each target is one
-        physics step, and a target still in flight when home is judged would move the robot past the
-        state the episode is said to start from (its reward stream's first frame)."""
+        `q_stamp` is the source time of `q`. Home is judged only on a state newer than the one the
+        last target was sent from: in lockstep simulation a target still in flight would move the
+        robot past the state the episode is said to start from (its reward stream's first frame),
+        so there (`wait_for_answer`) no target goes out before that answer either."""
         if self.phase in (Phase.RESETTING, Phase.READY, Phase.AWAITING_CONFIRMATION, Phase.RUNNING) \
                 and not safety_ok:
             self._set(Phase.FAULT, f"safety lost while {self.phase.value}: motion stopped")
@@ -112,13 +115,13 @@ class ResetManager:
         if not answered and now - self._sent_at > self.settle_timeout_s:  # refused, lost, or a frozen stamp
             self._set(Phase.FAULT, f"no joint state answered the last home target within {self.settle_timeout_s} s")
             return None
-        if answered and self._step < len(self._plan):
+        may_send = answered or not self.wait_for_answer
+        if may_send and self._step < len(self._plan):
             target = self._plan[self._step]
             self._step += 1
             if self._step == len(self._plan):
                 self._motion_end = now
-            self._sent_from, self._sent_at = q_stamp, now
-            return target
+            return self._sent(target, answered, q_stamp, now)
         if answered and self.at_home(q):
             if self.config.operator_confirmation:
                 self._set(Phase.AWAITING_CONFIRMATION, "at home: waiting for the operator to confirm")
@@ -129,10 +132,14 @@ class ResetManager:
             err = np.max(np.abs(np.asarray(q) - self.goal)) if q is not None else math.inf
             self._set(Phase.FAULT, f"home not reached within {self.settle_timeout_s} s (max error {err:.4f} rad)")
             return None
-        if not answered:
-            return None
-        self._sent_from, self._sent_at = q_stamp, now
-        return self.goal  # hold the goal while the controller settles
+        return self._sent(self.goal, answered, q_stamp, now) if may_send else None  # hold the goal while it settles
+
+    def _sent(self, target: np.ndarray, answered: bool, q_stamp: float, now: float) -> np.ndarray:
+        """A target goes out: an answered state starts a new wait for the next answer (a streamed
+        target sent again from the same state does not restart it)."""
+        if answered:
+            self._sent_from, self._sent_at = q_stamp, now
+        return target
 
     def confirm(self, q: np.ndarray | None, safety_ok: bool, operator: str = "operator") -> tuple[bool, str]:
         if self.phase != Phase.AWAITING_CONFIRMATION:
