@@ -202,6 +202,14 @@ class HardwareConfig(_Strict):
     sim: Simulation | None = None
     kinematics: list[ArmKinematics] = []  # one per arm (end effector) the commands move
 
+    @field_validator("kinematics", mode="before")
+    @classmethod
+    def _kinematics_list(cls, value):
+        if isinstance(value, dict):
+            raise ValueError("expected a list with one entry per arm (each with a `joints` map of the config's "
+                             "joint names to the model's), got a single mapping")
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self):
         n = len(self.joints.names)
@@ -238,15 +246,22 @@ class HardwareConfig(_Strict):
             unknown = [j for j in arm.joints if j not in self.joints.names]
             if unknown:
                 raise ValueError(f"kinematics[{i}].joints {unknown} are not in joints.names")
+            twice = sorted({m for m in arm.joints.values() if list(arm.joints.values()).count(m) > 1})
+            if twice:
+                raise ValueError(f"kinematics[{i}].joints maps two config joints to the model joints {twice}")
+            if len(set(arm.action_dims)) != len(arm.action_dims):
+                raise ValueError(f"kinematics[{i}].action_dims {arm.action_dims} repeat an element")
             if not all(0 <= d < self.command.action_dim for d in arm.action_dims):
                 raise ValueError(f"kinematics[{i}].action_dims {arm.action_dims} must be action elements "
                                  f"0..{self.command.action_dim - 1}")
             moved += list(arm.joints)
             dims += arm.action_dims
         if len(set(moved)) != len(moved):
-            raise ValueError(f"kinematics: a joint is moved by two arms ({sorted(j for j in set(moved) if moved.count(j) > 1)})")
+            both = sorted(j for j in set(moved) if moved.count(j) > 1)
+            raise ValueError(f"kinematics: a joint is moved by two arms ({both})")
         if len(set(dims)) != len(dims):
-            raise ValueError(f"kinematics: an action element drives two arms ({sorted(d for d in set(dims) if dims.count(d) > 1)})")
+            both = sorted(d for d in set(dims) if dims.count(d) > 1)
+            raise ValueError(f"kinematics: an action element drives two arms ({both})")
         limited = self.command.limited_dims
         if dims and limited is not None and sorted(dims) != sorted(limited):
             raise ValueError(f"kinematics action_dims {sorted(dims)} must be the command's limited_dims {sorted(limited)}")

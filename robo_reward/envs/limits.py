@@ -14,8 +14,9 @@ operational-space controller does), and then
 A humanoid lists one model per arm, and each arm's command moves only its own joints. Each arm's
 command is also scaled by what its joints do now (contact can move a joint where no command sends
 it): their velocity headroom and their room toward the limit each moves to (the nearer one while
-still). Without kinematics that one factor, over all joints, is all the limiter does. Gripper and hand elements pass unchanged. Sim and robot
-wrap their env in the same `JointLimitGuard`, with the same limits.
+still); joints no arm's model covers scale every arm. Without kinematics that one factor, over all
+joints, is all the limiter does. Gripper and hand elements pass unchanged. Sim and robot wrap their
+env in the same `JointLimitGuard`, with the same limits.
 """
 
 from __future__ import annotations
@@ -50,19 +51,23 @@ class ArmModel:
     (hardware config `kinematics`, one per arm): its joints are found in the model by name, the
     model's other joints (a humanoid's waist, legs, the other arm) stay at their reference positions."""
 
-    def __init__(self, kinematics, limited: Sequence[str]):
+    def __init__(self, kinematics, limited: Sequence[str], where: str = "kinematics"):
         import mujoco
 
         kin = kinematics
-        self.model = _load_model(kin.model)
+        self.model = _load_model(kin.model, where)
         self.data = mujoco.MjData(self.model)
         self.body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, kin.body)
         if self.body < 0:
-            raise ConfigError(f"kinematics.body {kin.body!r} is not a body of {kin.model}")
+            raise ConfigError(f"{where}.body {kin.body!r} is not a body of {kin.model}")
         ids = {name: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, name) for name in kin.joints.values()}
         missing = [name for name, i in ids.items() if i < 0]
         if missing:
-            raise ConfigError(f"kinematics.joints: {kin.model} has no joints named {missing}")
+            raise ConfigError(f"{where}.joints: {kin.model} has no joints named {missing}")
+        hinge_or_slide = (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+        free = [name for name, i in ids.items() if self.model.jnt_type[i] not in hinge_or_slide]
+        if free:
+            raise ConfigError(f"{where}.joints: {free} in {kin.model} are not hinge or slide joints")
         model_joints = [ids[kin.joints[name]] for name in kin.joints]
         self.joint_index = np.array([list(limited).index(name) for name in kin.joints])  # in the limited joints
         self.qpos = self.model.jnt_qposadr[model_joints]
@@ -107,18 +112,18 @@ class ArmModel:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_model(model: str):
+def _load_model(model: str, where: str):
     """One MjModel per model file (both arms of a humanoid share it; each arm keeps its own MjData)."""
     import mujoco
 
-    path = _model_path(model)
+    path = _model_path(model, where)
     try:
         return mujoco.MjModel.from_xml_path(str(path))
     except (ValueError, OSError) as exc:
-        raise ConfigError(f"kinematics.model {model!r}: MuJoCo cannot load {path} ({exc})") from None
+        raise ConfigError(f"{where}.model {model!r}: MuJoCo cannot load {path} ({exc})") from None
 
 
-def _model_path(model: str) -> Path:
+def _model_path(model: str, where: str) -> Path:
     if model.startswith("robosuite:"):
         import robosuite
 
@@ -126,7 +131,7 @@ def _model_path(model: str) -> Path:
     else:
         path = Path(model)
     if not path.is_file():
-        raise ConfigError(f"kinematics.model {model!r}: no model file at {path}")
+        raise ConfigError(f"{where}.model {model!r}: no model file at {path}")
     return path
 
 
@@ -149,7 +154,8 @@ class JointLimits:
         j, s = config.joints, config.safety
         dims = config.command.limited_dims
         arm_dims = tuple(range(config.command.action_dim)) if dims is None else tuple(dims)
-        arms = tuple(ArmModel(kin, j.names) for kin in config.kinematics) if arm_dims else ()
+        arms = tuple(ArmModel(kin, j.names, f"kinematics[{i}]") for i, kin in enumerate(config.kinematics)) \
+            if arm_dims else ()
         if arms:
             arm_dims = tuple(d for arm in arms for d in arm.action_dims)
         return cls(tuple(j.names), *config.joint_bounds(), np.asarray(j.velocity_limit, float), arm_dims,
@@ -203,7 +209,9 @@ class JointLimits:
         # arm's joints do now still scales its command (a still joint near its limit holds its arm:
         # dropping that let the Panda's joint 6 sit on its stop, docs/BENCHMARKS.md)
         per_joint = np.minimum(by_command, self.joint_factors(reading, up, down))
-        uncovered = ~steps.any(axis=1)  # joints no arm model covers slow every arm
+        uncovered = np.ones(len(self.names), bool)  # joints no arm model covers slow every arm
+        for arm in self.arms:
+            uncovered[arm.joint_index] = False
         everyone = per_joint[uncovered].min() if uncovered.any() else 1.0
         column = 0
         for arm in self.arms:

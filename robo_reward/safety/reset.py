@@ -112,8 +112,11 @@ class ResetManager:
         if self.phase != Phase.RESETTING or self._plan is None:
             return None
         answered = q_stamp > self._sent_from
-        if not answered and now - self._sent_at > self.settle_timeout_s:  # refused, lost, or a frozen stamp
-            self._set(Phase.FAULT, f"no joint state answered the last home target within {self.settle_timeout_s} s")
+        # refused, lost, or a frozen stamp; streaming blind, only as long as a stale state is allowed
+        answer_timeout = self.settle_timeout_s if self.wait_for_answer else \
+            max(self.config.safety.stale_timeout_s, 3 * self.config.control_period_s)
+        if not answered and now - self._sent_at > answer_timeout:
+            self._set(Phase.FAULT, f"no joint state answered the last home target within {answer_timeout} s")
             return None
         may_send = answered or not self.wait_for_answer
         if may_send and self._step < len(self._plan):
