@@ -50,23 +50,24 @@ def cmd_demos_collect(args: argparse.Namespace) -> None:
     from robo_reward.data.collect import collect_episodes
     from robo_reward.data.lerobot_io import EpisodeRecorder
     from robo_reward.fileutil import staged_dir
-    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.rl.runs import make_policy_env, make_sim_env
     from sim.demonstrators import make_demonstrator
 
     spec = env_spec_from_args(args)
-    env = make_sim_env(spec)
-    demonstrator = make_demonstrator(env, noise=args.noise, seed=args.seed)
+    env = (make_policy_env if args.through_limiter else make_sim_env)(spec)
+    demonstrator = make_demonstrator(env.unwrapped, noise=args.noise, seed=args.seed)
     with staged_dir(args.out, args.overwrite) as tmp:
         root = tmp / "dataset"
-        with EpisodeRecorder(root, env.fps, env.observation_space, env.action_space.shape[0], spec,
-                             robot_type=env.robot_name) as recorder:
+        with EpisodeRecorder(root, env.unwrapped.fps, env.observation_space, env.action_space.shape[0], spec,
+                             robot_type=env.unwrapped.robot_name) as recorder:
             stats = collect_episodes(env, demonstrator, args.episodes, recorder, seed=args.seed,
                                      keep_failures=not args.successful_only, progress=not args.quiet)
         for item in root.iterdir():
             shutil.move(str(item), tmp / item.name)
         root.rmdir()
     print(f"recorded {stats.saved}/{stats.attempted} episodes to {args.out} "
-          f"(scripted success {stats.success_rate:.0%} at noise {args.noise})")
+          f"(scripted success {stats.success_rate:.0%} at noise {args.noise}"
+          f"{', through the joint limit guard' if args.through_limiter else ''})")
 
 
 def cmd_base_train(args: argparse.Namespace) -> None:
@@ -250,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=positive_int, default=20)
     p.add_argument("--noise", type=non_negative_float, default=0.3, help="demonstrator imperfection (0 = clean)")
     p.add_argument("--successful-only", action="store_true", help="drop failed episodes")
+    p.add_argument("--through-limiter", action="store_true",
+                   help="drive the demonstrator through the joint limit guard every policy acts through "
+                        "(as a teleoperated robot would) and record the commands it let through")
     p.add_argument("--keep-going", action="store_true",
                    help="run every episode to the time limit instead of ending on success "
                         "(reward-model data: the success state stays in view)")

@@ -50,7 +50,8 @@ def collect_episodes(
             next_obs, reward, terminated, truncated, info = env.step(action)
             done = bool(terminated or truncated)
             step_success = bool(info.get("success", False))
-            recorder.add_step(obs, action, float(reward), step_success, done, task)
+            # what the robot was sent: a limiter in front of it reports the command it let through
+            recorder.add_step(obs, info.get("executed_action", action), float(reward), step_success, done, task)
             success = success or step_success
             obs, length = next_obs, length + 1
         stats.attempted += 1
