@@ -5,10 +5,12 @@ from saved snapshots on report seeds nothing was tuned on. Built to be run over 
     .venv/bin/python bench/bench_learning.py report --plan lift                         # table + plot
     .venv/bin/python bench/bench_learning.py status --plan lift                         # what is left
 
-Protocol (issue 14): demonstrations, base and every tuning choice use seeds below 1,000,000 (training
-episodes count up from 0; `rl train`'s own periodic evaluations, which only print and plot, use
-1,000,000+). Every evaluation point of every arm is 100 episodes on the same report seeds 2,000,000+
-(`eval --seed 1000000`), run as two 50-episode processes so both cores work. No point is picked by its
+Protocol (issue 14): every tuning choice uses seeds below 1,000,000 (training episodes count up from 0;
+probes are judged on 900,000+; `rl train`'s own periodic evaluations, which only print and plot, use
+1,000,000+). Every evaluation point of every arm is 100 episodes on the same report seeds from
+2,000,000 that no demonstration started from (`demos collect` seeds its episodes from 2,000,000 too:
+the 20 demonstrations take 2,000,000-2,000,019, so the report episodes are 2,000,020-2,000,119; see
+`report_window`), run as two 50-episode processes so both cores work. No point is picked by its
 score: the curve is reported whole. The last point of a Lift plan is also evaluated with object
 placement 1.5x wider than training.
 
@@ -43,10 +45,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT))
 from bench_transport import t_interval, wilson  # noqa: E402
 
+from robo_reward.data.collect import DEMO_SEED_OFFSET  # noqa: E402
+from robo_reward.rl.evaluation import EVAL_SEED_OFFSET  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "learning"
-REPORT_SEED = 1_000_000  # `eval --seed`: episodes on seeds 2,000,000+, nothing tuned on them
+REPORT_START = 2_000_000  # the report episodes' seeds start here or just after the plan's demonstrations
 TUNING_SEED = -100_000  # `eval --seed`: episodes on seeds 900,000+, where probes are judged
 REPORT_EPISODES = 100
 
@@ -264,7 +270,25 @@ def snapshot(run: Path, dest: Path, segment: dict) -> None:
     tmp.rename(dest)
 
 
-def evaluate_report(policy: Path, out: Path, placement_scale: float = 1.0, first_seed: int = REPORT_SEED,
+def report_window(plan: Plan) -> range:
+    """The seeds of a plan's report episodes: REPORT_EPISODES from REPORT_START, moved past its
+    demonstrations' seeds where those overlap (a base evaluated on the initial states it was cloned
+    from scores ~20 points higher there: records before 2026-12-02 hold 2,000,000-2,000,099, and
+    `curves` counts only their episodes inside this window)."""
+    data = PLANS[plan.data_plan] if plan.data_plan else plan
+    demos = range(DEMO_SEED_OFFSET + data.demo_seed, DEMO_SEED_OFFSET + data.demo_seed + data.demos)
+    start = REPORT_START
+    if demos.start < start + REPORT_EPISODES and start < demos.stop:
+        start = demos.stop
+    return range(start, start + REPORT_EPISODES)
+
+
+def report_first_seed(plan: Plan) -> int:
+    """`eval --seed` for the plan's report window."""
+    return report_window(plan).start - EVAL_SEED_OFFSET
+
+
+def evaluate_report(policy: Path, out: Path, placement_scale: float, first_seed: int,
                     processes: int = 2) -> dict:
     """100 episodes from `first_seed` (`eval --seed`) split over processes (one per core); outcomes kept."""
     share = REPORT_EPISODES // processes
@@ -326,7 +350,7 @@ class Evaluation:
     """Where a set of runs is judged: the report seeds (the table) or the tuning seeds (probes); and
     whether another job holds the other core (then one learner thread, one evaluation process)."""
 
-    first_seed: int = REPORT_SEED
+    first_seed: int
     alongside: bool = False
 
     @property
@@ -451,7 +475,7 @@ def cmd_run(args) -> None:
     data = data_dir(plan, Path(args.work), args.plan)
     prepare_data(plan, data)
     arms = plan.arms(args.arms)
-    work_through(jobs_of(plan, arms, record, work, data, Evaluation(alongside=args.alongside)), record, args.hours)
+    work_through(jobs_of(plan, arms, record, work, data, Evaluation(report_first_seed(plan), alongside=args.alongside)), record, args.hours)
     cmd_status(args)
 
 
@@ -490,6 +514,7 @@ def curves(plan_name: str) -> dict:
     (and what the reward paid for in training, where recorded). A plan's peer arms come from the records
     of the plan whose data it shares, at this plan's points."""
     plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
+    window = report_window(plan)
     arms = {name: (arm, evals) for name, arm in plan.arms().items()}
     if plan.peers:
         peer_plan, peer_evals = PLANS[plan.data_plan], Record(plan.data_plan).data["evals"]
@@ -500,18 +525,32 @@ def curves(plan_name: str) -> dict:
         rows = []
         for point in plan.points:
             step = base_step if arm.train_args is None else point
-            per_seed = [evals.get(Record.key(arm_name, s, step)) for s in arm.seeds]
+            per_seed = [in_window(evals[key], window) if (key := Record.key(arm_name, s, step)) in evals else None
+                        for s in arm.seeds]
             done = [r for r in per_seed if r is not None]
             if not done:
                 continue
             mean, interval = t_interval([r["rate"] for r in done])
             rows.append({"env_step": point, "seeds_done": len(done), "mean": mean, "t95_over_seeds": interval,
-                         "per_seed": [{"seed": s, "rate": r["rate"], "wilson95": r["wilson95"],
+                         "per_seed": [{"seed": s, "rate": r["rate"], "wilson95": r["wilson95"], "episodes": r["episodes"],
                                        **({"training_episodes": r["training_episodes"]} if "training_episodes" in r else {})}
                                       for s, r in zip(arm.seeds, per_seed) if r is not None]})
         if rows:
             table[arm_name] = {"note": arm.note, "points": rows}
     return table
+
+
+def in_window(result: dict, window: range) -> dict:
+    """An evaluation's result over only its episodes whose seeds lie in `window` (its outcomes are
+    one per seed, in order from its first)."""
+    first = result["seeds"][0]
+    kept = [o == "1" for i, o in enumerate(result["outcomes"]) if first + i in window]
+    if not kept:
+        raise ValueError(f"an evaluation on seeds {result['seeds']} has no episode in the report window "
+                         f"{window.start}-{window.stop - 1}")
+    wins = sum(kept)
+    return {**result, "episodes": len(kept), "successes": wins, "rate": wins / len(kept),
+            "wilson95": wilson(wins, len(kept))}
 
 
 def cmd_report(args) -> None:
@@ -532,7 +571,8 @@ def cmd_report(args) -> None:
         lo = [r["t95_over_seeds"][0] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][0] for r in arm["points"]]
         hi = [r["t95_over_seeds"][1] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][1] for r in arm["points"]]
         ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
-    ax.set(xlabel="env steps", ylabel=f"success, {REPORT_EPISODES} report episodes (seeds 2,000,000+)",
+    window = report_window(plan)
+    ax.set(xlabel="env steps", ylabel=f"success, report episodes (seeds {window.start:,}-{window.stop - 1:,})",
            title=f"{plan.robot} {plan.task}: mean over training seeds, 95% interval", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -541,7 +581,8 @@ def cmd_report(args) -> None:
     summary = RESULTS / f"{args.plan}_curves.json"
     summary.write_text(json.dumps({"plan": vars(plan) | {"points": list(plan.points)}, "arms": table}, indent=1))
     for arm_name, arm in table.items():
-        cells = [f"{r['env_step'] // 1000}k: {r['mean']:.0%} (n={r['seeds_done']})" for r in arm["points"]]
+        cells = [f"{r['env_step'] // 1000}k: {r['mean']:.0%} (n={r['seeds_done']}, "
+                 f"{'/'.join(str(p['episodes']) for p in r['per_seed'])} ep)" for r in arm["points"]]
         print(f"{arm_name:>12}  " + "  ".join(cells))
     print(f"wrote {summary} and {png}")
 
