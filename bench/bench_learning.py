@@ -499,7 +499,7 @@ def cmd_status(args) -> None:
     all of its points again), so that a session can be planned around whole curves."""
     plan, record = PLANS[args.plan], Record(args.plan)
     left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan,
-                   data_dir(plan, Path(args.work), args.plan), Evaluation())
+                   data_dir(plan, Path(args.work), args.plan), Evaluation(report_first_seed(plan)))
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
     for name, arm in plan.arms(args.arms).items():
         for seed in arm.seeds:
