@@ -253,6 +253,25 @@ def test_gr1_constructs_and_steps():
     assert resolve_robot("gr1armsonly", "lift") == "GR1" and resolve_robot("panda", "can") == "Panda"
 
 
+def test_the_humanoid_cube_lies_in_front_of_its_right_hand_across_resets():
+    """GR1 Lift places the cube 0.2 m right of the table's midline (the right hand's side, y < 0), the
+    Panda's stays centred; the offset holds over repeated resets and the placement range widens
+    about the moved centre."""
+    def cube_xy(robot, scale=1.0, seeds=range(6)):
+        env = make_env("lift", robot, placement_scale=scale)
+        try:
+            return np.array([env.reset(seed=s)[0]["observation.environment_state"][:2] for s in seeds])
+        finally:
+            env.close()
+
+    gr1, panda = cube_xy("GR1"), cube_xy("Panda")
+    assert np.all(np.abs(gr1[:, 1] + 0.2) <= 0.03 + 1e-6), gr1
+    assert np.all(np.abs(panda[:, 1]) <= 0.03 + 1e-6), panda
+    assert np.all(np.abs(gr1[:, 0]) <= 0.03 + 1e-6) and np.all(np.abs(panda[:, 0]) <= 0.03 + 1e-6)
+    wide = cube_xy("GR1", scale=1.5, seeds=range(20))
+    assert np.all(np.abs(wide[:, 1] + 0.2) <= 0.045 + 1e-6) and np.abs(wide[:, 1] + 0.2).max() > 0.03
+
+
 def test_a_step_returns_the_state_it_ended_in_however_often_the_state_was_read():
     """robosuite samples observables on its own schedule; a driver that reads the state for every
     message would otherwise see other observations (and a step would return a state that lagged its
