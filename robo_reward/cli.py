@@ -71,7 +71,7 @@ def cmd_demos_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_base_train(args: argparse.Namespace) -> None:
-    from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
+    from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec, read_episode_seeds
     from robo_reward.fileutil import (
         check_output_dir,
         refuse_output_inside_inputs,
@@ -94,7 +94,7 @@ def cmd_base_train(args: argparse.Namespace) -> None:
         config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed)
         policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet)
         with staged_dir(args.out, args.overwrite) as tmp:
-            policy.save(tmp, spec)
+            policy.save(tmp, spec, read_episode_seeds(dataset))
             write_json(tmp / "train_log.json", {"loss": losses[:: max(1, len(losses) // 500)],
                                                 "episodes": len(demos), "frames": len(states)})
         print(f"trained MLP BC base on {len(demos)} episodes / {len(states)} frames "
@@ -160,7 +160,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
     from robo_reward.device import pick_device
     from robo_reward.rewards import make_reward_source
-    from robo_reward.rl.evaluation import evaluate, plot_reward_traces, reward_audit
+    from robo_reward.rl.evaluation import (
+        evaluate,
+        evaluation_seeds,
+        plot_reward_traces,
+        reward_audit,
+        seen_initial_states,
+    )
     from robo_reward.rl.policies import load_policy
     from robo_reward.rl.runs import make_policy_env, training_env_spec
 
@@ -185,11 +191,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
             raise ConfigError(f"--reward-model {args.reward_model} watches {size[0]}x{size[1]} frames, the policy's "
                               f"cameras are {spec.get('image_size')}: it would change what the policy sees")
         spec = training_env_spec(spec, source)  # episodes go on past success for it to watch (evaluate)
+    seen = seen_initial_states(manifest, evaluation_seeds(args.seed, args.episodes))
+    if seen:
+        print(f"warning: {len(seen)} of the {args.episodes} evaluation episodes start where {args.policy}'s "
+              f"demonstrations started (seeds {seen[0]}..{seen[-1]}): their score is not one on unseen initial "
+              f"states; pick --seed past them", file=sys.stderr)
     env = make_policy_env(spec, **overrides)
     with staged_dir(args.out, args.overwrite) as tmp:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
                           video_dir=tmp / "videos", progress=not args.quiet, reward_source=source)
-        summary = {"policy": str(args.policy), "env": {**manifest["env"], **overrides}, **result.summary()}
+        summary = {"policy": str(args.policy), "env": {**manifest["env"], **overrides}, **result.summary(),
+                   "episodes_on_demo_seeds": len(seen)}
         summary["env"].pop("render_camera", None)
         summary["videos"] = [str(Path(args.out) / "videos" / Path(v).name) for v in result.videos]
         if source is not None:

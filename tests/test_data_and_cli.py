@@ -48,6 +48,30 @@ def test_mlp_base_acts_and_evaluates(lift_mlp_base, tmp_path, capsys):
     assert "success" in capsys.readouterr().out
 
 
+def test_eval_says_when_its_episodes_start_where_the_policys_demonstrations_did(lift_demos, lift_mlp_base,
+                                                                                  tmp_path, capsys):
+    """`demos collect` keeps each saved episode's reset seed (not as part of the env a policy acts in);
+    the base cloned from them carries them; `eval` on seeds that meet them warns and counts them in
+    eval.json (a base scored on its own 20 demonstrations' seeds read ~20 points high), and on seeds
+    past them does neither."""
+    from robo_reward.data.collect import DEMO_SEED_OFFSET
+    from robo_reward.data.lerobot_io import read_env_spec, read_episode_seeds
+    from robo_reward.rl.evaluation import EVAL_SEED_OFFSET
+    from robo_reward.rl.policies import policy_demo_seeds, read_policy_manifest
+
+    seeds = list(range(DEMO_SEED_OFFSET, DEMO_SEED_OFFSET + 6))
+    assert read_episode_seeds(lift_demos) == seeds and "episode_seeds" not in read_env_spec(lift_demos)
+    assert policy_demo_seeds(read_policy_manifest(lift_mlp_base)) == seeds
+    meeting = DEMO_SEED_OFFSET - EVAL_SEED_OFFSET + 4  # reset seeds 2,000,004-2,000,007: the last two demos'
+    for first, on_demo_seeds in ((meeting, 2), (meeting + 2, 0)):
+        out = tmp_path / f"eval_{first}"
+        assert main(["eval", "--policy", str(lift_mlp_base), "--episodes", "4", "--seed", str(first),
+                     "--videos", "0", "--out", str(out), "--quiet"]) == 0
+        err = capsys.readouterr().err
+        assert json.loads((out / "eval.json").read_text())["episodes_on_demo_seeds"] == on_demo_seeds
+        assert ("warning: 2 of the 4 evaluation episodes start where" in err) == bool(on_demo_seeds), err
+
+
 def test_demos_through_the_limiter_record_what_the_robot_was_sent(tmp_path):
     """`demos collect --through-limiter` drives the demonstrator through the joint limit guard and
     records the commands it let through: replayed on the raw simulator from the same seeds, those

@@ -78,6 +78,28 @@ def test_base_for_another_task_is_rejected(lift_demos, lift_mlp_base, tmp_path, 
     assert not (tmp_path / "r").exists()
 
 
+def test_a_residual_policy_carries_every_demonstration_seed_it_learned_from(lift_demos, lift_mlp_base, tmp_path):
+    """A residual policy's manifest names the initial states of its own demonstrations and of its base's
+    (here a base said to be cloned from other episodes), in both learner layouts, so that `eval` can
+    warn when it is scored on them."""
+    from robo_reward.data.lerobot_io import read_episode_seeds
+    from robo_reward.rl.policies import POLICY_FILE, policy_demo_seeds, read_policy_manifest
+
+    base = tmp_path / "base"
+    shutil.copytree(lift_mlp_base, base)
+    manifest = json.loads((base / POLICY_FILE).read_text())
+    assert manifest["demo_seeds"] == read_episode_seeds(lift_demos)
+    manifest["demo_seeds"] = [7, read_episode_seeds(lift_demos)[0]]
+    (base / POLICY_FILE).write_text(json.dumps(manifest))
+    expected = sorted({7, *read_episode_seeds(lift_demos)})
+    for layout in ([], ["--in-process"]):
+        run = tmp_path / f"rl{len(layout)}"
+        assert main(["rl", "train", "--base", str(base), "--dataset", str(lift_demos), "--steps", "20",
+                     "--eval-episodes", "1", "--eval-every", "1000", "--checkpoint-every", "1000",
+                     "--out", str(run), "--quiet", *layout]) == 0
+        assert policy_demo_seeds(read_policy_manifest(run)) == expected, layout
+
+
 def test_lerobot_act_and_scripted_bases_drive_the_residual_learner(lift_demos, tmp_path):
     """Any base works: a LeRobot ACT checkpoint trained by lerobot-train, and the scripted controller."""
     act_dir = tmp_path / "act"

@@ -11,7 +11,9 @@ from tqdm.auto import tqdm
 from robo_reward.data.lerobot_io import EpisodeRecorder
 from robo_reward.rl.policies import Policy, checked_action
 
-DEMO_SEED_OFFSET = 2_000_000  # demo episodes never share initial states with training or evaluation seeds
+# demo episodes never share initial states with training episodes; `eval --seed S` resets with
+# EVAL_SEED_OFFSET + S, which meets them at S >= 1,000,000 (datasets record their seeds: `eval` warns)
+DEMO_SEED_OFFSET = 2_000_000
 
 
 @dataclass
@@ -58,7 +60,7 @@ def collect_episodes(
         stats.successes.append(success)
         stats.lengths.append(length)
         if success or keep_failures:
-            recorder.save_episode()
+            recorder.save_episode(seed=episode_seed)
             stats.saved += 1
         else:
             recorder.discard_episode()

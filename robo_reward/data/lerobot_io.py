@@ -26,6 +26,7 @@ from robo_reward.envs.rendering import RENDER_KEY, spec_with_render
 from robo_reward.errors import DatasetError
 
 ENV_SPEC_FILE = "robo_reward_env.json"
+EPISODE_SEEDS_KEY = "episode_seeds"  # in ENV_SPEC_FILE: the reset seed of each saved episode (simulation)
 REQUIRED_COLUMNS = ("observation.state", "action", "next.reward", "next.success", "next.done", "episode_index")
 
 
@@ -94,9 +95,10 @@ class EpisodeRecorder:
             robot_type=robot_type,
             use_videos=True,
         )
-        spec = {**env_spec, "observation_format": OBSERVATION_FORMAT}
-        (self.root / ENV_SPEC_FILE).write_text(json.dumps(spec, indent=2))
+        self._spec = {**env_spec, "observation_format": OBSERVATION_FORMAT}
+        (self.root / ENV_SPEC_FILE).write_text(json.dumps(self._spec, indent=2))
         self.episodes = 0
+        self.episode_seeds: list[int] = []
 
     def add_step(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: float, success: bool,
                  done: bool, task: str) -> None:
@@ -108,7 +110,9 @@ class EpisodeRecorder:
         frame["task"] = task
         self._dataset.add_frame(frame)
 
-    def save_episode(self) -> None:
+    def save_episode(self, seed: int | None = None) -> None:
+        """`seed`: the episode's reset seed (simulation), kept so that a policy trained on this dataset
+        knows which initial states it has seen (`eval` warns when it is scored on them)."""
         with warnings.catch_warnings(), keep_scheduling_policy():
             # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
             warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
@@ -116,6 +120,8 @@ class EpisodeRecorder:
             # for a few small videos that encode in ~0.1 s each one after the other
             self._dataset.save_episode(parallel_encoding=False)
         self.episodes += 1
+        if seed is not None:
+            self.episode_seeds.append(int(seed))
 
     def discard_episode(self) -> None:
         self._dataset.clear_episode_buffer()
@@ -126,6 +132,9 @@ class EpisodeRecorder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self._dataset.finalize()
+            if self.episode_seeds:
+                spec = {**self._spec, EPISODE_SEEDS_KEY: self.episode_seeds}
+                (self.root / ENV_SPEC_FILE).write_text(json.dumps(spec, indent=2))
         else:
             try:
                 self._dataset.finalize()
@@ -184,10 +193,21 @@ def read_env_spec(root: str | Path) -> dict[str, Any]:
     if mismatch:
         raise DatasetError(f"{root} was recorded with {mismatch}: record it again with this version "
                            "(`robo-reward demos collect` in simulation, the recorder node on a robot)")
+    spec.pop(EPISODE_SEEDS_KEY, None)  # what was recorded, not the env a policy acts in
     try:
         return spec_with_render(spec, str(path))
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
+
+
+def read_episode_seeds(root: str | Path) -> list[int]:
+    """The reset seeds of a simulated dataset's episodes, in episode order ([] for a robot's recording,
+    or one recorded before seeds were kept)."""
+    path = Path(root) / ENV_SPEC_FILE
+    seeds = _spec_file(path).get(EPISODE_SEEDS_KEY, []) if path.is_file() else []
+    if not (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds)):
+        raise DatasetError(f"{path}: {EPISODE_SEEDS_KEY} must be a list of integers, got {seeds!r}")
+    return seeds
 
 
 def dataset_features(root: str | Path) -> dict[str, tuple[int, ...]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,12 @@ class MLPBCPolicy:
         x = torch.as_tensor(flat_state(obs), device=self.device).unsqueeze(0)
         return checked_action(self.net(x)[0].cpu().numpy(), self.act_dim, "MLP base policy")
 
-    def save(self, directory: Path, env_spec: Mapping[str, Any]) -> None:
+    def save(self, directory: Path, env_spec: Mapping[str, Any], demo_seeds: Iterable[int] = ()) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous().cpu() for k, v in self.net.state_dict().items()}, str(directory / WEIGHTS_FILE))
         obs_dim = self.net.normalizer.mean.shape[0]
         write_policy_manifest(
-            directory, self.kind, env_spec, obs_dim=obs_dim, act_dim=self.act_dim, config=asdict(self.config)
+            directory, self.kind, env_spec, demo_seeds, obs_dim=obs_dim, act_dim=self.act_dim, config=asdict(self.config)
         )
 
 

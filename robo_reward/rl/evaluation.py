@@ -4,9 +4,10 @@ reward's audit on episodes nothing was trained on)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -15,9 +16,20 @@ from tqdm.auto import tqdm
 from robo_reward.data.episodes import write_video
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.rewards.shaping import RewardReading
-from robo_reward.rl.policies import Policy, checked_action
+from robo_reward.rl.policies import Policy, checked_action, policy_demo_seeds
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap training-episode seeds
+
+
+def evaluation_seeds(seed: int, episodes: int) -> range:
+    """The reset seeds of `eval --seed seed --episodes episodes`."""
+    return range(EVAL_SEED_OFFSET + seed, EVAL_SEED_OFFSET + seed + episodes)
+
+
+def seen_initial_states(manifest: Mapping[str, Any], seeds: range) -> list[int]:
+    """The evaluation seeds a policy's demonstrations started from: a score on them is not a score on
+    unseen initial states."""
+    return sorted(set(policy_demo_seeds(manifest)) & set(seeds))
 # steps a watching reward source still reads after the simulator's first success: room for a call held
 # over a few frames (the closed loop's classifier: 5) or made a little late
 WATCH_PAST_SUCCESS = 10
@@ -88,8 +100,8 @@ def evaluate(
     act_dim = env.action_space.shape[0]
     camera = IMAGE_PREFIX + reward_source.cameras[0] if reward_source is not None else None
     result = EvalResult([], [], [], [])
-    for i in tqdm(range(episodes), desc="evaluate", disable=not progress, mininterval=1.0):
-        episode_seed = EVAL_SEED_OFFSET + seed + i
+    for i, episode_seed in enumerate(tqdm(evaluation_seeds(seed, episodes), desc="evaluate", disable=not progress,
+                                          mininterval=1.0)):
         obs, _ = env.reset(seed=episode_seed)
         policy.reset(episode_seed)
         record = i < video_episodes and video_dir is not None

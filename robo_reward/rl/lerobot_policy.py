@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import dataset_features
+from robo_reward.data.lerobot_io import dataset_features, read_episode_seeds
 from robo_reward.device import pick_device
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.errors import PolicyError
@@ -95,7 +95,8 @@ def train_act(dataset_root: Path, out_dir: Path, env_spec: Mapping[str, Any], co
         shutil.copytree(pretrained, out_dir / PRETRAINED_SUBDIR)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_policy_manifest(out_dir, LEROBOT_KIND, env_spec, lerobot_policy="act", train_config=vars(config))
+    write_policy_manifest(out_dir, LEROBOT_KIND, env_spec, read_episode_seeds(dataset_root), lerobot_policy="act",
+                          train_config=vars(config))
     return out_dir
 
 

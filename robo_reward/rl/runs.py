@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec
+from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec, read_episode_seeds
 from robo_reward.envs.observations import IMAGE_PREFIX, flat_state
 from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, render_mismatch, spec_with_render
 from robo_reward.envs.wrappers import RewardWrapper
@@ -28,9 +28,11 @@ from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, demo_readings, fill_demo_buffer
 from robo_reward.rl.policies import (
+    POLICY_FILE,
     Policy,
     check_base_fits,
     load_policy,
+    policy_demo_seeds,
     read_policy_manifest,
     write_policy_manifest,
 )
@@ -135,6 +137,16 @@ def policy_env_spec(spec: dict[str, Any], base: Policy) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in CAMERA_FIELDS}
 
 
+def write_residual_manifest(run: Path, spec: dict[str, Any], base_policy: Policy, reward: RewardSpec,
+                            dataset: Path) -> None:
+    """A residual policy's manifest: the env it acts in, its reward, and every demonstration seed it
+    learned from — its own dataset's and its base's (`run`/BASE_SUBDIR holds the copied base)."""
+    base_dir = run / BASE_SUBDIR
+    base_seeds = policy_demo_seeds(read_policy_manifest(base_dir)) if (base_dir / POLICY_FILE).is_file() else []
+    write_policy_manifest(run, RESIDUAL_KIND, policy_env_spec(spec, base_policy),
+                          [*read_episode_seeds(dataset), *base_seeds], reward=asdict(reward))
+
+
 def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
     """The reward source's readings of the demonstrations: a reward model scores their recorded
     camera videos; the sparse reward reads their recorded success."""
@@ -198,7 +210,7 @@ def create_residual_run(
                       "loop": asdict(loop_config), "learner_kind": kind_of(learner_config),
                       "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
-        write_policy_manifest(staging, RESIDUAL_KIND, policy_env_spec(spec, base_policy), reward=asdict(reward))
+        write_residual_manifest(staging, spec, base_policy, reward, dataset)
         trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config, rule)
         trainer.checkpoint()  # a run directory always holds a resumable checkpoint
     trainer.run_dir = out

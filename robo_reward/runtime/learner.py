@@ -38,16 +38,16 @@ from robo_reward.rl.checkpoint import (
     save_checkpoint,
 )
 from robo_reward.rl.loop import TrainingState, write_metrics
-from robo_reward.rl.policies import load_policy, write_policy_manifest
+from robo_reward.rl.policies import load_policy
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
-from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT, RESIDUAL_KIND
+from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT
 from robo_reward.rl.runs import (
     RUN_CONFIG_FILE,
     build_learner,
     copy_base,
-    policy_env_spec,
     reward_readings_of_demos,
     training_env_spec,
+    write_residual_manifest,
 )
 from robo_reward.rl.transition import Transition
 from robo_reward.runtime.codecs import encode_actor_weights
@@ -143,7 +143,7 @@ class RuntimeLearner:
             (staging / RUN_CONFIG_FILE).write_text(json.dumps(
                 {"env": train_spec, "reward": asdict(reward), "reward_rule": rule.to_dict(), "dataset": str(dataset),
                  "base": str(base), "learner": learner_config.to_dict(), "runtime": True}, indent=2))
-            write_policy_manifest(staging, RESIDUAL_KIND, policy_env_spec(spec, base_policy), reward=asdict(reward))
+            write_residual_manifest(staging, spec, base_policy, reward, dataset)
             runtime = cls(staging, learner, demo_buffer, online, {}, rule, learner_config.seed)
             runtime.checkpoint()
         runtime.run_dir = out
