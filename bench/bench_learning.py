@@ -49,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 from bench_transport import t_interval, wilson  # noqa: E402
 
 from robo_reward.data.collect import DEMO_SEED_OFFSET  # noqa: E402
-from robo_reward.rl.evaluation import EVAL_SEED_OFFSET  # noqa: E402
+from robo_reward.rl.evaluation import EVAL_SEED_OFFSET, evaluation_seeds, seen_initial_states  # noqa: E402
+from robo_reward.rl.policies import read_policy_manifest  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "learning"
 REPORT_START = 2_000_000  # the report episodes' seeds start here or just after the plan's demonstrations
@@ -292,6 +293,9 @@ def evaluate_report(policy: Path, out: Path, placement_scale: float, first_seed:
                     processes: int = 2) -> dict:
     """100 episodes from `first_seed` (`eval --seed`) split over processes (one per core); outcomes kept."""
     share = REPORT_EPISODES // processes
+    seen = seen_initial_states(read_policy_manifest(policy), evaluation_seeds(first_seed, REPORT_EPISODES))
+    if seen:  # the protocol: report episodes start where no demonstration the policy learned from started
+        raise RuntimeError(f"{len(seen)} report episodes of {policy} start where its demonstrations did: {seen}")
     out.mkdir(parents=True, exist_ok=True)
     parts_dirs = [out / f"part{i}" for i in range(processes)]
     extra = ["--placement-scale", str(placement_scale)] if placement_scale != 1.0 else []
@@ -304,9 +308,6 @@ def evaluate_report(policy: Path, out: Path, placement_scale: float, first_seed:
     with ThreadPoolExecutor(processes) as pool:
         list(pool.map(part, range(processes)))
     parts = [json.loads((d / "eval.json").read_text()) for d in parts_dirs]
-    on_demo_seeds = sum(p.get("episodes_on_demo_seeds", 0) for p in parts)
-    if on_demo_seeds:  # the protocol: report episodes are initial states no demonstration started from
-        raise RuntimeError(f"{on_demo_seeds} report episodes of {policy} start where its demonstrations did")
     successes = [bool(s) for p in parts for s in p["successes"]]
     return {"episodes": len(successes), "successes": int(sum(successes)), "rate": sum(successes) / len(successes),
             "wilson95": wilson(int(sum(successes)), len(successes)), "seeds": [parts[0]["seeds"][0], parts[-1]["seeds"][-1]],

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from robo_reward.cli import main as cli  # noqa: E402
+from robo_reward.data.lerobot_io import read_env_spec  # noqa: E402
 from robo_reward.rl.evaluation import evaluate  # noqa: E402
 from robo_reward.rl.loop import LoopConfig, plot_success_curves  # noqa: E402
 from robo_reward.rl.policies import load_policy  # noqa: E402
@@ -163,7 +164,7 @@ def main() -> None:
         elif method == "residual":
             curve = run_residual(args, work, demos, base)
         else:
-            curve = run_sac(args, json.loads((demos / "robo_reward_env.json").read_text()))
+            curve = run_sac(args, read_env_spec(demos))
         # re-read just before writing: methods may run as parallel processes (one per core)
         results = json.loads(out.read_text()) if out.exists() else {"curves": {}, "runs": {}}
         key = args.label or method

@@ -18,7 +18,7 @@ Noise model (``noise`` >= 0, typically 0..1):
 ``noise=0`` is deterministic. Success degrades smoothly as noise grows; measured over seeded
 episodes (bench/bench_demonstrators.py, results in bench/results/demonstrators.json):
 Panda Lift ~100% at 0 and 0.5, ~70% at 1.0, ~15-30% at 1.5; Panda Can ~100% at 0, ~90% at
-0.5, ~40-45% at 1.0. GR1 Lift is ~85-90% at noise 0 and barely degrades up to 1.0.
+0.5, ~40-45% at 1.0. GR1 Lift (cube in front of the right hand) is ~90-100% from noise 0 to 1.5.
 
 After a missed or dropped grasp (object away from the hand, or fingers closed on nothing) the
 demonstrators go back to the approach phase, at most ``max_retries`` times per episode, so they

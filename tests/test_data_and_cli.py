@@ -56,6 +56,7 @@ def test_eval_says_when_its_episodes_start_where_the_policys_demonstrations_did(
     past them does neither."""
     from robo_reward.data.collect import DEMO_SEED_OFFSET
     from robo_reward.data.lerobot_io import read_env_spec, read_episode_seeds
+    from robo_reward.errors import DatasetError
     from robo_reward.rl.evaluation import EVAL_SEED_OFFSET
     from robo_reward.rl.policies import policy_demo_seeds, read_policy_manifest
 
@@ -70,6 +71,22 @@ def test_eval_says_when_its_episodes_start_where_the_policys_demonstrations_did(
         err = capsys.readouterr().err
         assert json.loads((out / "eval.json").read_text())["episodes_on_demo_seeds"] == on_demo_seeds
         assert ("warning: 2 of the 4 evaluation episodes start where" in err) == bool(on_demo_seeds), err
+    # a policy whose demonstrations' seeds are unknown (a robot's) is not reported as clear of them
+    unknown = tmp_path / "unknown_base"
+    shutil.copytree(lift_mlp_base, unknown)
+    manifest = json.loads((unknown / "robo_reward_policy.json").read_text())
+    del manifest["demo_seeds"]
+    (unknown / "robo_reward_policy.json").write_text(json.dumps(manifest))
+    assert main(["eval", "--policy", str(unknown), "--episodes", "1", "--seed", str(meeting), "--videos", "0",
+                 "--out", str(tmp_path / "eval_unknown"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "eval_unknown" / "eval.json").read_text())["episodes_on_demo_seeds"] is None
+    # a seed list that no longer matches the episodes (the dataset edited by other tools) is refused
+    edited = tmp_path / "edited"
+    shutil.copytree(lift_demos, edited)
+    spec = json.loads((edited / "robo_reward_env.json").read_text())
+    (edited / "robo_reward_env.json").write_text(json.dumps({**spec, "episode_seeds": seeds[:5]}))
+    with pytest.raises(DatasetError, match=r"episode_seeds lists 5 seeds for 6 episodes"):
+        read_episode_seeds(edited)
 
 
 def test_demos_through_the_limiter_record_what_the_robot_was_sent(tmp_path):

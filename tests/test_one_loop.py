@@ -610,6 +610,10 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
 
     cfg = ResidualTD3Config(learning_starts=5, utd_ratio=2, batch_size=8, critic_warmup_updates=1)
     learner = RuntimeLearner.create(tmp_path / "run", lift_demos, lift_mlp_base, cfg, RewardSpec("sparse"))
+    from robo_reward.data.lerobot_io import read_episode_seeds
+    from robo_reward.rl.policies import policy_demo_seeds, read_policy_manifest
+
+    assert policy_demo_seeds(read_policy_manifest(tmp_path / "run")) == read_episode_seeds(lift_demos)  # for eval
     obs_dim, act_dim = learner.learner.obs_dim, learner.learner.act_dim
     zeros = np.zeros(obs_dim, np.float32), np.zeros(act_dim, np.float32)
     for step in range(10):

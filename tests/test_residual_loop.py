@@ -80,8 +80,8 @@ def test_base_for_another_task_is_rejected(lift_demos, lift_mlp_base, tmp_path, 
 
 def test_a_residual_policy_carries_every_demonstration_seed_it_learned_from(lift_demos, lift_mlp_base, tmp_path):
     """A residual policy's manifest names the initial states of its own demonstrations and of its base's
-    (here a base said to be cloned from other episodes), in both learner layouts, so that `eval` can
-    warn when it is scored on them."""
+    (here a base said to be cloned from other episodes), so that `eval` can warn when it is scored on
+    them; with and without `--in-process` (both build the run through `create_residual_run`)."""
     from robo_reward.data.lerobot_io import read_episode_seeds
     from robo_reward.rl.policies import POLICY_FILE, policy_demo_seeds, read_policy_manifest
 

@@ -112,7 +112,11 @@ class EpisodeRecorder:
 
     def save_episode(self, seed: int | None = None) -> None:
         """`seed`: the episode's reset seed (simulation), kept so that a policy trained on this dataset
-        knows which initial states it has seen (`eval` warns when it is scored on them)."""
+        knows which initial states it has seen (`eval` warns when it is scored on them); give it for
+        every episode or for none."""
+        if self.episodes and (seed is None) != (not self.episode_seeds):
+            raise DatasetError(f"{self.root}: episode {self.episodes} has {'no' if seed is None else 'a'} seed, "
+                               "the earlier ones the other way: give every episode's seed or none")
         with warnings.catch_warnings(), keep_scheduling_policy():
             # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
             warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
@@ -205,8 +209,17 @@ def read_episode_seeds(root: str | Path) -> list[int]:
     or one recorded before seeds were kept)."""
     path = Path(root) / ENV_SPEC_FILE
     seeds = _spec_file(path).get(EPISODE_SEEDS_KEY, []) if path.is_file() else []
-    if not (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds)):
+    if not (isinstance(seeds, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         raise DatasetError(f"{path}: {EPISODE_SEEDS_KEY} must be a list of integers, got {seeds!r}")
+    if seeds:  # a dataset edited by other tools (episodes deleted or merged) keeps a stale list
+        info = Path(root) / "meta" / "info.json"
+        try:
+            episodes = json.loads(info.read_text())["total_episodes"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise DatasetError(f"{info}: cannot read the dataset's episode count ({exc})") from None
+        if episodes != len(seeds):
+            raise DatasetError(f"{path}: {EPISODE_SEEDS_KEY} lists {len(seeds)} seeds for {episodes} episodes "
+                               f"(was the dataset edited?): correct the list or remove it")
     return seeds
 
 
