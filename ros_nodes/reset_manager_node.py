@@ -63,6 +63,7 @@ class ResetManagerNode(Node):
         self.safety_ok = self.safety_latched = False
         self.success = False
         self.step = 0  # commands sent in this episode
+        self.stamp_at_command = -math.inf  # the newest state's source time when the last command arrived
         self.ticks = 0  # control periods since it started
         self.scene_client = self.create_client(Trigger, scene_service) if scene_service else None
         self.scene_pending = None
@@ -100,6 +101,7 @@ class ResetManagerNode(Node):
         """Episode length counts the commands the robot was sent (control steps actually taken)."""
         if self.manager.phase == Phase.RUNNING:
             self.step += 1
+            self.stamp_at_command = -math.inf if self.q_stamp is None else self.q_stamp
 
     def on_robot_success(self, msg: JointState) -> None:
         if self.success_source == "robot":
@@ -188,7 +190,9 @@ class ResetManagerNode(Node):
             self.ticks += 1
             if self.success and self.success_source != "operator":
                 self.end(True, self.success_source)
-            elif self.step >= self.max_steps:
+            elif self.step >= self.max_steps and self.q_stamp is not None and self.q_stamp > self.stamp_at_command:
+                # ended only once a state newer than the last command is in: in lockstep, a scene reset
+                # requested before the robot answered that command would become the last step's outcome
                 self.end(False, "time_limit")
             elif self.ticks >= STALL_FACTOR * self.max_steps:  # commands stopped coming: do not wait forever
                 self.end(False, "no_commands")
