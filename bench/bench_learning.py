@@ -570,7 +570,8 @@ def cmd_report(args) -> None:
         x = [r["env_step"] for r in arm["points"]]
         y = [r["mean"] for r in arm["points"]]
         done = [r["seeds_done"] for r in arm["points"]]
-        seeds = f"{done[0]} seeds" if min(done) == max(done) else f"{min(done)}-{max(done)} seeds per point"
+        seeds = f"{done[0]} seed{'s' if done[0] != 1 else ''}" if min(done) == max(done) else \
+            f"{min(done)}-{max(done)} seeds per point"
         line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({seeds})")
         lo = [r["t95_over_seeds"][0] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][0] for r in arm["points"]]
         hi = [r["t95_over_seeds"][1] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][1] for r in arm["points"]]
