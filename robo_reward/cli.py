@@ -167,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         reward_audit,
         seen_initial_states,
     )
-    from robo_reward.rl.policies import load_policy, policy_demo_seeds
+    from robo_reward.rl.policies import load_policy
     from robo_reward.rl.runs import make_policy_env, training_env_spec
 
     watcher = [Path(args.reward_model)] if args.reward_model else []
@@ -201,7 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         result = evaluate(env, policy, args.episodes, seed=args.seed, video_episodes=args.videos,
                           video_dir=tmp / "videos", progress=not args.quiet, reward_source=source)
         summary = {"policy": str(args.policy), "env": {**manifest["env"], **overrides}, **result.summary(),
-                   "episodes_on_demo_seeds": len(seen) if policy_demo_seeds(manifest) else None}  # None: unknown
+                   "episodes_on_demo_seeds": None if seen is None else len(seen)}  # None: unknown
         summary["env"].pop("render_camera", None)
         summary["videos"] = [str(Path(args.out) / "videos" / Path(v).name) for v in result.videos]
         if source is not None:

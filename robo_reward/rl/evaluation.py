@@ -20,19 +20,21 @@ from robo_reward.rl.policies import Policy, checked_action, policy_demo_seeds
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap training-episode seeds
 
+# steps a watching reward source still reads after the simulator's first success: room for a call held
+# over a few frames (the closed loop's classifier: 5) or made a little late
+WATCH_PAST_SUCCESS = 10
+
 
 def evaluation_seeds(seed: int, episodes: int) -> range:
     """The reset seeds of `eval --seed seed --episodes episodes`."""
     return range(EVAL_SEED_OFFSET + seed, EVAL_SEED_OFFSET + seed + episodes)
 
 
-def seen_initial_states(manifest: Mapping[str, Any], seeds: range) -> list[int]:
-    """The evaluation seeds a policy's demonstrations started from: a score on them is not a score on
-    unseen initial states."""
-    return sorted(set(policy_demo_seeds(manifest)) & set(seeds))
-# steps a watching reward source still reads after the simulator's first success: room for a call held
-# over a few frames (the closed loop's classifier: 5) or made a little late
-WATCH_PAST_SUCCESS = 10
+def seen_initial_states(manifest: Mapping[str, Any], seeds: range) -> list[int] | None:
+    """The evaluation seeds a policy's demonstrations started from (a score on them is not a score on
+    unseen initial states); None where its demonstrations' seeds are unknown (a robot's)."""
+    demo_seeds = policy_demo_seeds(manifest)
+    return sorted(set(demo_seeds) & set(seeds)) if demo_seeds else None
 
 
 @dataclass

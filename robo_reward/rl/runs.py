@@ -28,7 +28,6 @@ from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, demo_readings, fill_demo_buffer
 from robo_reward.rl.policies import (
-    POLICY_FILE,
     Policy,
     check_base_fits,
     load_policy,
@@ -141,8 +140,7 @@ def write_residual_manifest(run: Path, spec: dict[str, Any], base_policy: Policy
                             dataset: Path) -> None:
     """A residual policy's manifest: the env it acts in, its reward, and every demonstration seed it
     learned from — its own dataset's and its base's (`run`/BASE_SUBDIR holds the copied base)."""
-    base_dir = run / BASE_SUBDIR
-    base_seeds = policy_demo_seeds(read_policy_manifest(base_dir)) if (base_dir / POLICY_FILE).is_file() else []
+    base_seeds = policy_demo_seeds(read_policy_manifest(run / BASE_SUBDIR))  # copy_base always writes one
     write_policy_manifest(run, RESIDUAL_KIND, policy_env_spec(spec, base_policy),
                           [*read_episode_seeds(dataset), *base_seeds], reward=asdict(reward))
 
