@@ -19,6 +19,7 @@ from typing import Any
 from robo_reward.cliargs import (OneLineParser, non_negative_float, non_negative_int, positive_float, positive_int,
                                  render_arg, video_size)
 from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, RENDER_PRESETS
+from robo_reward.envs.scenes import SCENE_KEY
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.rl.learner_config import LEARNER_NAMES
 from robo_reward.fileutil import write_json
@@ -55,6 +56,7 @@ def cmd_demos_collect(args: argparse.Namespace) -> None:
 
     spec = env_spec_from_args(args)
     env = (make_policy_env if args.through_limiter else make_sim_env)(spec)
+    spec[SCENE_KEY] = env.unwrapped.scene
     demonstrator = make_demonstrator(env.unwrapped, noise=args.noise, seed=args.seed)
     with staged_dir(args.out, args.overwrite) as tmp:
         root = tmp / "dataset"

@@ -26,6 +26,7 @@ from robo_reward.runtime.actor import observation_from_parts, proprio_state
 from robo_reward.runtime.codecs import MessageError
 from robo_reward.safety.monitor import JointStateError
 from robo_reward.worker import ignore_stop_signals
+from sim import task_scene
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -162,7 +163,7 @@ class RecorderNode(Node):
         if cfg.sim is not None:
             size = cfg.sim.image_size
             spec.update(task=cfg.sim.task, robot=cfg.sim.robot, image_size=[size, size],
-                        render=cfg.sim.render_settings().to_dict())
+                        render=cfg.sim.render_settings().to_dict(), scene=task_scene(cfg.sim.task, cfg.sim.robot))
         shapes = {k: (tuple(v.shape), k.startswith(IMAGE_PREFIX)) for k, v in first["obs"].items()}
         return {"fps": round(cfg.control_rate_hz), "shapes": shapes, "action_dim": cfg.command.action_dim,
                 "spec": spec, "robot_type": cfg.name}

@@ -11,6 +11,7 @@ from sim.robosuite_env import (
     make_env,
     resolve_robot,
     resolve_task,
+    task_scene,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "make_env",
     "resolve_robot",
     "resolve_task",
+    "task_scene",
 ]

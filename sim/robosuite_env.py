@@ -31,6 +31,7 @@ robot-base frame of a real robot only by a constant transform.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -275,6 +276,7 @@ class RobosuiteEnv(gym.Env):
         self.render_size = (int(render_size[0]), int(render_size[1]))  # (height, width)
         self.render_mode = "rgb_array" if render_camera is not None else None
         self.render_settings = DEFAULT_RENDER if render is None else render
+        self.scene = task_scene(self.task, self.robot_name)  # what a spec recorded here says (make_env)
 
         # The model itself (e.g. the Lift cube's size, drawn when robosuite builds the model) is
         # always built from seed 0, so that reset(seed=s) gives the same initial state in every
@@ -549,6 +551,15 @@ class RobosuiteEnv(gym.Env):
         )
 
 
+def task_scene(task: str, robot: str) -> dict[str, Any]:
+    """What a task's scene changes from robosuite's for `robot` (its keyword arguments to robosuite), as
+    an env spec records it (robo_reward/envs/scenes.py): `{}` where robosuite's own scene is used."""
+    task = resolve_task(task)
+    spec = TASKS[task]
+    kwargs = {**spec.env_kwargs, **spec.robot_env_kwargs.get(resolve_robot(robot, task), {})}
+    return json.loads(json.dumps(kwargs))  # tuples as lists, as a spec file holds them
+
+
 def make_env(
     task: str = "lift",
     robot: str = "Panda",
@@ -562,6 +573,7 @@ def make_env(
     observation_format: int = OBSERVATION_FORMAT,
     placement_scale: float = 1.0,
     render: RenderSettings | Mapping[str, Any] | None = None,
+    scene: Mapping[str, Any] | None = None,
 ) -> RobosuiteEnv:
     """Build a :class:`RobosuiteEnv`.
 
@@ -579,9 +591,14 @@ def make_env(
         observation_format: what an env spec records; only this version's format is produced.
         placement_scale: object placement ranges at reset, as a multiple of the task's own.
         render: how camera frames are drawn (robo_reward.envs.rendering; default: the `fast` preset).
+        scene: the scene an env spec records (`task_scene`); one other than this version's is refused.
     """
     if observation_format != OBSERVATION_FORMAT:
         raise ValueError(f"this simulator produces observation format {OBSERVATION_FORMAT}, not {observation_format!r}")
+    if scene is not None and dict(scene) != (built := task_scene(task, robot)):
+        raise ValueError(f"the env spec was made in the {task}/{robot} scene {dict(scene)} ({{}}: robosuite's own), "
+                         f"but this simulator builds {built}: a dataset or policy made in another scene does not "
+                         "describe this one; record the demonstrations again (docs/conventions.md, 'Scenes')")
     return RobosuiteEnv(
         task=task,
         robot=robot,

@@ -111,6 +111,37 @@ def test_demos_through_the_limiter_record_what_the_robot_was_sent(tmp_path):
     env.close()
 
 
+def test_a_dataset_or_policy_made_in_another_scene_is_refused(lift_demos, tmp_path, capsys):
+    """GR1 Lift's cube moved 0.2 m right of the midline: data and policies made before (recorded with no
+    scene) would be scored on a task they never saw, so they are refused; Panda's scene never changed."""
+    from robo_reward.data.lerobot_io import read_env_spec
+    from robo_reward.rl.runs import make_sim_env
+    from robo_reward.rl.scripted_policy import save_scripted_policy
+    from sim import task_scene
+
+    gr1 = tmp_path / "gr1_demos"
+    assert main(["demos", "collect", "--task", "lift", "--robot", "GR1", "--episodes", "1", "--out", str(gr1),
+                 "--quiet"]) == 0
+    spec = read_env_spec(gr1)
+    assert spec["scene"] == task_scene("lift", "GR1") and spec["scene"]["cube_offset"] == [0.0, -0.2]
+    capsys.readouterr()
+    for scene, code in ((spec["scene"], 0), (None, 2)):  # None: a manifest written before scenes were recorded
+        policy = tmp_path / f"scripted_{code}"
+        policy.mkdir()
+        save_scripted_policy(policy, {k: v for k, v in spec.items() if k != "scene" or scene is not None}, 0.0, 0)
+        assert main(["eval", "--policy", str(policy), "--episodes", "1", "--seed", "900000",
+                     "--out", str(tmp_path / f"eval_{code}"), "--quiet"]) == code
+    err = capsys.readouterr().err.strip()
+    assert "made in the lift/GR1 scene {}" in err and "record the demonstrations again" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "eval_2").exists()
+    # a Panda dataset recorded before scenes were is still Panda Lift's scene
+    old = tmp_path / "panda_before_scenes"
+    shutil.copytree(lift_demos, old)
+    recorded = json.loads((old / "robo_reward_env.json").read_text())
+    (old / "robo_reward_env.json").write_text(json.dumps({k: v for k, v in recorded.items() if k != "scene"}))
+    make_sim_env(read_env_spec(old)).close()
+
+
 def test_unknown_task_and_robot_are_clear_errors(tmp_path, capsys):
     out = tmp_path / "d"
     assert main(["demos", "collect", "--task", "stack-blocks", "--out", str(out), "--quiet"]) == 2

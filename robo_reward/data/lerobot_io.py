@@ -23,6 +23,7 @@ import numpy as np
 
 from robo_reward.envs.observations import IMAGE_PREFIX, OBSERVATION_FORMAT, observation_format_mismatch
 from robo_reward.envs.rendering import RENDER_KEY, spec_with_render
+from robo_reward.envs.scenes import spec_with_scene
 from robo_reward.errors import DatasetError
 
 ENV_SPEC_FILE = "robo_reward_env.json"
@@ -199,7 +200,7 @@ def read_env_spec(root: str | Path) -> dict[str, Any]:
                            "(`robo-reward demos collect` in simulation, the recorder node on a robot)")
     spec.pop(EPISODE_SEEDS_KEY, None)  # what was recorded, not the env a policy acts in
     try:
-        return spec_with_render(spec, str(path))
+        return spec_with_render(spec_with_scene(spec), str(path))
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from robo_reward.envs.observations import OBSERVATION_FORMAT, observation_format_mismatch
+from robo_reward.envs.scenes import spec_with_scene
 from robo_reward.errors import PolicyError
 
 POLICY_FILE = "robo_reward_policy.json"
@@ -79,7 +80,7 @@ def read_policy_manifest(directory: str | Path) -> dict[str, Any]:
     if mismatch:
         raise PolicyError(f"{directory} was trained on {mismatch}: train it again on a dataset recorded with "
                           "this version")
-    return manifest
+    return {**manifest, "env": spec_with_scene(manifest["env"])}
 
 
 PolicyLoader = Callable[[Path, Mapping[str, Any], str], Policy]

@@ -20,6 +20,7 @@ import torch
 from robo_reward.data.lerobot_io import dataset_features, load_demonstrations, read_env_spec, read_episode_seeds
 from robo_reward.envs.observations import IMAGE_PREFIX, flat_state
 from robo_reward.envs.rendering import DEFAULT_RENDER, RENDER_KEY, render_mismatch, spec_with_render
+from robo_reward.envs.scenes import SCENE_KEY
 from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
@@ -95,7 +96,7 @@ def copy_base(base: str | Path, spec: dict[str, Any], target: Path, base_noise: 
         save_scripted_policy(target, spec, noise=base_noise, seed=seed)
         return
     manifest = read_policy_manifest(base)
-    for key in ("task", "robot"):
+    for key in ("task", "robot", SCENE_KEY):
         if manifest["env"].get(key) != spec.get(key):
             raise ConfigError(f"base policy {base} was trained for {key}={manifest['env'].get(key)!r} "
                               f"but the demonstrations are {key}={spec.get(key)!r}")

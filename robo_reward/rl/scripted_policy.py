@@ -18,9 +18,9 @@ def save_scripted_policy(directory: Path, env_spec: Mapping[str, Any], noise: fl
 
 @register_policy_kind(SCRIPTED_KIND)
 def load_scripted_policy(directory: Path, manifest: Mapping[str, Any], device: str) -> Policy:
-    from sim import make_env
+    from robo_reward.rl.runs import make_sim_env
     from sim.demonstrators import make_demonstrator
 
     # the demonstrator reads task constants (e.g. the target bin) from an env of the same spec
-    env = make_env(**manifest["env"])
+    env = make_sim_env(dict(manifest["env"]))
     return make_demonstrator(env, noise=float(manifest.get("noise", 0.0)), seed=manifest.get("seed"))
