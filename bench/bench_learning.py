@@ -80,18 +80,22 @@ class Plan:
     data_plan: str = ""
     peers: tuple[str, ...] = ()
     # learned-reward arms: the reward models (bench/bench_reward_models.py's work directory, built by
-    # it when missing) and how their frames are drawn
+    # it when missing) and how their frames and the camera demos' are drawn: the closed-loop plan's,
+    # `fast` as it was when its points were measured (before `fast` drew collision meshes), so that a
+    # later session's curves match them
     reward_models: str = ""
-    render: str = "fast"
+    render: str = "fast,collision_meshes=false"
 
     def scales(self, point: int) -> list[float]:
         """The placement scales `point` is evaluated at: also 1.5x wider at a wide plan's last point."""
         return [1.0, 1.5] if self.wide_placement and point == self.points[-1] else [1.0]
 
-    def arms(self, names: list[str] | None = None) -> dict[str, Arm]:
-        """The plan's arms (or those named) with the plan's training seeds."""
-        return {name: replace(ARMS[name], seeds=seeds) for name, seeds in self.seeds
-                if names is None or name in names}
+    def arms(self, names: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Arm]:
+        """The plan's arms (or those named) with the plan's training seeds (or those of them named: two
+        drivers of one arm, one core each, then train different seeds)."""
+        arms = {name: replace(ARMS[name], seeds=tuple(s for s in arm_seeds if seeds is None or s in seeds))
+                for name, arm_seeds in self.seeds if names is None or name in names}
+        return {name: arm for name, arm in arms.items() if arm.seeds}
 
 
 PLANS = {
@@ -105,7 +109,7 @@ PLANS = {
     # issue 15's closed loop: the policy acts on state, the reward comes from the two 64x64 cameras only;
     # (d) the simulator's sparse success and (e) the base alone are the lift plan's residual and base arms
     "lift_learned": Plan("lift", "Panda", 24_000, (6_000, 12_000, 18_000, 24_000), data_plan="lift",
-                         peers=("base", "residual"), reward_models="runs/bench/rewards/lift_fast",
+                         peers=("base", "residual"), reward_models="runs/bench/rewards/lift_fast_collision_meshes-false",
                          seeds=(("learned_combined", (0, 1, 2)), ("hop_one_demo", (0,)), ("hop_one_demo_raw", (0,)))),
 }
 
@@ -478,7 +482,7 @@ def cmd_run(args) -> None:
     plan, work, record = PLANS[args.plan], Path(args.work) / args.plan, Record(args.plan)
     data = data_dir(plan, Path(args.work), args.plan)
     prepare_data(plan, data)
-    arms = plan.arms(args.arms)
+    arms = plan.arms(args.arms, args.seeds)
     work_through(jobs_of(plan, arms, record, work, data, Evaluation(report_first_seed(plan), alongside=args.alongside)), record, args.hours)
     cmd_status(args)
 
@@ -502,10 +506,10 @@ def cmd_status(args) -> None:
     """Per curve (arm and seed): the points recorded, and the jobs left (a lost partial curve counts
     all of its points again), so that a session can be planned around whole curves."""
     plan, record = PLANS[args.plan], Record(args.plan)
-    left = jobs_of(plan, plan.arms(args.arms), record, Path(args.work) / args.plan,
+    left = jobs_of(plan, plan.arms(args.arms, args.seeds), record, Path(args.work) / args.plan,
                    data_dir(plan, Path(args.work), args.plan), Evaluation(report_first_seed(plan)))
     print(f"{args.plan}: {len(record.data['evals'])} evaluations recorded, {len(left)} to go")
-    for name, arm in plan.arms(args.arms).items():
+    for name, arm in plan.arms(args.arms, args.seeds).items():
         for seed in arm.seeds:
             done = [point for point in plan.points if record.has(Record.key(name, seed, point))]
             todo = sum(job.key.startswith(f"{name}/seed{seed}/") for job in left)
@@ -597,6 +601,7 @@ def main() -> None:
     p.add_argument("command", choices=["run", "status", "report", "probe"])
     p.add_argument("--plan", choices=list(PLANS), default="lift")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), help="only these of the plan's arms (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", help="run, status: only these of the arms' training seeds")
     p.add_argument("--hours", type=float, default=2.0, help="run: start no new job after this long")
     p.add_argument("--alongside", action="store_true",
                    help="run: another job holds one of the two cores (learner on one thread, one evaluation process)")

@@ -59,7 +59,7 @@ def test_render_settings_change_frames_and_never_the_physics():
     shadows, so `shadows` does not); no setting changes a seeded episode's states."""
     variants = {"fast": DEFAULT_RENDER, "reflections": replace(DEFAULT_RENDER, reflections=True),
                 "multisamples": replace(DEFAULT_RENDER, multisamples=4), "full meshes": replace(DEFAULT_RENDER, mesh_faces=0),
-                "collision meshes": replace(DEFAULT_RENDER, collision_meshes=True), "robosuite": RENDER_PRESETS["robosuite"]}
+                "no collision meshes": replace(DEFAULT_RENDER, collision_meshes=False), "robosuite": RENDER_PRESETS["robosuite"]}
     runs = {name: _frames_after(render) for name, render in variants.items()}
     _, _, no_cameras = _frames_after(None, size=(8, 8))
     np.testing.assert_array_equal(no_cameras, runs["fast"][2])
