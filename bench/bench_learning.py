@@ -39,14 +39,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT))
-from bench_transport import t_interval, wilson  # noqa: E402
+from bench_transport import exclusive, t_interval, wilson  # noqa: E402
 
 from robo_reward.data.collect import DEMO_SEED_OFFSET  # noqa: E402
 from robo_reward.rl.evaluation import EVAL_SEED_OFFSET, evaluation_seeds, seen_initial_states  # noqa: E402
@@ -188,16 +187,6 @@ def cli(args: list[str], log: Path | None = None) -> None:
 
 def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
     return work_root / (plan.data_plan or plan_name) / "data"
-
-
-@contextmanager
-def exclusive(lock_path: Path):
-    """Held by one driver at a time (drivers started side by side share data and records)."""
-    import fcntl
-
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def prepare_data(plan: Plan, data: Path) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_transport import t_interval  # noqa: E402
+from bench_transport import exclusive, t_interval  # noqa: E402
 from robo_reward.cli import main as cli  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -145,12 +145,12 @@ def main() -> None:
         collect(rollouts, args.task, args.rollout_episodes, args.heldout_noise, 1000, args.image_size, args.render)
     # reward_models_<task>.json (no render tag): the record from before render settings, drawn as robosuite draws
     out = RESULTS / f"reward_models_{args.task}_render-{tag}.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
+    RESULTS.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         commands = model_commands(work, train, rollouts, args, seed)
         for name in names:
             model_dir = work / seeded(name, seed)
-            entry = results.setdefault(name, {})
+            entry = json.loads(out.read_text()).get(name, {}) if out.exists() else {}
             # (a record from before training seeds holds seed 0's time at its top level)
             train_s = entry.get("per_seed", {}).get(str(seed), {}).get("train_s", entry.get("train_s") if seed == 0 else None)
             if not model_dir.exists():
@@ -162,21 +162,30 @@ def main() -> None:
                  "--quiet", "--overwrite"])
             report = json.loads((eval_dir / "reward_eval.json").read_text())
             s = report["summary"]
-            entry.setdefault("per_seed", {})[str(seed)] = {
-                "voc_mean": s.get("voc_mean"), "success_accuracy": s["success"]["accuracy"], "train_s": train_s,
-                "episode_voc": episode_vocs(report)}
-            entry["over_seeds"] = over_seeds(entry["per_seed"])
-            if seed == min(int(k) for k in entry["per_seed"]):  # the first seed's full report
-                entry.update(summary=s, train_s=train_s, figure=str(eval_dir / "progress.png"))
-            entry.update(command="python bench/bench_reward_models.py " + " ".join(sys.argv[1:]),
-                         machine=f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                                 f"{torch.get_num_threads()} threads",
-                         settings={k: v for k, v in vars(args).items() if k not in ("work", "compare", "models")})
-            RESULTS.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2))
+            # merged into the record as it is now, under a lock: runs of other seeds may write it meanwhile
+            with exclusive(out.with_suffix(".lock")):
+                results = json.loads(out.read_text()) if out.exists() else {}
+                entry = results.setdefault(name, {})
+                add_result(entry, seed, s, report, train_s, eval_dir, args)
+                out.write_text(json.dumps(results, indent=2))
             print(f"{seeded(name, seed)}: VOC {s.get('voc_mean', float('nan')):.3f} "
                   f"(min {s.get('voc_min', float('nan')):.3f}), success accuracy {s['success']['accuracy']:.3f}, "
                   f"F1 {s['success']['f1']:.3f}", flush=True)
+
+
+def add_result(entry: dict, seed: int, s: dict, report: dict, train_s, eval_dir: Path, args) -> None:
+    """One training seed's evaluation into a model's record: per seed, over seeds, and the first
+    seed's full report."""
+    entry.setdefault("per_seed", {})[str(seed)] = {
+        "voc_mean": s.get("voc_mean"), "success_accuracy": s["success"]["accuracy"], "train_s": train_s,
+        "episode_voc": episode_vocs(report)}
+    entry["over_seeds"] = over_seeds(entry["per_seed"])
+    if seed == min(int(k) for k in entry["per_seed"]):  # the first seed's full report
+        entry.update(summary=s, train_s=train_s, figure=str(eval_dir / "progress.png"))
+    entry.update(command="python bench/bench_reward_models.py " + " ".join(sys.argv[1:]),
+                 machine=f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                         f"{torch.get_num_threads()} threads",
+                 settings={k: v for k, v in vars(args).items() if k not in ("work", "compare", "models")})
 
 
 def compare_renders(task: str) -> None:

@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def exclusive(lock_path: Path):
+    """Held by one process at a time (bench drivers started side by side share data and records)."""
+    import fcntl
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
