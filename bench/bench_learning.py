@@ -79,11 +79,9 @@ class Plan:
     data_plan: str = ""
     peers: tuple[str, ...] = ()
     # learned-reward arms: the reward models (bench/bench_reward_models.py's work directory, built by
-    # it when missing) and how their frames and the camera demos' are drawn: the closed-loop plan's,
-    # `fast` as it was when its points were measured (before `fast` drew collision meshes), so that a
-    # later session's curves match them
+    # it when missing) and how their frames and the camera demos' are drawn
     reward_models: str = ""
-    render: str = "fast,collision_meshes=false"
+    render: str = "fast"
 
     def scales(self, point: int) -> list[float]:
         """The placement scales `point` is evaluated at: also 1.5x wider at a wide plan's last point."""
@@ -107,8 +105,11 @@ PLANS = {
                 seeds=(("base", (0,)), ("residual", (0, 1, 2))), demos_through_limiter=True),
     # issue 15's closed loop: the policy acts on state, the reward comes from the two 64x64 cameras only;
     # (d) the simulator's sparse success and (e) the base alone are the lift plan's residual and base arms
+    # Its frames: `fast` as it was when its points were measured (before `fast` drew collision meshes), so
+    # that a later session's curves match them.
     "lift_learned": Plan("lift", "Panda", 24_000, (6_000, 12_000, 18_000, 24_000), data_plan="lift",
-                         peers=("base", "residual"), reward_models="runs/bench/rewards/lift_fast_collision_meshes-false",
+                         peers=("base", "residual"), render="fast,collision_meshes=false",
+                         reward_models="runs/bench/rewards/lift_fast_collision_meshes-false",
                          seeds=(("learned_combined", (0, 1, 2)), ("hop_one_demo", (0,)), ("hop_one_demo_raw", (0,)))),
 }
 

@@ -6,7 +6,8 @@ On a CPU machine the cost of a frame is the scene, not the pixels: the robosuite
 ~182k mesh faces, so a 64x64 frame costs about as much as a 128x128 one. The
 default for learning (`fast`) draws without shadows, reflections, skybox or multisampling, with
 every visual-only mesh reduced to at most 1000 faces; the collision meshes are drawn (14.6k faces
-in Panda Lift), as robosuite draws them: without them the hop models' VOC dropped. Physics never changes: frames come from a render-only copy of the model.
+in Panda Lift), as robosuite draws them: without them the hop models' VOC dropped. Physics never
+changes: frames come from a render-only copy of the model.
 docs/conventions.md ("Camera frames") has the measured costs and what each setting does.
 """
 
