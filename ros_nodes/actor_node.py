@@ -19,6 +19,7 @@ from robo_reward.envs.limits import JointLimitGuard, JointLimits
 from robo_reward.envs.robot import LinkClosed, RobotEnv
 from robo_reward.errors import RoboRewardError
 from robo_reward.rl.actor_loop import run_episode
+from robo_reward.rl.exploration import episode_horizon
 from robo_reward.rl.transition import Transition
 from robo_reward.runtime.actor import RuntimeActor, checkpoint_weights, robot_observation_shapes
 from robo_reward.runtime.codecs import MessageError, encode_transition
@@ -84,6 +85,7 @@ class ActorNode(Node):
         choose = lambda obs, base_action: self.actor.choose(obs, base_action, self.explore)  # noqa: E731
         while True:
             try:
+                self.actor.start_episode(episode_horizon(self.env))
                 run_episode(self.env, self.base, choose, self.send_transition)
                 self.error = ""
                 refused, self.env.unwrapped.refused = self.env.unwrapped.refused, None

@@ -584,7 +584,7 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
     first = {key: online[key][before] for key in ("obs", "base_action", "action")}
     # what went out is the restored policy's action through the joint limit guard, at the episode's
     # first state (arm joints: observation.state[11:18] after the eef pose and fingers, at rest)
-    chosen = trained.act(first["obs"], first["base_action"], explore=False)
+    chosen = trained.act(first["obs"], first["base_action"])
     limits = JointLimits.from_hardware(sim_hardware_config("lift", "Panda"))
     expected = chosen.copy()
     expected[:6] = limits.limit(chosen[:6], JointReading(first["obs"][11:18], np.zeros(7)))

@@ -45,9 +45,11 @@ def test_short_residual_run_on_lift(lift_demos, lift_mlp_base, tmp_path, capsys)
 
 
 def test_resume_is_exact(lift_demos, lift_mlp_base, tmp_path):
+    """With pink exploration, whose episode draws its noise sequence up front (white noise draws per step)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert rl_train(lift_mlp_base, lift_demos, straight, 260) == 0
-    assert rl_train(lift_mlp_base, lift_demos, split, 130) == 0
+    pink = ("--set", "exploration_noise_beta=1")
+    assert rl_train(lift_mlp_base, lift_demos, straight, 260, *pink) == 0
+    assert rl_train(lift_mlp_base, lift_demos, split, 130, *pink) == 0
     assert main(["rl", "train", "--out", str(split), "--steps", "260", "--resume", "--in-process", "--quiet"]) == 0
     a, b = learner_state(straight)["learner"], learner_state(split)["learner"]
     for part in ("actor", "critic", "actor_target", "critic_target"):

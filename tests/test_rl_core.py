@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
+from robo_reward.rl.exploration import ExplorationNoise
 from robo_reward.rl.networks import EnsembleCritic, EnsembleLinear, ResidualActor
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
 
@@ -161,6 +162,12 @@ def test_batched_critic_equals_a_per_head_loop_over_the_same_parameters() -> Non
     torch.testing.assert_close(q, torch.stack(per_head), rtol=1e-5, atol=1e-6)
 
 
+def _batch_noise(seed: int, std: float = 1.0, shape: tuple[int, int] = (500, 2)):
+    """Exploration for a batch of states: one independent draw per row."""
+    rng = np.random.default_rng(seed)
+    return lambda: rng.normal(0.0, std, shape)
+
+
 def _small_config(**overrides) -> ResidualTD3Config:
     values = dict(
         critic_hidden=(32, 32), actor_hidden=(32, 32), num_q=4, batch_size=32, utd_ratio=2, critic_warmup_updates=2
@@ -175,8 +182,8 @@ def test_fresh_actor_executes_the_base_action_exactly() -> None:
     obs = rng.normal(size=(20, 5)).astype(np.float32)
     base = rng.uniform(-1, 1, size=(20, 3)).astype(np.float32)
 
-    np.testing.assert_array_equal(learner.act(obs, base, explore=False), base)
-    np.testing.assert_array_equal(learner.act(obs[0], base[0], explore=False), base[0])
+    np.testing.assert_array_equal(learner.act(obs, base), base)
+    np.testing.assert_array_equal(learner.act(obs[0], base[0]), base[0])
 
 
 def test_residual_never_exceeds_scale_even_with_large_weights_and_noise() -> None:
@@ -186,9 +193,9 @@ def test_residual_never_exceeds_scale_even_with_large_weights_and_noise() -> Non
     residual = actor(100 * torch.randn(500, 4), torch.randn(500, 2))
     assert residual.abs().max() <= 0.1 and residual.abs().max() > 0.09
 
-    learner = ResidualTD3(4, 2, _small_config(exploration_noise=1.0, residual_scale=0.1), device="cpu")
+    learner = ResidualTD3(4, 2, _small_config(residual_scale=0.1), device="cpu")
     base = np.random.default_rng(1).uniform(-0.5, 0.5, size=(500, 2)).astype(np.float32)
-    executed = learner.act(np.zeros((500, 4), np.float32), base, explore=True, rng=np.random.default_rng(2))
+    executed = learner.act(np.zeros((500, 4), np.float32), base, _batch_noise(2))
     deviation = np.abs(executed - base)
     assert deviation.max() <= 0.1 + 1e-6 and deviation.max() > 0.09
 
@@ -203,11 +210,11 @@ def test_a_residual_bound_per_action_dimension() -> None:
     residual = actor(100 * torch.randn(500, 4), torch.randn(500, 2)).abs().amax(dim=0)
     assert 0.09 < residual[0] <= 0.1 and 0.9 < residual[1] <= 1.0
 
-    cfg = _small_config(exploration_noise=1.0, residual_scale=[0.1, 1.0])
+    cfg = _small_config(residual_scale=[0.1, 1.0])
     assert cfg.residual_scale == (0.1, 1.0) and ResidualTD3Config.from_dict(cfg.to_dict()) == cfg
     learner = ResidualTD3(4, 2, cfg, device="cpu")
-    deviation = np.abs(learner.act(np.zeros((500, 4), np.float32), np.zeros((500, 2), np.float32), explore=True,
-                                   rng=np.random.default_rng(2))).max(axis=0)
+    deviation = np.abs(learner.act(np.zeros((500, 4), np.float32), np.zeros((500, 2), np.float32),
+                                   _batch_noise(2))).max(axis=0)
     assert 0.09 < deviation[0] <= 0.1 + 1e-6 and 0.9 < deviation[1] <= 1.0 + 1e-6
 
     scalar, _, _ = _learner_and_buffers(_small_config(actor_lr=1e-3, residual_scale=0.2))
@@ -219,6 +226,38 @@ def test_a_residual_bound_per_action_dimension() -> None:
         ResidualTD3(4, 2, _small_config(residual_scale=[0.1, 0.1, 0.1]), device="cpu")
     with pytest.raises(ValueError, match="residual_scale must be in"):
         _small_config(residual_scale=[0.1, 0.0])
+
+
+def test_white_exploration_draws_the_stream_it_always_drew() -> None:
+    """beta 0: one rng.normal per step, so runs recorded before colored noise existed replay exactly."""
+    noise = ExplorationNoise(np.random.default_rng(5), 7)
+    noise.start_episode(0.05, 0.0, horizon=100)
+    drawn = np.stack([noise() for _ in range(250)])
+    np.testing.assert_array_equal(drawn, np.random.default_rng(5).normal(0.0, 0.05, (250, 7)))
+
+
+def test_pink_exploration_keeps_the_per_step_spread_but_drifts_within_an_episode() -> None:
+    """What colored noise is for: the same spread per step, but an episode's summed push is several times
+    white noise's (a stalled arm gets moved somewhere). Episodes longer than the horizon keep drawing."""
+    def episodes(beta: float, count: int = 400, steps: int = 100) -> np.ndarray:
+        noise = ExplorationNoise(np.random.default_rng(0), 3)
+        out = []
+        for _ in range(count):
+            noise.start_episode(0.05, beta, horizon=steps)
+            out.append([noise() for _ in range(steps)])
+        return np.asarray(out)  # (episodes, steps, dims)
+
+    white, pink = episodes(0.0), episodes(1.0)
+    for x in (white, pink):
+        assert x.std() == pytest.approx(0.05, rel=0.1)
+    lag1 = lambda x: float(np.mean(x[:, 1:] * x[:, :-1]) / x.var())  # noqa: E731
+    assert abs(lag1(white)) < 0.05 and lag1(pink) > 0.5
+    assert pink.sum(axis=1).std() > 2.5 * white.sum(axis=1).std()
+
+    noise = ExplorationNoise(np.random.default_rng(1), 2)
+    noise.start_episode(0.05, 1.0, horizon=10)
+    longer = np.stack([noise() for _ in range(25)])  # past the horizon: fresh blocks, not a repeat
+    assert longer.shape == (25, 2) and not np.allclose(longer[:10], longer[10:20])
 
 
 def test_config_round_trip_and_unknown_keys() -> None:
@@ -301,7 +340,7 @@ def test_learner_moves_residual_toward_the_better_action() -> None:
         learner.train_step(demo, online, rng)
 
     obs = rng.normal(size=(64, 3)).astype(np.float32)
-    residual = learner.act(obs, np.zeros((64, 2), np.float32), explore=False)
+    residual = learner.act(obs, np.zeros((64, 2), np.float32))
     initial_distance = float(np.linalg.norm(best_action))
     final_distance = float(np.linalg.norm(residual - best_action, axis=1).mean())
     assert final_distance < 0.3 * initial_distance, (residual.mean(axis=0), final_distance)

@@ -94,7 +94,7 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
     action = actor.choose(obs, base, explore=False)
     assert np.all(action == 0) and actor.version == 0  # no weights yet: the base alone
     assert actor.load_weights(_blob(learner, 1)) == 1
-    np.testing.assert_allclose(actor.choose(obs, base, explore=False), learner.act(obs, base, explore=False),
+    np.testing.assert_allclose(actor.choose(obs, base, explore=False), learner.act(obs, base),
                                atol=1e-6)
     assert np.all(actor.choose(obs, base, explore=False) != 0)
     with pytest.raises(MessageError, match="not newer"):
@@ -116,6 +116,26 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
     assert actor.version == 1  # every refusal left the running weights in place
     with pytest.raises(MessageError, match="policy expects 4"):
         actor.choose(np.zeros(5, np.float32), base, explore=False)
+
+
+def test_a_robot_actor_explores_as_its_weights_learner_config_says():
+    """The exploration the learner was configured with reaches the robot: pink noise arrives inside the
+    weights' config and the next episode drifts (lag-1 correlation), where white noise does not."""
+    def deviations(beta: float) -> np.ndarray:
+        cfg = ResidualTD3Config(actor_hidden=(16,), critic_hidden=(16,), num_q=2, exploration_noise_beta=beta)
+        actor = RuntimeActor(None, 2, seed=3)
+        actor.load_weights(_blob(ResidualTD3(4, 2, cfg, "cpu"), 1))  # a fresh residual: zero, noise only
+        out = []
+        for _ in range(50):
+            actor.start_episode(horizon=100)
+            out.append([actor.choose(np.zeros(4, np.float32), np.zeros(2, np.float32), explore=True)
+                        for _ in range(100)])
+        return np.asarray(out)
+
+    for beta, correlated in ((0.0, False), (1.0, True)):
+        x = deviations(beta)
+        lag1 = np.mean(x[:, 1:] * x[:, :-1]) / np.mean(x * x)
+        assert (lag1 > 0.5) if correlated else (abs(lag1) < 0.1), (beta, lag1)
 
 
 def test_command_gate():

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
+from robo_reward.rl.exploration import ExplorationNoise
 from robo_reward.rl.learner_config import PlainConfig
 from robo_reward.rl.networks import OBS_STD_FLOOR
 
@@ -111,14 +112,15 @@ class LeRobotSAC:
         return self.preprocessor.process_observation({STATE: torch.as_tensor(obs, dtype=torch.float32)})
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, base_action: np.ndarray, explore: bool,
-            rng: np.random.Generator | None = None) -> np.ndarray:
-        """SAC's own action for (obs_dim,) or (B, obs_dim): a sample while exploring, else tanh(mean)."""
+    def act(self, obs: np.ndarray, base_action: np.ndarray, explore: ExplorationNoise | None = None) -> np.ndarray:
+        """SAC's own action for (obs_dim,) or (B, obs_dim): a sample of its own while exploring (it draws
+        nothing from `explore`), else tanh(mean)."""
+        sampling = explore is not None
         single = np.ndim(obs) == 1
         nobs = self._observations(obs)
         # the greedy action still draws a sample inside lerobot's forward: evaluation must not move the stream
-        with self._own_rng(keep=explore):
-            action = self.policy.select_action(nobs) if explore else torch.tanh(self.policy.forward(nobs)["action_mean"])
+        with self._own_rng(keep=sampling):
+            action = self.policy.select_action(nobs) if sampling else torch.tanh(self.policy.forward(nobs)["action_mean"])
         action = action.cpu().numpy().astype(np.float32)
         return action[0] if single and action.ndim == 2 else action
 

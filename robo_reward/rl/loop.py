@@ -30,6 +30,7 @@ from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import load_buffers, load_learner, load_progress, save_checkpoint
 from robo_reward.rl.evaluation import evaluate
+from robo_reward.rl.exploration import ExplorationNoise, episode_horizon
 from robo_reward.rl.policies import Policy
 from robo_reward.rl.residual import ResidualTD3
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT, ResidualPolicy
@@ -122,11 +123,15 @@ class InProcessActor:
     """The env, the base and the learner's own actor in this process, one step after another."""
 
     def __init__(self, env: gym.Env, base: Policy, learner: ResidualTD3, rng: np.random.Generator):
-        self.env, self.base, self.learner, self.rng = env, base, learner, rng
+        self.env, self.base, self.learner = env, base, learner
+        self.noise = ExplorationNoise(rng, learner.act_dim)
 
     def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
+        cfg = self.learner.cfg  # a learner that samples its own actions (lerobot's SAC) sets no noise
+        self.noise.start_episode(getattr(cfg, "exploration_noise", 0.0), getattr(cfg, "exploration_noise_beta", 0.0),
+                                 episode_horizon(self.env))
         outcome = run_episode(self.env, self.base, lambda obs, base_action: self.learner.act(
-            obs, base_action, explore=True, rng=self.rng), learn, episode=episode, seed=seed)
+            obs, base_action, self.noise), learn, episode=episode, seed=seed)
         return {"length": outcome.length, "success": outcome.success}
 
     def evaluate(self, episodes: int, seed: int) -> dict[str, Any]:

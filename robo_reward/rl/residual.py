@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
+from robo_reward.rl.exploration import ExplorationNoise
 from robo_reward.rl.learner_config import PlainConfig
 from robo_reward.rl.networks import OBS_STD_FLOOR, EnsembleCritic, ObsNormalizer, ResidualActor, residual_bounds
 
@@ -45,6 +46,8 @@ class ResidualTD3Config(PlainConfig):
     # ResFiT "~0.05 on the residual": absolute std in [-1, 1] action units; the noisy residual is
     # clipped to +-residual_scale so the critic's data stays where the actor can act.
     exploration_noise: float = 0.05
+    # ours: 0 is ResFiT's white noise; 1 pink (power ~ 1/f over the episode; Eberhard et al. 2023), same std
+    exploration_noise_beta: float = 0.0
     demo_fraction: float = 0.5  # ResFiT: half demonstrations, half online transitions per batch
     # ResFiT warms the critic up before the actor moves; 1000 is our choice (count not published).
     critic_warmup_updates: int = 1000
@@ -98,15 +101,11 @@ class ResidualTD3:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
 
-    def act(
-        self,
-        obs: np.ndarray,
-        base_action: np.ndarray,
-        explore: bool,
-        rng: np.random.Generator | None = None,
-    ) -> np.ndarray:
-        """Executed action clip(base + residual [+ noise], -1, 1) for (obs_dim,) or (B, obs_dim) input."""
-        return residual_action(self.obs_normalizer, self.actor, self.cfg, obs, base_action, explore, rng)
+    def act(self, obs: np.ndarray, base_action: np.ndarray, explore: ExplorationNoise | None = None) -> np.ndarray:
+        """Executed action clip(base + residual [+ one draw of `explore`], -1, 1) for (obs_dim,) or
+        (B, obs_dim) input; None: the greedy action."""
+        noise = None if explore is None else explore()
+        return residual_action(self.obs_normalizer, self.actor, self.cfg, obs, base_action, noise)
 
     def fit_observations(self, observations: np.ndarray) -> None:
         """Fix the observation normalizer on the demonstrations' states."""
@@ -260,19 +259,16 @@ def _polyak(source: torch.nn.Module, target: torch.nn.Module, tau: float) -> Non
 
 @torch.no_grad()
 def residual_action(obs_normalizer: ObsNormalizer, actor: ResidualActor, cfg: ResidualTD3Config, obs: np.ndarray,
-                    base_action: np.ndarray, explore: bool, rng: np.random.Generator | None = None) -> np.ndarray:
-    """clip(base + residual [+ exploration noise clipped to the residual scale], -1, 1); shared by the
-    learner and by a robot's actor process that only holds the normalizer and the actor."""
+                    base_action: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """clip(base + clip(residual [+ exploration noise], +-residual scale), -1, 1); shared by the learner
+    and by a robot's actor process that only holds the normalizer and the actor."""
     device = obs_normalizer.mean.device
     single = np.ndim(obs) == 1
     obs_t = torch.as_tensor(np.atleast_2d(obs), dtype=torch.float32, device=device)
     base_t = torch.as_tensor(np.atleast_2d(base_action), dtype=torch.float32, device=device)
     actor.eval()
     residual = actor(obs_normalizer(obs_t), base_t).cpu().numpy()
-    if explore:
-        if rng is None:
-            raise ValueError("explore=True needs an rng so exploration is reproducible")
-        noise = rng.normal(0.0, cfg.exploration_noise, size=residual.shape)
+    if noise is not None:
         bound = residual_bounds(cfg.residual_scale, residual.shape[-1])
         residual = np.clip(residual + noise, -bound, bound)
     action = np.clip(base_t.cpu().numpy() + residual, -1.0, 1.0).astype(np.float32)

@@ -28,7 +28,7 @@ class ResidualPolicy:
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         base_action = checked_action(self.base.act(obs), self.learner.act_dim, "base policy")
-        return self.learner.act(flat_state(obs), base_action, explore=False, rng=None)
+        return self.learner.act(flat_state(obs), base_action)
 
 
 @register_policy_kind(RESIDUAL_KIND)

@@ -18,6 +18,7 @@ import torch
 
 from robo_reward.config.hardware import HardwareConfig
 from robo_reward.envs.observations import EE_POSE_DIM, ENV_STATE_KEY, STATE_KEY, proprio_vector
+from robo_reward.rl.exploration import ExplorationNoise
 from robo_reward.rl.networks import ObsNormalizer, ResidualActor, residual_bounds
 from robo_reward.rl.policies import checked_action
 from robo_reward.rl.residual import ResidualTD3Config, residual_action
@@ -41,8 +42,7 @@ class RuntimeActor:
                  residual_scale: float | Sequence[float] = 0.1, seed: int = 0, device: str = "cpu"):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
-        self.rng = np.random.default_rng(seed)
-        self._noise_cfg = ResidualTD3Config(exploration_noise=exploration_noise, residual_scale=residual_scale)
+        self.noise = ExplorationNoise(np.random.default_rng(seed), act_dim, exploration_noise)
         self._bound = residual_bounds(residual_scale, act_dim)  # until weights arrive: noise within the bound
         self._weights: _Weights | None = None
 
@@ -83,6 +83,13 @@ class RuntimeActor:
         self._weights = _Weights(session, version, cfg, normalizer.to(self.device), actor.to(self.device))
         return version
 
+    def start_episode(self, horizon: int) -> None:
+        """A new episode's exploration, as the running weights' learner config says (white noise of the
+        default std until weights arrive)."""
+        w = self._weights
+        if w is not None:
+            self.noise.start_episode(w.cfg.exploration_noise, w.cfg.exploration_noise_beta, horizon)
+
     def choose(self, flat_obs: np.ndarray, base_action: np.ndarray, explore: bool) -> np.ndarray:
         """The action to send for this observation and the base's action at it (the base is the actor
         loop's to call, once per step)."""
@@ -91,11 +98,12 @@ class RuntimeActor:
         elif flat_obs.size != self.obs_dim:
             raise MessageError(f"observation has {flat_obs.size} values, the policy expects {self.obs_dim}")
         w = self._weights  # one read: the whole step uses one version
+        noise = self.noise() if explore else None
         if w is None:
-            noise = self.rng.normal(0.0, self._noise_cfg.exploration_noise, self.act_dim) if explore else 0.0
-            action = np.clip(base_action + np.clip(noise, -self._bound, self._bound), -1.0, 1.0).astype(np.float32)
+            noise = 0.0 if noise is None else np.clip(noise, -self._bound, self._bound)
+            action = np.clip(base_action + noise, -1.0, 1.0).astype(np.float32)
         else:
-            action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, explore, self.rng)
+            action = residual_action(w.normalizer, w.actor, w.cfg, flat_obs, base_action, noise)
         return checked_action(action, self.act_dim, "residual actor")
 
 

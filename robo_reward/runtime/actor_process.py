@@ -95,14 +95,17 @@ class _ChildActor:
 
     def serve(self) -> None:
         from robo_reward.rl.actor_loop import run_episode
+        from robo_reward.rl.exploration import episode_horizon
 
         episode = int(self.setup["first_episode"])
         choose = lambda obs, base_action: self.actor.choose(obs, base_action, explore=True)  # noqa: E731
+        horizon = episode_horizon(self.env)
         try:
             while self.actor.version == 0:  # the learner's weights first
                 self.handle(self.conn.recv_bytes())
             while True:
                 self.drain()
+                self.actor.start_episode(horizon)
                 outcome = run_episode(self.env, self.base, choose, self.emit, episode=episode,
                                       seed=int(self.setup["seed"]) + episode)
                 self.conn.send_bytes(EPISODE_END + json.dumps(
