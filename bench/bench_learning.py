@@ -341,6 +341,9 @@ class Job:
     key: str
     describe: str
     action: Callable[[], dict]
+    # an evaluation of a point the job before it trained (the wider placement): it runs even past the
+    # deadline, so that a curve is not left one short evaluation from done
+    after_deadline: bool = False
 
 
 @dataclass(frozen=True)
@@ -381,7 +384,7 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, data: 
                     seed_dir = work / arm_name / f"seed{seed}"
                     out.append(Job(key, f"{key}: train to {point} steps, evaluate",
                                    lambda a=arm, sd=seed_dir, p=point, s=seed, sc=scale:
-                                   train_and_evaluate(plan, a, data, sd, p, s, sc, evaluation)))
+                                   train_and_evaluate(plan, a, data, sd, p, s, sc, evaluation), scale != 1.0))
     return out
 
 
@@ -456,7 +459,7 @@ def training_reward_audit(episodes: list[dict]) -> dict:
 def work_through(jobs: list[Job], record: Record, hours: float) -> None:
     deadline = time.monotonic() + hours * 3600
     for job in jobs:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and not job.after_deadline:
             print(f"time is up: stopping before {job.key}", flush=True)
             break
         began = time.perf_counter()
