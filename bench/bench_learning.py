@@ -16,6 +16,7 @@ placement 1.5x wider than training.
 
 State, so a run can stop anywhere and go on (in this session or the next):
   WORK/<plan>/data/{demos,base}      built once per plan (fixed seeds)
+  WORK/<plan>/data_noise<X>          a probe's demonstrations and base at another noise (--demo-noise)
   WORK/<plan>/<arm>/seed<k>/run      the arm's run directory (`rl train --resume` continues it)
   WORK/<plan>/<arm>/seed<k>/step_<N> a snapshot of the policy at env step N (weights only)
   bench/results/learning/<plan>.json every finished evaluation (committed: it is the record that
@@ -486,9 +487,13 @@ def cmd_probe(args) -> None:
     plan, work = PLANS[args.plan], Path(args.work) / args.plan
     record = Record(f"probes/{args.plan}_{args.name}")
     overrides = [*RESIDUAL_SET, *args.set]
+    data = data_dir(plan, Path(args.work), args.plan)
+    if args.demo_noise is not None and args.demo_noise != plan.demo_noise:  # another base: data of its own
+        plan = replace(plan, demo_noise=args.demo_noise)
+        overrides.append(f"demo_noise={args.demo_noise}")
+        data = data.with_name(f"data_noise{args.demo_noise}")
     if record.data.setdefault("overrides", overrides) != overrides:
         raise SystemExit(f"probe {args.name!r} was run with {record.data['overrides']}: pick another --name")
-    data = data_dir(plan, Path(args.work), args.plan)
     prepare_data(plan, data)
     probe_plan = replace(plan, points=tuple(args.points), wide_placement=False)
     arms = {f"probe_{args.name}": rl_arm((*RESIDUAL_SET, *args.set), (args.seed,), in_process=True)}
@@ -603,6 +608,8 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="probe: learner settings")
     p.add_argument("--points", type=int, nargs="+", default=[5000, 10000, 15000], help="probe: env steps")
     p.add_argument("--seed", type=int, default=0, help="probe: training seed")
+    p.add_argument("--demo-noise", type=float, help="probe: demonstrations (and so the base) at this noise "
+                   "instead of the plan's, built once under WORK/<plan>/data_noise<X>")
     args = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     {"run": cmd_run, "status": cmd_status, "report": cmd_report, "probe": cmd_probe}[args.command](args)

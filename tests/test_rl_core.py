@@ -260,6 +260,20 @@ def test_pink_exploration_keeps_the_per_step_spread_but_drifts_within_an_episode
     assert longer.shape == (25, 2) and not np.allclose(longer[:10], longer[10:20])
 
 
+def test_exploration_follows_the_learner_config_and_rejects_impossible_settings() -> None:
+    """Every actor starts an episode's noise from its learner's config; a learner that samples its own
+    actions (lerobot's SAC has no exploration_noise) gets none; a std or beta that means nothing is refused."""
+    noise = ExplorationNoise(np.random.default_rng(2), 3)
+    noise.start_episode_for(_small_config(exploration_noise=0.2, exploration_noise_beta=1.0), horizon=50)
+    assert (noise.std, noise.beta, noise.horizon) == (0.2, 1.0, 50)
+    noise.start_episode_for(object(), horizon=50)
+    assert not np.any([noise() for _ in range(5)])
+    with pytest.raises(ValueError, match=r"exploration_noise_beta must be in \[0, 2\]"):
+        _small_config(exploration_noise_beta=-1.0)
+    with pytest.raises(ValueError, match="exploration_noise is a std"):
+        _small_config(exploration_noise=-0.05)
+
+
 def test_config_round_trip_and_unknown_keys() -> None:
     cfg = ResidualTD3Config(actor_lr=3e-4, critic_hidden=[64, 64])
     assert cfg.critic_hidden == (64, 64)

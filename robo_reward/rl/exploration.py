@@ -64,6 +64,11 @@ class ExplorationNoise:
         self._block = np.empty((0, self.act_dim))
         self._step = 0
 
+    def start_episode_for(self, cfg: object, horizon: int) -> None:
+        """A new episode's noise as a learner config says; a learner that samples its own actions
+        (lerobot's SAC) has no exploration_noise field and gets none."""
+        self.start_episode(getattr(cfg, "exploration_noise", 0.0), getattr(cfg, "exploration_noise_beta", 0.0), horizon)
+
     def __call__(self) -> np.ndarray:
         if self.beta == 0.0:
             return self.rng.normal(0.0, self.std, self.act_dim)

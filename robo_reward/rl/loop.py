@@ -127,9 +127,7 @@ class InProcessActor:
         self.noise = ExplorationNoise(rng, learner.act_dim)
 
     def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
-        cfg = self.learner.cfg  # a learner that samples its own actions (lerobot's SAC) sets no noise
-        self.noise.start_episode(getattr(cfg, "exploration_noise", 0.0), getattr(cfg, "exploration_noise_beta", 0.0),
-                                 episode_horizon(self.env))
+        self.noise.start_episode_for(self.learner.cfg, episode_horizon(self.env))
         outcome = run_episode(self.env, self.base, lambda obs, base_action: self.learner.act(
             obs, base_action, self.noise), learn, episode=episode, seed=seed)
         return {"length": outcome.length, "success": outcome.success}

@@ -68,6 +68,11 @@ class ResidualTD3Config(PlainConfig):
         self.check_ranges(("n_step", "utd_ratio", "batch_size", "num_q", "num_target_min", "policy_delay"))
         if self.num_target_min > self.num_q:
             raise ValueError(f"num_target_min ({self.num_target_min}) exceeds num_q ({self.num_q})")
+        if self.exploration_noise < 0.0:
+            raise ValueError(f"exploration_noise is a std and must be >= 0, got {self.exploration_noise}")
+        if not 0.0 <= self.exploration_noise_beta <= 2.0:
+            raise ValueError("exploration_noise_beta must be in [0, 2] (0 white, 1 pink, 2 red), "
+                             f"got {self.exploration_noise_beta}")
 
 
 class ResidualTD3:

@@ -88,7 +88,7 @@ class RuntimeActor:
         default std until weights arrive)."""
         w = self._weights
         if w is not None:
-            self.noise.start_episode(w.cfg.exploration_noise, w.cfg.exploration_noise_beta, horizon)
+            self.noise.start_episode_for(w.cfg, horizon)
 
     def choose(self, flat_obs: np.ndarray, base_action: np.ndarray, explore: bool) -> np.ndarray:
         """The action to send for this observation and the base's action at it (the base is the actor

@@ -55,8 +55,9 @@ class _ChildActor:
         self.eval_env = make_policy_env(setup["eval_env"])
         self.base, _ = load_policy(setup["base"], "cpu")
         self.eval_base, _ = load_policy(setup["base"], "cpu")  # a base of its own: evaluation never disturbs
-        self.actor = RuntimeActor(setup["obs_dim"], setup["act_dim"], setup["exploration_noise"],  # a chunk queue
-                                  setup["residual_scale"], seed=setup["seed"] * 1_000_003 + setup["first_episode"])
+        # noise std, beta and residual bound come with the learner's weights, which arrive before any episode
+        self.actor = RuntimeActor(setup["obs_dim"], setup["act_dim"],
+                                  seed=setup["seed"] * 1_000_003 + setup["first_episode"])
         self.credit = int(setup["max_lead"])
 
     def handle(self, message: bytes) -> None:
@@ -241,11 +242,9 @@ def use_actor_process(trainer, learner_threads: int | None = None, max_lead: int
     from robo_reward.rl.runs import RUN_CONFIG_FILE
 
     run = json.loads((trainer.run_dir / RUN_CONFIG_FILE).read_text())
-    cfg = trainer.learner.cfg
     setup = {"env": run["env"], "eval_env": run["env"], "reward": asdict(RewardSpec.from_json(run["reward"])),
              "base": str(trainer.run_dir / BASE_SUBDIR), "obs_dim": trainer.learner.obs_dim,
-             "act_dim": trainer.learner.act_dim, "exploration_noise": cfg.exploration_noise,
-             "residual_scale": cfg.residual_scale, "seed": trainer.config.seed,
+             "act_dim": trainer.learner.act_dim, "seed": trainer.config.seed,
              "first_episode": trainer.state.episode, "max_lead": max_lead}
     if learner_threads:
         torch.set_num_threads(learner_threads)

@@ -1,0 +1,78 @@
+"""Does a policy succeed more with exploration noise than greedy? (issue 14: the training episodes of
+a residual run succeed more often than its greedy evaluations at the same step.)
+
+    MUJOCO_GL=egl .venv/bin/python bench/bench_eval_noise.py POLICY [POLICY ...] --name lift_eval_noise
+
+Each policy runs the same tuning episodes (seeds 900,000+ by default: nothing is reported on them)
+twice: greedy, and with the training's white exploration noise added every step (a residual policy
+through its learner's `act`, clipped to its bound as in training; any other policy on its action,
+clipped to [-1, 1]). -> bench/results/learning/probes/<name>.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from robo_reward.envs.observations import flat_state  # noqa: E402
+from robo_reward.rl.evaluation import EVAL_SEED_OFFSET, evaluate  # noqa: E402
+from robo_reward.rl.exploration import ExplorationNoise  # noqa: E402
+from robo_reward.rl.policies import load_policy  # noqa: E402
+from robo_reward.rl.residual_policy import ResidualPolicy  # noqa: E402
+from robo_reward.rl.runs import make_policy_env  # noqa: E402
+
+TUNING_FIRST_SEED = 900_000
+
+
+class Exploring:
+    """A policy acting as it would in a training episode: white noise of `std` on every step."""
+
+    def __init__(self, policy, act_dim: int, std: float, seed: int):
+        self.policy = policy
+        self.noise = ExplorationNoise(np.random.default_rng(seed), act_dim, std)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.policy.reset(seed)
+
+    def act(self, obs) -> np.ndarray:
+        if isinstance(self.policy, ResidualPolicy):  # the residual's own exploration path
+            return self.policy.learner.act(flat_state(obs), self.policy.base.act(obs), self.noise)
+        return np.clip(self.policy.act(obs) + self.noise(), -1.0, 1.0).astype(np.float32)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("policies", nargs="+", type=Path)
+    p.add_argument("--name", required=True, help="record name under bench/results/learning/probes/")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--first-seed", type=int, default=TUNING_FIRST_SEED)
+    p.add_argument("--std", type=float, default=0.05, help="ResFiT's exploration noise")
+    args = p.parse_args()
+    if args.first_seed + args.episodes > 1_000_000:
+        raise SystemExit("bench_eval_noise: tuning episodes only (seeds below 1,000,000)")
+    out = ROOT / "bench" / "results" / "learning" / "probes" / f"{args.name}.json"
+    record = {"episodes": args.episodes, "first_seed": args.first_seed, "std": args.std, "policies": {}}
+    for path in args.policies:
+        policy, manifest = load_policy(path, "cpu")
+        env = make_policy_env(manifest["env"])
+        row = {}
+        for mode in ("greedy", "noisy"):
+            acting = policy if mode == "greedy" else Exploring(policy, env.action_space.shape[0], args.std, seed=0)
+            result = evaluate(env, acting, args.episodes, seed=args.first_seed - EVAL_SEED_OFFSET, progress=False)
+            row[mode] = {"successes": int(sum(result.successes)), "mean_length": float(np.mean(result.lengths))}
+            print(f"{path}: {mode} {row[mode]['successes']}/{args.episodes}", flush=True)
+        record["policies"][str(path)] = row
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
