@@ -20,31 +20,36 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from robo_reward.envs.observations import flat_state  # noqa: E402
 from robo_reward.rl.evaluation import EVAL_SEED_OFFSET, evaluate  # noqa: E402
 from robo_reward.rl.exploration import ExplorationNoise  # noqa: E402
 from robo_reward.rl.policies import load_policy  # noqa: E402
 from robo_reward.rl.residual_policy import ResidualPolicy  # noqa: E402
 from robo_reward.rl.runs import make_policy_env  # noqa: E402
+from bench_learning import TUNING_SEED  # noqa: E402
 
-TUNING_FIRST_SEED = 900_000
 
+class NoisyAction:
+    """A policy that is not a residual one, with white noise on its action (clipped to [-1, 1])."""
 
-class Exploring:
-    """A policy acting as it would in a training episode: white noise of `std` on every step."""
-
-    def __init__(self, policy, act_dim: int, std: float, seed: int):
-        self.policy = policy
-        self.noise = ExplorationNoise(np.random.default_rng(seed), act_dim, std)
+    def __init__(self, policy, noise: ExplorationNoise):
+        self.policy, self.noise = policy, noise
 
     def reset(self, seed: int | None = None) -> None:
         self.policy.reset(seed)
 
     def act(self, obs) -> np.ndarray:
-        if isinstance(self.policy, ResidualPolicy):  # the residual's own exploration path
-            return self.policy.learner.act(flat_state(obs), self.policy.base.act(obs), self.noise)
         return np.clip(self.policy.act(obs) + self.noise(), -1.0, 1.0).astype(np.float32)
+
+
+def exploring(policy, act_dim: int, std: float, seed: int):
+    """`policy` acting as in a training episode: white noise of `std` on every step (a residual policy
+    through its learner's own exploration path, clipped to its bound)."""
+    noise = ExplorationNoise(np.random.default_rng(seed), act_dim, std)
+    if isinstance(policy, ResidualPolicy):
+        return ResidualPolicy(policy.base, policy.learner, noise)
+    return NoisyAction(policy, noise)
 
 
 def main() -> None:
@@ -52,20 +57,20 @@ def main() -> None:
     p.add_argument("policies", nargs="+", type=Path)
     p.add_argument("--name", required=True, help="record name under bench/results/learning/probes/")
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--first-seed", type=int, default=TUNING_FIRST_SEED)
+    p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed`: the probes' tuning episodes")
     p.add_argument("--std", type=float, default=0.05, help="ResFiT's exploration noise")
     args = p.parse_args()
-    if args.first_seed + args.episodes > 1_000_000:
-        raise SystemExit("bench_eval_noise: tuning episodes only (seeds below 1,000,000)")
+    if args.seed + args.episodes > 0:  # eval seeds from EVAL_SEED_OFFSET on are reported, not tuned on
+        raise SystemExit(f"bench_eval_noise: tuning episodes only (seeds below {EVAL_SEED_OFFSET:,})")
     out = ROOT / "bench" / "results" / "learning" / "probes" / f"{args.name}.json"
-    record = {"episodes": args.episodes, "first_seed": args.first_seed, "std": args.std, "policies": {}}
+    record = {"episodes": args.episodes, "first_seed": EVAL_SEED_OFFSET + args.seed, "std": args.std, "policies": {}}
     for path in args.policies:
         policy, manifest = load_policy(path, "cpu")
         env = make_policy_env(manifest["env"])
         row = {}
         for mode in ("greedy", "noisy"):
-            acting = policy if mode == "greedy" else Exploring(policy, env.action_space.shape[0], args.std, seed=0)
-            result = evaluate(env, acting, args.episodes, seed=args.first_seed - EVAL_SEED_OFFSET, progress=False)
+            acting = policy if mode == "greedy" else exploring(policy, env.action_space.shape[0], args.std, seed=0)
+            result = evaluate(env, acting, args.episodes, seed=args.seed, progress=False)
             row[mode] = {"successes": int(sum(result.successes)), "mean_length": float(np.mean(result.lengths))}
             print(f"{path}: {mode} {row[mode]['successes']}/{args.episodes}", flush=True)
         record["policies"][str(path)] = row

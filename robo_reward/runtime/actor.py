@@ -38,12 +38,13 @@ class _Weights:
 class RuntimeActor:
     """The residual half of a robot's policy, with weights that arrive while it runs."""
 
-    def __init__(self, obs_dim: int | None, act_dim: int, exploration_noise: float = 0.05,
-                 residual_scale: float | Sequence[float] = 0.1, seed: int = 0, device: str = "cpu"):
+    def __init__(self, obs_dim: int | None, act_dim: int, seed: int = 0, device: str = "cpu"):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.device = torch.device(device)
-        self.noise = ExplorationNoise(np.random.default_rng(seed), act_dim, exploration_noise)
-        self._bound = residual_bounds(residual_scale, act_dim)  # until weights arrive: noise within the bound
+        # until weights arrive (they carry the learner's settings): the default learner's noise, within its bound
+        defaults = ResidualTD3Config()
+        self.noise = ExplorationNoise(np.random.default_rng(seed), act_dim, defaults.exploration_noise)
+        self._bound = residual_bounds(defaults.residual_scale, act_dim)
         self._weights: _Weights | None = None
 
     @property
