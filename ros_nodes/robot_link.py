@@ -188,7 +188,9 @@ class RosRobotLink:
                              ended=outcome is not None or not current, success=success,
                              reason=str(outcome.get("source")) if outcome else f"episode is {self.phase}")
 
-    def episode_status(self, episode: int) -> EpisodeStatus:
+    def episode_status(self, episode: int, wait_s: float = 0.0) -> EpisodeStatus:
+        if wait_s > 0:
+            self._wait(lambda: self._status(episode).ended, wait_s)
         with self.changed:
             return self._status(episode)
 

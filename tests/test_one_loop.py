@@ -163,13 +163,38 @@ class FlakyLink:
     def wait_newer(self, stamp, timeout_s):
         return self._reading()
 
-    def episode_status(self, episode):
+    def episode_status(self, episode, wait_s=0.0):
         from robo_reward.envs.robot import EpisodeStatus
 
         return EpisodeStatus(running=True, episode=episode)
 
     def operator_command(self):
         return None
+
+
+class MarkedLink(FlakyLink):
+    """The operator marks the episode a success after its 3rd command: the gate closes at once, and
+    the reset manager's outcome reaches the link `outcome_delay_s` later (DDS under load)."""
+
+    observation_timeout_s = 0.5
+
+    def __init__(self, outcome_delay_s: float):
+        super().__init__(refuse_at=set())
+        self.outcome_delay_s, self.arrives = outcome_delay_s, float("inf")
+
+    def gate(self):
+        if self.stamp < 3:
+            return True, "ok"
+        self.arrives = min(self.arrives, time.monotonic() + self.outcome_delay_s)
+        return False, "episode is stopped"
+
+    def episode_status(self, episode, wait_s=0.0):
+        from robo_reward.envs.robot import EpisodeStatus
+
+        time.sleep(max(0.0, min(self.arrives, time.monotonic() + wait_s) - time.monotonic()))
+        ended = time.monotonic() >= self.arrives
+        return EpisodeStatus(running=not ended, episode=episode, ended=ended, success=ended,
+                             reason="operator" if ended else "")
 
 
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
@@ -194,6 +219,28 @@ def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_ga
         buffer.add_transition(t, 1.0)
     # windows from steps 0-2 bootstrap at obs 3 (the gap); none reaches into the resumed part
     assert [float(x) for x in buffer.next_obs[:3, 0]] == [3.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("outcome_delay_s", [0.05, 2.0])
+def test_an_operators_success_mark_that_arrives_after_the_gate_closed_still_ends_the_episode(outcome_delay_s):
+    """The mark closes the gate before its outcome arrives. An outcome in within the observation
+    timeout makes the last executed step the terminal one with reward 1 (the learner gets the
+    success); one later than that leaves the episode a fail-safe gap (nothing terminal, no reward)."""
+    from robo_reward.envs.robot import RobotEnv
+    from robo_reward.rl.actor_loop import run_episode
+
+    env = RobotEnv(MarkedLink(outcome_delay_s), act_dim=1, max_episode_steps=10)
+    base = ChunkQueueBase(1)
+    transitions = []
+    outcome = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
+    assert [t.step for t in transitions] == [0, 1, 2]
+    last = transitions[-1]
+    if outcome_delay_s < MarkedLink.observation_timeout_s:
+        assert outcome.success and last.terminated and last.reward == 1.0 and env.refused is None
+    else:
+        assert not outcome.success and not last.terminated and last.reward == 0.0
+        assert env.refused == (4, 3, "episode is stopped")
+    assert all(t.reward == 0.0 and not t.terminated for t in transitions[:-1])
 
 
 class RobotStack:

@@ -64,8 +64,9 @@ class RobotLink(Protocol):
     def wait_newer(self, stamp: float, timeout_s: float) -> RobotReading | None:
         """The first observation with a source time after `stamp`; None at the timeout. Raises LinkClosed."""
 
-    def episode_status(self, episode: int) -> EpisodeStatus:
-        """Where episode `episode` stands now (its outcome, once the reset manager has one)."""
+    def episode_status(self, episode: int, wait_s: float = 0.0) -> EpisodeStatus:
+        """Where episode `episode` stands (its outcome, once the reset manager has one), waiting up to
+        `wait_s` for that outcome if it is not in yet. Raises LinkClosed."""
 
     def operator_command(self) -> np.ndarray | None:
         """The operator's command while they intervene and it is fresh, else None."""
@@ -114,7 +115,9 @@ class RobotEnv(gym.Env):
         self._index += 1
         if not ok:
             info = {"executed": False, "stopped": reason}
-            status = self.link.episode_status(self._episode)
+            # a gate that closes because the episode ended (an operator's mark) may close before the
+            # outcome arrives: wait for it as long as an observation may be late, or the success is lost
+            status = self.link.episode_status(self._episode, wait_s=self.link.observation_timeout_s)
             if status.ended:  # it ended between two steps (an operator's mark): the last step was the end
                 info["episode_success"] = status.success
                 self._ended = self._episode
