@@ -99,7 +99,7 @@ class Plan:
 PLANS = {
     "lift": Plan("lift", "Panda", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), wide_placement=True),
     "can": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000),
-                seeds=(("base", (0,)), ("residual", (0, 1, 2)), ("sac_demos", (0,)))),
+                seeds=(("base", (0,)), ("residual", (0, 1, 2)), ("residual_bound", (0, 1, 2)), ("sac_demos", (0,)))),
     # GR1 demonstrations are recorded through the joint limit guard every policy acts through (with the
     # cube at the table's midline, a base cloned from raw ones scored 65% unguarded, 10% guarded)
     "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000),
