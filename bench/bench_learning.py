@@ -188,7 +188,10 @@ def cli(args: list[str], log: Path | None = None) -> None:
 
 
 def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
-    return work_root / (plan.data_plan or plan_name) / "data"
+    """The plan's demonstrations and base; a probe's at another demonstration noise beside them."""
+    owner = plan.data_plan or plan_name
+    noise = "" if plan.demo_noise == PLANS[owner].demo_noise else f"_noise{plan.demo_noise}"
+    return work_root / owner / f"data{noise}"
 
 
 def prepare_data(plan: Plan, data: Path) -> None:
@@ -487,11 +490,10 @@ def cmd_probe(args) -> None:
     plan, work = PLANS[args.plan], Path(args.work) / args.plan
     record = Record(f"probes/{args.plan}_{args.name}")
     overrides = [*RESIDUAL_SET, *args.set]
-    data = data_dir(plan, Path(args.work), args.plan)
     if args.demo_noise is not None and args.demo_noise != plan.demo_noise:  # another base: data of its own
         plan = replace(plan, demo_noise=args.demo_noise)
         overrides.append(f"demo_noise={args.demo_noise}")
-        data = data.with_name(f"data_noise{args.demo_noise}")
+    data = data_dir(plan, Path(args.work), args.plan)
     if record.data.setdefault("overrides", overrides) != overrides:
         raise SystemExit(f"probe {args.name!r} was run with {record.data['overrides']}: pick another --name")
     prepare_data(plan, data)
