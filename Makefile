@@ -5,16 +5,13 @@ TASK ?= lift
 ROBOT ?= Panda
 DEMOS ?= 20
 NOISE ?= 0.5
-RL_STEPS ?= 24000
+RL_STEPS ?= 10000
 EVAL_EPISODES ?= 100
 # `eval --seed`: the final evaluations run on seeds 2,000,000 + DEMOS on, never used in training or
 # tuning (`demos collect` starts its episodes from seeds 2,000,000 ... 2,000,000 + DEMOS - 1)
 EVAL_SEED ?= $(shell expr 1000000 + $(DEMOS))
 # ResFiT's update-to-data ratio is 4; two CPU cores afford 1 (see docs/BENCHMARKS.md)
-# The residual's bound per action dimension: a Panda's arm 0.2, its gripper the whole range (the Lift
-# table's best arm, docs/BENCHMARKS.md); another robot needs its own, e.g. `make demo ROBOT=GR1 BOUND=0.1`
-BOUND ?= [0.2,0.2,0.2,0.2,0.2,0.2,1.0]
-RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4 --set 'residual_scale=$(BOUND)'
+RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean
