@@ -32,9 +32,11 @@ class PerHeadLoopCritic(nn.Module):
         super().__init__()
         self.heads = nn.ModuleList(mlp(obs_dim + act_dim, hidden, 1) for _ in range(num_heads))
 
-    def forward(self, obs_normalized: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs_normalized: torch.Tensor, action: torch.Tensor,
+                heads: torch.Tensor | None = None) -> torch.Tensor:
         x = torch.cat([obs_normalized, action], dim=-1)
-        return torch.stack([head(x).squeeze(-1) for head in self.heads])
+        chosen = range(len(self.heads)) if heads is None else heads.tolist()
+        return torch.stack([self.heads[h](x).squeeze(-1) for h in chosen])
 
 
 def build_learner(variant: str, cfg: ResidualTD3Config, device: torch.device) -> ResidualTD3:

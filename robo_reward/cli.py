@@ -301,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="env and learner in one process, one after the other: deterministic, bit-exact resume "
                         "(default: the env in a second process, so acting and learning share both cores)")
-    p.add_argument("--learner-threads", type=positive_int, help="torch threads for the learner's updates (with --in-process: the process's; default: torch's, "
-                   "every core; the env process uses one)")
+    p.add_argument("--learner-threads", type=positive_int, help="torch threads for the learner's updates (default: every core but the env process's "
+                   "one; with --in-process: torch's, every core)")
     p.add_argument("--out", required=True)
 
     add_reward_parsers(groups, command)

@@ -160,6 +160,9 @@ def test_batched_critic_equals_a_per_head_loop_over_the_same_parameters() -> Non
     q = critic(obs, action)
     assert q.shape == (5, 11)
     torch.testing.assert_close(q, torch.stack(per_head), rtol=1e-5, atol=1e-6)
+    # the TD target's few heads, computed alone, are those heads of the full call (in the order asked)
+    heads = torch.tensor([3, 0])
+    torch.testing.assert_close(critic(obs, action, heads), q[heads], rtol=1e-5, atol=1e-6)
 
 
 def _batch_noise(seed: int, std: float = 1.0, shape: tuple[int, int] = (500, 2)):

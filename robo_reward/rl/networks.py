@@ -34,11 +34,12 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, B, in), or (B, in) shared by all members -> (E, B, out)."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (E, B, in), or (B, in) shared by all members -> (E, B, out); `members`: only these (E = their count)."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.num_members, -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
     def extra_repr(self) -> str:
         return f"num_members={self.num_members}, in_features={self.in_features}, out_features={self.out_features}"
@@ -71,14 +72,20 @@ class EnsembleMLP(nn.Module):
         )
         self.output_layer = EnsembleLinear(num_members, dims[-1], out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, B, in_dim) or (B, in_dim) -> (E, B, out_dim)."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (E, B, in_dim) or (B, in_dim) -> (E, B, out_dim); `members`: only these members (E = their
+        count), e.g. the few target heads a TD target takes its minimum over."""
         for i, layer in enumerate(self.hidden_layers):
-            x = layer(x)
+            x = layer(x, members)
             if self.layer_norm:
-                x = F.layer_norm(x, x.shape[-1:]) * self.norm_weights[i] + self.norm_biases[i]
-            x = F.relu(x)
-        return self.output_layer(x)
+                weight, bias = self.norm_weights[i], self.norm_biases[i]
+                if members is not None:
+                    weight, bias = weight[members], bias[members]
+                x = torch.addcmul(bias, F.layer_norm(x, x.shape[-1:]), weight)  # one pass for the affine
+                x = x.relu_()  # in place on a fresh tensor: one allocation less
+            else:
+                x = F.relu(x)
+        return self.output_layer(x, members)
 
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = True) -> nn.Sequential:
@@ -145,9 +152,10 @@ class EnsembleCritic(nn.Module):
         self.num_heads = num_heads
         self.q_heads = EnsembleMLP(num_heads, obs_dim + act_dim, hidden, 1, layer_norm=True)
 
-    def forward(self, obs_normalized: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """(B, obs_dim), (B, act_dim) -> Q values (num_heads, B)."""
-        return self.q_heads(torch.cat([obs_normalized, action], dim=-1)).squeeze(-1)
+    def forward(self, obs_normalized: torch.Tensor, action: torch.Tensor,
+                heads: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, obs_dim), (B, act_dim) -> Q values (num_heads, B); `heads`: only these (len(heads), B)."""
+        return self.q_heads(torch.cat([obs_normalized, action], dim=-1), heads).squeeze(-1)
 
 
 # Smallest per-dimension std the normalizer divides by (observation units: m, rad, rotation entries).

@@ -146,7 +146,7 @@ class ResidualTD3:
             next_residual = torch.clamp(next_residual + noise, -scale, scale)
             next_action = (batch["next_base_action"] + next_residual).clamp(-1.0, 1.0)
             target_heads = torch.randperm(cfg.num_q, generator=self.generator, device=self.device)[: cfg.num_target_min]
-            next_q = self.critic_target(next_obs, next_action)[target_heads].min(dim=0).values
+            next_q = self.critic_target(next_obs, next_action, target_heads).min(dim=0).values
             td_target = batch["n_step_return"] + batch["discount"] * next_q
 
         q = self.critic(obs, batch["action"])  # (num_q, B), one batched call

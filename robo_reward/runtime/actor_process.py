@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -234,7 +235,8 @@ class ActorProcess:
 def use_actor_process(trainer, learner_threads: int | None = None, max_lead: int = 4):
     """Move a trainer's episodes (rl.loop.ResidualTrainer) into a process of their own, set up from its
     run directory: env steps and updates then overlap on two cores at the same update-to-data ratio.
-    `learner_threads`: torch threads for the updates (None: torch's default, every core)."""
+    `learner_threads`: torch threads for the updates (None: every core but the one the actor process
+    holds — a learner thread sharing that core makes every matrix product wait on it)."""
     import torch
 
     from robo_reward.rewards import RewardSpec
@@ -246,7 +248,7 @@ def use_actor_process(trainer, learner_threads: int | None = None, max_lead: int
              "base": str(trainer.run_dir / BASE_SUBDIR), "obs_dim": trainer.learner.obs_dim,
              "act_dim": trainer.learner.act_dim, "seed": trainer.config.seed,
              "first_episode": trainer.state.episode, "max_lead": max_lead}
-    if learner_threads:
-        torch.set_num_threads(learner_threads)
+    usable_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(learner_threads or max(1, usable_cores - 1))
     trainer.actor = ActorProcess(setup, trainer.learner)
     return trainer
