@@ -331,23 +331,25 @@ def test_resume_from_weights_only_checkpoint_reproduces_updates_exactly(tmp_path
         ResidualTD3(4, 1, _small_config(actor_lr=1e-3, tau=0.01), "cpu").load_state_dict(learner.state_dict())
 
 
-def test_learner_moves_residual_toward_the_better_action() -> None:
-    """One-step bandit, base action 0, reward = -|a - a*|_1 with a* = [0.25, -0.25] inside the scale.
+BANDIT_BEST_ACTION = np.array([0.25, -0.25], dtype=np.float32)
+
+
+def _bandit_residuals(**overrides) -> np.ndarray:
+    """One-step bandit, base action 0, reward = -|a - a*|_1 with a* = [0.25, -0.25] inside the scale:
+    the residuals a learner trained on it chooses for 64 new states.
 
     A V-shaped reward (rather than a quadratic, whose flat peak a small ReLU critic resolves
     only slowly) keeps this a quick check that critic + actor climb the Q landscape.
     """
-    cfg = ResidualTD3Config(
+    cfg = ResidualTD3Config(**(dict(
         critic_hidden=(64, 64), actor_hidden=(64, 64), num_q=4, batch_size=128, utd_ratio=1,
-        critic_lr=1e-3, actor_lr=1e-3, critic_warmup_updates=100, residual_scale=0.5,
-    )
+        critic_lr=1e-3, actor_lr=1e-3, critic_warmup_updates=100, residual_scale=0.5) | overrides))
     rng = np.random.default_rng(0)
-    best_action = np.array([0.25, -0.25], dtype=np.float32)
     demo = NStepReplayBuffer(capacity=2000, obs_dim=3, act_dim=2, n_step=cfg.n_step, gamma=cfg.gamma)
     for _ in range(2000):
         obs = rng.normal(size=3)
         action = rng.uniform(-0.5, 0.5, size=2)
-        reward = -float(np.abs(action - best_action).sum())
+        reward = -float(np.abs(action - BANDIT_BEST_ACTION).sum())
         demo.add(obs, np.zeros(2), action, reward, obs, np.zeros(2), terminated=True, truncated=False)
     learner = ResidualTD3(3, 2, cfg, device="cpu")
     learner.obs_normalizer.fit(demo.obs)
@@ -357,10 +359,25 @@ def test_learner_moves_residual_toward_the_better_action() -> None:
         learner.train_step(demo, online, rng)
 
     obs = rng.normal(size=(64, 3)).astype(np.float32)
-    residual = learner.act(obs, np.zeros((64, 2), np.float32))
-    initial_distance = float(np.linalg.norm(best_action))
-    final_distance = float(np.linalg.norm(residual - best_action, axis=1).mean())
+    return learner.act(obs, np.zeros((64, 2), np.float32))
+
+
+def test_learner_moves_residual_toward_the_better_action() -> None:
+    residual = _bandit_residuals()
+    initial_distance = float(np.linalg.norm(BANDIT_BEST_ACTION))
+    final_distance = float(np.linalg.norm(residual - BANDIT_BEST_ACTION, axis=1).mean())
     assert final_distance < 0.3 * initial_distance, (residual.mean(axis=0), final_distance)
+
+
+def test_the_residual_penalty_stops_where_its_pull_matches_the_critics_gain() -> None:
+    """With `residual_penalty` w the actor minimises -Q + w * mean_i (r_i / bound)^2: per dimension the
+    pull is w * r_i / bound^2 (mean over the 2 dimensions), the V-shaped Q's slope is 1, so the residual
+    stops at bound^2 / w = 0.125 instead of 0.25 (w = 2, bound 0.5)."""
+    residual = _bandit_residuals(residual_penalty=2.0)
+    expected = BANDIT_BEST_ACTION / 2
+    assert np.abs(residual.mean(axis=0) - expected).max() < 0.04, residual.mean(axis=0)
+    with pytest.raises(ValueError, match="residual_penalty"):
+        ResidualTD3Config(residual_penalty=-1.0)
 
 
 def test_the_normalizer_keeps_dimensions_that_barely_moved_in_the_demos_off_the_clip():

@@ -54,6 +54,9 @@ class ResidualTD3Config(PlainConfig):
     # Env steps with base action + exploration noise before any update (read by the training loop).
     learning_starts: int = 1000
     obs_std_floor: float = OBS_STD_FLOOR  # ours: see rl/networks.py
+    # ours: weight of mean((residual / bound)^2) in the actor's loss, pulling the residual toward the base
+    # where the critic's gain does not pay for it (as TD3+BC's term pulls toward the data); ResFiT: none
+    residual_penalty: float = 0.0
     weight_decay: float = 0.0  # Adam L2 on both networks; ResFiT uses none
     max_grad_norm: float | None = None  # optional global-norm gradient clip; off in ResFiT
     seed: int = 0  # seeds network init and the learner's own noise/head-choice generator
@@ -68,6 +71,8 @@ class ResidualTD3Config(PlainConfig):
         self.check_ranges(("n_step", "utd_ratio", "batch_size", "num_q", "num_target_min", "policy_delay"))
         if self.num_target_min > self.num_q:
             raise ValueError(f"num_target_min ({self.num_target_min}) exceeds num_q ({self.num_q})")
+        if self.residual_penalty < 0.0:
+            raise ValueError(f"residual_penalty must be >= 0, got {self.residual_penalty}")
         if self.exploration_noise < 0.0:
             raise ValueError(f"exploration_noise is a std and must be >= 0, got {self.exploration_noise}")
         if not 0.0 <= self.exploration_noise_beta <= 2.0:
@@ -162,7 +167,7 @@ class ResidualTD3:
             residual = self.actor(obs, batch["base_action"])
             action = (batch["base_action"] + residual).clamp(-1.0, 1.0)
             self.critic.requires_grad_(False)  # gradients flow through the critic, not into it
-            actor_loss = -self.critic(obs, action).mean()
+            actor_loss = -self.critic(obs, action).mean() + cfg.residual_penalty * (residual / scale).square().mean()
             self.critic.requires_grad_(True)
             self._step(self.actor_optimizer, actor_loss, self.actor.parameters())
             _polyak(self.actor, self.actor_target, cfg.tau)
