@@ -10,9 +10,12 @@ EVAL_EPISODES ?= 100
 # `eval --seed`: the final evaluations run on seeds 2,000,000 + DEMOS on, never used in training or
 # tuning (`demos collect` starts its episodes from seeds 2,000,000 ... 2,000,000 + DEMOS - 1)
 EVAL_SEED ?= $(shell expr 1000000 + $(DEMOS))
-# ResFiT's update-to-data ratio is 4; two CPU cores afford 1. The arm's residual bound 0.2 with the
-# gripper's whole range is the Lift table's best arm at 24k steps (docs/BENCHMARKS.md)
-RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4 --set 'residual_scale=[0.2,0.2,0.2,0.2,0.2,0.2,1.0]'
+# ResFiT's update-to-data ratio is 4; two CPU cores afford 1 (see docs/BENCHMARKS.md)
+# The residual's bound per action dimension: a Panda's arm 0.2, its gripper the whole range (the Lift
+# table's best arm at 24k steps, docs/BENCHMARKS.md); another robot needs its own, e.g.
+# `make demo ROBOT=GR1 BOUND=0.1`
+BOUND ?= [0.2,0.2,0.2,0.2,0.2,0.2,1.0]
+RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4 --set 'residual_scale=$(BOUND)'
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean

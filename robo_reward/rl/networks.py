@@ -82,9 +82,7 @@ class EnsembleMLP(nn.Module):
                 if members is not None:
                     weight, bias = weight[members], bias[members]
                 x = torch.addcmul(bias, F.layer_norm(x, x.shape[-1:]), weight)  # one pass for the affine
-                x = x.relu_()  # in place on a fresh tensor: one allocation less
-            else:
-                x = F.relu(x)
+            x = x.relu_()  # in place on a fresh tensor (the layer's or the affine's): one allocation less
         return self.output_layer(x, members)
 
 
