@@ -1,8 +1,10 @@
-"""How a Lift policy fails: every episode of a seeded evaluation sorted by what the simulator saw —
-the gripper never came within reach of the cube, reached it but never grasped it, grasped it but did
-not lift it above the success height (dropped or too weak), or succeeded (with the step of the first
-grasp and of success). Judged on the tuning seeds (900,000+) by default: what is learned here may
-steer tuning, so it must not look at the report seeds.
+"""How a policy fails: every episode of a seeded evaluation sorted by what the simulator saw.
+Lift: the gripper never came within reach of the cube, reached it but never grasped it, grasped it but
+did not lift it above the success height (dropped or too weak), or succeeded. PickPlaceCan: never
+grasped the can, grasped it but never brought it over the target bin, held it over the bin to the
+end, let go with the can landing outside the bin, or left it in the bin with the hand still at it
+(robosuite counts a placed can only once the hand is ~4 cm away). Judged on the tuning seeds
+(900,000+) by default: what is learned here may steer tuning, so it must not look at the report seeds.
 
     MUJOCO_GL=egl .venv/bin/python bench/bench_failure_modes.py --policy runs/bench/learning/lift/data/base \\
         --policy runs/bench/learning/lift/residual/seed0/step_24000 --episodes 100
@@ -23,11 +25,15 @@ TUNING_SEED = -100_000  # as bench_learning: `eval --seed` -> seeds 900,000+
 REACH_M = 0.02  # gripper-to-cube distance counted as within reach
 
 
+def _gripper(rs):
+    gripper = rs.robots[0].gripper
+    return next(iter(gripper.values())) if isinstance(gripper, dict) else gripper
+
+
 def lift_step_state(env) -> dict:
     """The robosuite Lift state behind the env: cube height above the table, grasp, gripper distance."""
     rs = env.unwrapped._env
-    gripper = rs.robots[0].gripper
-    gripper = next(iter(gripper.values())) if isinstance(gripper, dict) else gripper
+    gripper = _gripper(rs)
     cube = rs.sim.data.body_xpos[rs.cube_body_id]
     height = float(cube[2] - rs.model.mujoco_arena.table_offset[2])
     return {"height": height, "cube_xy": [round(float(v), 4) for v in cube[:2]], "grasp": bool(rs._check_grasp(gripper=gripper, object_geoms=rs.cube)),
@@ -35,7 +41,7 @@ def lift_step_state(env) -> dict:
                                                     return_distance=True))}
 
 
-def failure_mode(steps: list[dict], success: bool) -> str:
+def lift_failure_mode(steps: list[dict], success: bool) -> str:
     """A grasp is judged first: the gripper-to-cube body distance can stay above REACH_M while the
     fingers hold the cube (robosuite's grasp check is contact-based)."""
     if success:
@@ -47,6 +53,43 @@ def failure_mode(steps: list[dict], success: bool) -> str:
     return "reached, never grasped"
 
 
+def can_step_state(env) -> dict:
+    """The robosuite PickPlaceCan state behind the env: grasp, whether the can is over its target bin
+    (x, y inside the bin's quarter, any height) and in it (robosuite's `not_in_bin`), hand distance."""
+    rs = env.unwrapped._env
+    can = rs.objects[rs.object_id]
+    pos = rs.sim.data.body_xpos[rs.obj_body_id[can.name]]
+    over = [pos[0], pos[1], rs.bin2_pos[2] + 0.05]  # the bin test at a height inside it: x, y only
+    return {"height": float(pos[2] - rs.bin2_pos[2]), "grasp": bool(rs._check_grasp(gripper=_gripper(rs), object_geoms=can.contact_geoms)),
+            "over_bin": not rs.not_in_bin(over, rs.object_id), "in_bin": not rs.not_in_bin(pos, rs.object_id),
+            "distance": float(rs._gripper_to_target(_gripper(rs), can.root_body, target_type="body",
+                                                    return_distance=True))}
+
+
+def can_failure_mode(steps: list[dict], success: bool) -> str:
+    if success:
+        return "success"
+    if not any(s["grasp"] for s in steps):
+        return "never grasped"
+    if not any(s["grasp"] and s["over_bin"] for s in steps):
+        return "grasped, never over the bin"
+    if steps[-1]["in_bin"]:
+        return "in the bin, hand still at the can"
+    if steps[-1]["grasp"]:
+        return "held over the bin to the end"
+    return "let go, can outside the bin"
+
+
+# task -> (the simulator's state after each step, the episode's mode from those states, the modes in order)
+FAILURE_MODES = {
+    "lift": (lift_step_state, lift_failure_mode,
+             ("success", "never reached", "reached, never grasped", "grasped, not lifted")),
+    "can": (can_step_state, can_failure_mode,
+            ("success", "never grasped", "grasped, never over the bin", "held over the bin to the end",
+             "let go, can outside the bin", "in the bin, hand still at the can")),
+}
+
+
 def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import load_policy
@@ -54,11 +97,14 @@ def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
 
     policy, manifest = load_policy(policy_dir, "cpu")
     env = make_policy_env(manifest["env"])
-    if manifest["env"].get("task") != "lift":
-        raise SystemExit(f"{policy_dir}: failure modes are defined for lift, not {manifest['env'].get('task')}")
+    task = manifest["env"].get("task")
+    if task not in FAILURE_MODES or manifest["env"].get("robot", "Panda") != "Panda":
+        raise SystemExit(f"{policy_dir}: failure modes are defined for the Panda's {' and '.join(FAILURE_MODES)}, "
+                         f"not {manifest['env'].get('robot')} {task}")
+    step_state, failure_mode, mode_names = FAILURE_MODES[task]
     steps: dict[int, list[dict]] = {}
     result = evaluate(env, policy, episodes, seed=seed, progress=True,
-                      on_step=lambda i, e: steps.setdefault(i, []).append(lift_step_state(e)))
+                      on_step=lambda i, e: steps.setdefault(i, []).append(step_state(e)))
     rows = []
     for i, success in enumerate(result.successes):
         s = steps[i]
@@ -66,9 +112,9 @@ def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
         rows.append({"seed": result.seeds[i], "mode": failure_mode(s, success), "length": len(s),
                      "first_grasp_step": grasped[0] if grasped else None, "grasp_steps": len(grasped),
                      "max_height": round(max(x["height"] for x in s), 4),
-                     "min_distance": round(min(x["distance"] for x in s), 4), "cube_xy": s[0]["cube_xy"]})
-    modes = {m: sum(r["mode"] == m for r in rows)
-             for m in ("success", "never reached", "reached, never grasped", "grasped, not lifted")}
+                     "min_distance": round(min(x["distance"] for x in s), 4),
+                     **({"cube_xy": s[0]["cube_xy"]} if "cube_xy" in s[0] else {})})
+    modes = {m: sum(r["mode"] == m for r in rows) for m in mode_names}
     first_grasp = [r["first_grasp_step"] for r in rows if r["first_grasp_step"] is not None]
     return {"policy": policy_dir, "episodes": episodes, "seeds": [result.seeds[0], result.seeds[-1]],
             "modes": modes, "mean_first_grasp_step": float(np.mean(first_grasp)) if first_grasp else None,

@@ -30,7 +30,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_failure_modes import failure_mode, lift_step_state  # noqa: E402
+from bench_failure_modes import lift_failure_mode, lift_step_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SUCCESS_HEIGHT_M = 0.04  # robosuite Lift: success once the cube is this far above the table
@@ -76,7 +76,7 @@ def summarise(episode: dict, seed: int, trace, states: list[dict]) -> dict:
     return {"episode": episode["episode"], "seed": seed, "length": episode["length"],
             "simulator_success": any(trace.success), "reward_called_at_step": call,
             "replayed_call_matches_training": trace.called == bool(episode["reward_success"]),
-            "mode": failure_mode(states, any(trace.success)),
+            "mode": lift_failure_mode(states, any(trace.success)),
             "height_at_call": round(at_call["height"], 4) if at_call else None,
             "grasp_at_call": at_call["grasp"] if at_call else None,
             "max_height": round(max(s["height"] for s in states), 4),
