@@ -30,13 +30,21 @@ def _gripper(rs):
     return next(iter(gripper.values())) if isinstance(gripper, dict) else gripper
 
 
+def _hand_offset(rs, obj_pos: np.ndarray) -> list[float]:
+    """The hand (end-effector site) minus the object's body position, in mm-rounded metres."""
+    site = rs.robots[0].eef_site_id
+    hand = rs.sim.data.site_xpos[next(iter(site.values())) if isinstance(site, dict) else site]
+    return [round(float(v), 3) for v in hand - obj_pos]
+
+
 def lift_step_state(env) -> dict:
     """The robosuite Lift state behind the env: cube height above the table, grasp, gripper distance."""
     rs = env.unwrapped._env
     gripper = _gripper(rs)
     cube = rs.sim.data.body_xpos[rs.cube_body_id]
     height = float(cube[2] - rs.model.mujoco_arena.table_offset[2])
-    return {"height": height, "cube_xy": [round(float(v), 4) for v in cube[:2]], "grasp": bool(rs._check_grasp(gripper=gripper, object_geoms=rs.cube)),
+    return {"height": height, "cube_xy": [round(float(v), 4) for v in cube[:2]], "hand_offset": _hand_offset(rs, cube),
+            "grasp": bool(rs._check_grasp(gripper=gripper, object_geoms=rs.cube)),
             "distance": float(rs._gripper_to_target(gripper, rs.cube.root_body, target_type="body",
                                                     return_distance=True))}
 
@@ -62,6 +70,7 @@ def can_step_state(env) -> dict:
     over = [pos[0], pos[1], rs.bin2_pos[2] + 0.05]  # the bin test at a height inside it: x, y only
     return {"height": float(pos[2] - rs.bin2_pos[2]), "grasp": bool(rs._check_grasp(gripper=_gripper(rs), object_geoms=can.contact_geoms)),
             "over_bin": not rs.not_in_bin(over, rs.object_id), "in_bin": not rs.not_in_bin(pos, rs.object_id),
+            "hand_offset": _hand_offset(rs, pos),
             "distance": float(rs._gripper_to_target(_gripper(rs), can.root_body, target_type="body",
                                                     return_distance=True))}
 
@@ -90,7 +99,25 @@ FAILURE_MODES = {
 }
 
 
-def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
+class ActionLog:
+    """The policy under test, its actions kept per episode (for the traces)."""
+
+    def __init__(self, policy):
+        self.policy, self.actions = policy, []
+
+    def reset(self, seed: int | None = None) -> None:
+        self.actions.append([])
+        self.policy.reset(seed)
+
+    def act(self, obs):
+        action = self.policy.act(obs)
+        self.actions[-1].append([round(float(v), 2) for v in action])
+        return action
+
+
+def analyse(policy_dir: str, episodes: int, seed: int, trace: tuple[int, ...] = (), trace_every: int = 10) -> dict:
+    """`trace`: episodes (0-based, of this evaluation) whose action and hand-to-object offset are kept
+    every `trace_every` steps — where a stalled hand stops, and what it is told."""
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import load_policy
     from robo_reward.rl.runs import make_policy_env
@@ -103,6 +130,7 @@ def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
                          f"not {manifest['env'].get('robot')} {task}")
     step_state, failure_mode, mode_names = FAILURE_MODES[task]
     steps: dict[int, list[dict]] = {}
+    policy = ActionLog(policy)
     result = evaluate(env, policy, episodes, seed=seed, progress=True,
                       on_step=lambda i, e: steps.setdefault(i, []).append(step_state(e)))
     rows = []
@@ -118,16 +146,24 @@ def analyse(policy_dir: str, episodes: int, seed: int) -> dict:
     first_grasp = [r["first_grasp_step"] for r in rows if r["first_grasp_step"] is not None]
     return {"policy": policy_dir, "episodes": episodes, "seeds": [result.seeds[0], result.seeds[-1]],
             "modes": modes, "mean_first_grasp_step": float(np.mean(first_grasp)) if first_grasp else None,
-            "per_episode": rows}
+            "per_episode": rows,
+            "traces": {str(i): {"mode": rows[i]["mode"], "every": trace_every,
+                                "action": policy.actions[i][::trace_every],
+                                "hand_offset": [x["hand_offset"] for x in steps[i][::trace_every]]}
+                       for i in trace if i < episodes}}
 
 
 def readable_json(record: dict) -> str:
-    """Indented, with each episode on one line (a few hundred lines instead of thousands)."""
-    rows = {name: result["per_episode"] for name, result in record["policies"].items()}
-    text = json.dumps({**record, "policies": {name: {**result, "per_episode": f"@{name}@"}
+    """Indented, with each episode and each trace on one line (a few hundred lines instead of thousands)."""
+    compact = {f"@{name}@{part}@": result.get(part, {} if part == "traces" else [])
+               for name, result in record["policies"].items() for part in ("per_episode", "traces")}
+    text = json.dumps({**record, "policies": {name: {**result, **{part: f"@{name}@{part}@" for part in ("per_episode", "traces")}}
                                               for name, result in record["policies"].items()}}, indent=1)
-    for name, episodes in rows.items():
-        text = text.replace(json.dumps(f"@{name}@"), "[\n" + ",\n".join(json.dumps(e) for e in episodes) + "\n]")
+    for key, value in compact.items():
+        lines = [json.dumps(e) for e in value] if isinstance(value, list) else \
+            [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in value.items()]
+        brackets = "[]" if isinstance(value, list) else "{}"
+        text = text.replace(json.dumps(key), brackets[0] + "\n" + ",\n".join(lines) + "\n" + brackets[1])
     return text
 
 
@@ -137,18 +173,26 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed` (default: the tuning seeds)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "failure_modes.json"))
+    p.add_argument("--trace", type=int, nargs="*", default=[],
+                   help="episodes (0-based) whose actions and hand-to-object offsets are kept every 10 steps and printed")
     args = p.parse_args()
     if args.episodes < 1:
         p.error(f"--episodes: {args.episodes} must be a positive whole number")
+    if any(not 0 <= i < args.episodes for i in args.trace):
+        p.error(f"--trace: episodes must lie in 0..{args.episodes - 1}, got {args.trace}")
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.is_file() else {"policies": {}}
     for policy in args.policy:
-        result = analyse(policy, args.episodes, args.seed)
+        result = analyse(policy, args.episodes, args.seed, tuple(args.trace))
         record["policies"][policy] = result
         record["machine"] = f"{platform.processor() or platform.machine()}"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(readable_json(record))
         print(f"{policy}: {result['modes']} (mean first grasp at step {result['mean_first_grasp_step']})", flush=True)
+        for i, trace in result["traces"].items():
+            print(f"  episode {i} ({trace['mode']}): step, action, hand - object [m]")
+            for k, (action, offset) in enumerate(zip(trace["action"], trace["hand_offset"])):
+                print(f"    {k * trace['every']:4d}  {action}  {offset}")
 
 
 if __name__ == "__main__":
