@@ -263,6 +263,43 @@ def test_pink_exploration_keeps_the_per_step_spread_but_drifts_within_an_episode
     assert longer.shape == (25, 2) and not np.allclose(longer[:10], longer[10:20])
 
 
+def test_held_pushes_stay_inside_the_bound_and_carry_a_stalled_arm_further_than_noise() -> None:
+    """What pushes are for: a random residual within the bound held for several steps moves an arm that
+    the base holds still by centimetres, where white noise's steps cancel. Off (probability 0), the noise
+    stream is the one drawn before pushes existed."""
+    cfg = _small_config(exploration_noise=0.05, residual_scale=[0.2, 0.2, 1.0],
+                        exploration_push_prob=0.05, exploration_push_steps=10)
+
+    def episodes(config, count: int = 300, steps: int = 100) -> np.ndarray:
+        noise = ExplorationNoise(np.random.default_rng(3), 3)
+        out = []
+        for _ in range(count):
+            noise.start_episode_for(config, horizon=steps)
+            out.append([noise() for _ in range(steps)])
+        return np.asarray(out)
+
+    pushed, white = episodes(cfg), episodes(_small_config(exploration_noise=0.05, residual_scale=[0.2, 0.2, 1.0]))
+    np.testing.assert_array_equal(white, np.random.default_rng(3).normal(0.0, 0.05, white.shape))
+    assert np.all(np.abs(pushed) <= np.array([0.2, 0.2, 1.0]) + 5 * 0.05)
+
+    def reach(residuals: np.ndarray) -> np.ndarray:
+        """How far (m) each episode carries a hand along x that its base holds still: the base commands
+        -2 per metre off its stall point, a command moves the hand 5 cm (robosuite's OSC)."""
+        x, farthest = np.zeros(len(residuals)), np.zeros(len(residuals))
+        for t in range(residuals.shape[1]):
+            x = x + 0.05 * np.clip(-2.0 * x + residuals[:, t, 0], -1.0, 1.0)
+            farthest = np.maximum(farthest, np.abs(x))
+        return farthest
+
+    assert np.median(reach(pushed)) > 2 * np.median(reach(white)) and np.median(reach(pushed)) > 0.03
+    steps_pushed = np.mean(np.abs(pushed[:, :, 2]) > 5 * 0.05)  # the gripper: pushes of up to 1.0
+    assert 0.1 < steps_pushed < 0.4, steps_pushed  # ~ 5.5 held steps per (20 + 5.5): ~0.2, less the small draws
+    with pytest.raises(ValueError, match="exploration_push_prob is a probability"):
+        _small_config(exploration_push_prob=1.5)
+    with pytest.raises(ValueError, match="exploration_push_steps must be >= 1"):
+        _small_config(exploration_push_steps=0)
+
+
 def test_exploration_follows_the_learner_config_and_rejects_impossible_settings() -> None:
     """Every actor starts an episode's noise from its learner's config; a learner that samples its own
     actions (lerobot's SAC has no exploration_noise) gets none; a std or beta that means nothing is refused."""

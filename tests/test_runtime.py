@@ -119,10 +119,10 @@ def test_actor_swaps_weights_atomically_and_refuses_foreign_ones():
 
 
 def test_a_robot_actor_explores_as_its_weights_learner_config_says():
-    """The exploration the learner was configured with reaches the robot: pink noise arrives inside the
-    weights' config and the next episode drifts (lag-1 correlation), where white noise does not."""
-    def deviations(beta: float) -> np.ndarray:
-        cfg = ResidualTD3Config(actor_hidden=(16,), critic_hidden=(16,), num_q=2, exploration_noise_beta=beta)
+    """The exploration the learner was configured with reaches the robot: pink noise or held pushes arrive
+    inside the weights' config and the next episode drifts (lag-1 correlation), where white noise does not."""
+    def deviations(**exploration) -> np.ndarray:
+        cfg = ResidualTD3Config(actor_hidden=(16,), critic_hidden=(16,), num_q=2, **exploration)
         actor = RuntimeActor(None, 2, seed=3)
         actor.load_weights(_blob(ResidualTD3(4, 2, cfg, "cpu"), 1))  # a fresh residual: zero, noise only
         out = []
@@ -132,10 +132,11 @@ def test_a_robot_actor_explores_as_its_weights_learner_config_says():
                         for _ in range(100)])
         return np.asarray(out)
 
-    for beta, correlated in ((0.0, False), (1.0, True)):
-        x = deviations(beta)
+    for exploration, correlated in (({}, False), ({"exploration_noise_beta": 1.0}, True),
+                                    ({"exploration_push_prob": 0.3, "exploration_push_steps": 20}, True)):
+        x = deviations(**exploration)
         lag1 = np.mean(x[:, 1:] * x[:, :-1]) / np.mean(x * x)
-        assert (lag1 > 0.5) if correlated else (abs(lag1) < 0.1), (beta, lag1)
+        assert (lag1 > 0.3) if correlated else (abs(lag1) < 0.1), (exploration, lag1)
 
 
 def test_command_gate():

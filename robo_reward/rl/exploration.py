@@ -4,12 +4,17 @@ White noise (ResFiT: a fresh Gaussian every step) averages out within a few step
 with its gripper a few centimetres over the cube is never pushed anywhere by it. Colored noise with
 power ~ 1/f^beta over the episode (pink at beta=1, Eberhard et al. 2023, "Pink Noise Is All You
 Need") has the same per-step spread but drifts, so an episode explores a direction for a while.
+Held pushes go further (temporally-extended epsilon-greedy, Dabney et al. 2021, "ez-greedy"): now and
+then a random residual anywhere inside the bound is added for a few steps running, enough to carry a
+stalled hand a few centimetres down, across, or to close it.
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+
+from robo_reward.rl.networks import residual_bounds
 
 # the block of steps one colored draw covers where the env does not say how long its episodes are
 DEFAULT_HORIZON = 1000
@@ -59,17 +64,38 @@ class ExplorationNoise:
         self.rng, self.act_dim = rng, act_dim
         self.start_episode(std, 0.0, DEFAULT_HORIZON)
 
-    def start_episode(self, std: float, beta: float, horizon: int) -> None:
+    def start_episode(self, std: float, beta: float, horizon: int, push_prob: float = 0.0, push_steps: int = 1,
+                      push_bound: np.ndarray | float = 0.0) -> None:
+        """`push_prob`: the chance at each step without a push of starting one: a residual drawn uniformly
+        within +-`push_bound` (per dimension), held for 1..`push_steps` steps (uniform), on top of the noise."""
         self.std, self.beta, self.horizon = float(std), float(beta), max(int(horizon), 1)
+        self.push_prob, self.push_steps = float(push_prob), max(int(push_steps), 1)
+        self.push_bound = np.broadcast_to(np.asarray(push_bound, dtype=np.float64), (self.act_dim,))
         self._block = np.empty((0, self.act_dim))
         self._step = 0
+        self._push, self._push_left = np.zeros(self.act_dim), 0
 
     def start_episode_for(self, cfg: object, horizon: int) -> None:
         """A new episode's noise as a learner config says; a learner that samples its own actions
-        (lerobot's SAC) has no exploration_noise field and gets none."""
-        self.start_episode(getattr(cfg, "exploration_noise", 0.0), getattr(cfg, "exploration_noise_beta", 0.0), horizon)
+        (lerobot's SAC) has no exploration_noise field and gets none. Pushes span the residual's bound."""
+        push_prob = getattr(cfg, "exploration_push_prob", 0.0)
+        bound = residual_bounds(cfg.residual_scale, self.act_dim) if push_prob > 0.0 else 0.0
+        self.start_episode(getattr(cfg, "exploration_noise", 0.0), getattr(cfg, "exploration_noise_beta", 0.0),
+                           horizon, push_prob, getattr(cfg, "exploration_push_steps", 1), bound)
 
     def __call__(self) -> np.ndarray:
+        noise = self._noise()
+        if self.push_prob == 0.0:  # no extra draws: runs recorded before pushes existed replay exactly
+            return noise
+        if self._push_left == 0 and self.rng.random() < self.push_prob:
+            self._push = self.rng.uniform(-self.push_bound, self.push_bound)
+            self._push_left = int(self.rng.integers(1, self.push_steps + 1))
+        if self._push_left == 0:
+            return noise
+        self._push_left -= 1
+        return noise + self._push
+
+    def _noise(self) -> np.ndarray:
         if self.beta == 0.0:
             return self.rng.normal(0.0, self.std, self.act_dim)
         if self._step >= len(self._block):

@@ -48,6 +48,10 @@ class ResidualTD3Config(PlainConfig):
     exploration_noise: float = 0.05
     # ours: 0 is ResFiT's white noise; 1 pink (power ~ 1/f over the episode; Eberhard et al. 2023), same std
     exploration_noise_beta: float = 0.0
+    # ours, off by default: chance per step of a held push, a random residual within the bound kept for
+    # 1..exploration_push_steps steps (ez-greedy, Dabney et al. 2021), to move a base that stalls
+    exploration_push_prob: float = 0.0
+    exploration_push_steps: int = 10
     demo_fraction: float = 0.5  # ResFiT: half demonstrations, half online transitions per batch
     # ResFiT warms the critic up before the actor moves; 1000 is our choice (count not published).
     critic_warmup_updates: int = 1000
@@ -75,6 +79,10 @@ class ResidualTD3Config(PlainConfig):
             raise ValueError(f"residual_penalty must be >= 0, got {self.residual_penalty}")
         if self.exploration_noise < 0.0:
             raise ValueError(f"exploration_noise is a std and must be >= 0, got {self.exploration_noise}")
+        if not 0.0 <= self.exploration_push_prob <= 1.0:
+            raise ValueError(f"exploration_push_prob is a probability, got {self.exploration_push_prob}")
+        if self.exploration_push_steps < 1:
+            raise ValueError(f"exploration_push_steps must be >= 1, got {self.exploration_push_steps}")
         if not 0.0 <= self.exploration_noise_beta <= 2.0:
             raise ValueError("exploration_noise_beta must be in [0, 2] (0 white, 1 pink, 2 red), "
                              f"got {self.exploration_noise_beta}")
