@@ -25,15 +25,18 @@ TUNING_SEED = -100_000  # as bench_learning: `eval --seed` -> seeds 900,000+
 REACH_M = 0.02  # gripper-to-cube distance counted as within reach
 
 
+def _one_arm(part):
+    """robosuite keeps a robot's gripper and end-effector site per arm (a dict) or as one: the single arm's."""
+    return next(iter(part.values())) if isinstance(part, dict) else part
+
+
 def _gripper(rs):
-    gripper = rs.robots[0].gripper
-    return next(iter(gripper.values())) if isinstance(gripper, dict) else gripper
+    return _one_arm(rs.robots[0].gripper)
 
 
 def _hand_offset(rs, obj_pos: np.ndarray) -> list[float]:
     """The hand (end-effector site) minus the object's body position, in mm-rounded metres."""
-    site = rs.robots[0].eef_site_id
-    hand = rs.sim.data.site_xpos[next(iter(site.values())) if isinstance(site, dict) else site]
+    hand = rs.sim.data.site_xpos[_one_arm(rs.robots[0].eef_site_id)]
     return [round(float(v), 3) for v in hand - obj_pos]
 
 
@@ -68,10 +71,11 @@ def can_step_state(env) -> dict:
     can = rs.objects[rs.object_id]
     pos = rs.sim.data.body_xpos[rs.obj_body_id[can.name]]
     over = [pos[0], pos[1], rs.bin2_pos[2] + 0.05]  # the bin test at a height inside it: x, y only
-    return {"height": float(pos[2] - rs.bin2_pos[2]), "grasp": bool(rs._check_grasp(gripper=_gripper(rs), object_geoms=can.contact_geoms)),
+    gripper = _gripper(rs)
+    return {"height": float(pos[2] - rs.bin2_pos[2]), "grasp": bool(rs._check_grasp(gripper=gripper, object_geoms=can.contact_geoms)),
             "over_bin": not rs.not_in_bin(over, rs.object_id), "in_bin": not rs.not_in_bin(pos, rs.object_id),
             "hand_offset": _hand_offset(rs, pos),
-            "distance": float(rs._gripper_to_target(_gripper(rs), can.root_body, target_type="body",
+            "distance": float(rs._gripper_to_target(gripper, can.root_body, target_type="body",
                                                     return_distance=True))}
 
 

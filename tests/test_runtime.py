@@ -132,11 +132,13 @@ def test_a_robot_actor_explores_as_its_weights_learner_config_says():
                         for _ in range(100)])
         return np.asarray(out)
 
-    for exploration, correlated in (({}, False), ({"exploration_noise_beta": 1.0}, True),
-                                    ({"exploration_push_prob": 0.3, "exploration_push_steps": 20}, True)):
+    # the lag-1 correlation each must show (pink ~0.7; pushes ~0.46: noise still rides on a held push), or
+    # None: white, uncorrelated
+    for exploration, least in (({}, None), ({"exploration_noise_beta": 1.0}, 0.5),
+                               ({"exploration_push_prob": 0.3, "exploration_push_steps": 20}, 0.3)):
         x = deviations(**exploration)
         lag1 = np.mean(x[:, 1:] * x[:, :-1]) / np.mean(x * x)
-        assert (lag1 > 0.3) if correlated else (abs(lag1) < 0.1), (exploration, lag1)
+        assert (lag1 > least) if least is not None else (abs(lag1) < 0.1), (exploration, lag1)
 
 
 def test_command_gate():
