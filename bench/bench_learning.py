@@ -17,6 +17,7 @@ placement 1.5x wider than training.
 State, so a run can stop anywhere and go on (in this session or the next):
   WORK/<plan>/data/{demos,base}      built once per plan (fixed seeds)
   WORK/<plan>/data_noise<X>          a probe's demonstrations and base at another noise (--demo-noise)
+  WORK/<plan>/data_chunk<N>          a probe's base with another action chunk (--base-chunk)
   WORK/<plan>/<arm>/seed<k>/run      the arm's run directory (`rl train --resume` continues it)
   WORK/<plan>/<arm>/seed<k>/step_<N> a snapshot of the policy at env step N (weights only)
   bench/results/learning/<plan>.json every finished evaluation (committed: it is the record that
@@ -68,6 +69,7 @@ class Plan:
     demo_noise: float = 0.5
     demo_seed: int = 0
     bc_steps: int = 4000
+    bc_chunk: int = 1  # the base's action chunk (`base train --chunk`): 1, a Markov MLP
     # record the demonstrations through the joint limit guard (`demos collect --through-limiter`); the
     # Panda plans' records were measured on demonstrations recorded without it
     demos_through_limiter: bool = False
@@ -188,10 +190,11 @@ def cli(args: list[str], log: Path | None = None) -> None:
 
 
 def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
-    """The plan's demonstrations and base; a probe's at another demonstration noise beside them."""
+    """The plan's demonstrations and base; a probe's at another demonstration noise or base chunk beside them."""
     owner = plan.data_plan or plan_name
     noise = "" if plan.demo_noise == PLANS[owner].demo_noise else f"_noise{plan.demo_noise}"
-    return work_root / owner / f"data{noise}"
+    chunk = "" if plan.bc_chunk == PLANS[owner].bc_chunk else f"_chunk{plan.bc_chunk}"
+    return work_root / owner / f"data{noise}{chunk}"
 
 
 def prepare_data(plan: Plan, data: Path) -> None:
@@ -234,7 +237,7 @@ def _build_data(plan: Plan, data: Path) -> None:
         staged.rename(data / "camera_demos")
     if not (data / "base").is_dir():
         cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
-             "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])
+             "--chunk", str(plan.bc_chunk), "--seed", str(plan.demo_seed), "--out", str(data / "base"), "--quiet"])
 
 
 def same_episodes(a: Path, b: Path) -> None:
@@ -493,6 +496,9 @@ def cmd_probe(args) -> None:
     if args.demo_noise is not None and args.demo_noise != plan.demo_noise:  # another base: data of its own
         plan = replace(plan, demo_noise=args.demo_noise)
         overrides.append(f"demo_noise={args.demo_noise}")
+    if args.base_chunk is not None and args.base_chunk != plan.bc_chunk:
+        plan = replace(plan, bc_chunk=args.base_chunk)
+        overrides.append(f"base_chunk={args.base_chunk}")
     data = data_dir(plan, Path(args.work), args.plan)
     if record.data.setdefault("overrides", overrides) != overrides:
         raise SystemExit(f"probe {args.name!r} was run with {record.data['overrides']}: pick another --name")
@@ -612,6 +618,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="probe: training seed")
     p.add_argument("--demo-noise", type=float, help="probe: demonstrations (and so the base) at this noise "
                    "instead of the plan's, built once under WORK/<plan>/data_noise<X>")
+    p.add_argument("--base-chunk", type=int, help="probe: a base predicting this many actions per state (their "
+                   "temporal ensemble) instead of the plan's, built once under WORK/<plan>/data_chunk<N>")
     args = p.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
     {"run": cmd_run, "status": cmd_status, "report": cmd_report, "probe": cmd_probe}[args.command](args)

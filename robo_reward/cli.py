@@ -93,8 +93,10 @@ def cmd_base_train(args: argparse.Namespace) -> None:
         demos = load_demonstrations(dataset)
         states = np.stack([flat_state(o) for d in demos for o in d.observations[:-1]])
         actions = np.concatenate([d.actions for d in demos])
-        config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed)
-        policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet)
+        config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}),
+                             **({"chunk": args.chunk} if args.chunk else {}), seed=args.seed)
+        policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet,
+                                      episode_lengths=[len(d.actions) for d in demos])
         with staged_dir(args.out, args.overwrite) as tmp:
             policy.save(tmp, spec, read_episode_seeds(dataset))
             write_json(tmp / "train_log.json", {"loss": losses[:: max(1, len(losses) // 500)],
@@ -106,7 +108,9 @@ def cmd_base_train(args: argparse.Namespace) -> None:
         from robo_reward.rl.lerobot_policy import ACTTrainConfig, train_act
 
         open_dataset(dataset)  # fail fast with a clear message before lerobot-train starts
-        config = ACTTrainConfig(**({"steps": args.steps} if args.steps else {}), seed=args.seed)
+        config = ACTTrainConfig(**({"steps": args.steps} if args.steps else {}),
+                                **({"chunk_size": args.chunk, "n_action_steps": args.chunk} if args.chunk else {}),
+                                seed=args.seed)
         with staged_dir(args.out, args.overwrite) as tmp:
             train_act(dataset.resolve(), tmp, spec, config, device=args.device)
         print(f"trained LeRobot ACT base ({config.steps} steps) -> {args.out}")
@@ -278,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--type", choices=["mlp", "act"], default="mlp")
     p.add_argument("--steps", type=positive_int, default=None, help="gradient steps (default: per type)")
+    p.add_argument("--chunk", type=positive_int, default=None,
+                   help="actions predicted per state (default: mlp 1, act 10); an mlp base executes their "
+                        "temporal ensemble, act its chunk")
     p.add_argument("--out", required=True)
 
     rl = groups.add_parser("rl", help="residual off-policy RL").add_subparsers(dest="cmd", required=True)

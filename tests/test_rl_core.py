@@ -433,3 +433,39 @@ def test_the_normalizer_keeps_dimensions_that_barely_moved_in_the_demos_off_the_
     tight = ObsNormalizer(3, 1e-3)
     tight.fit(demos)
     assert np.all(np.abs(tight(online)[0, :2].numpy()) == tight.clip)  # what the floor prevents
+
+
+def test_action_chunk_targets_stay_inside_their_episode() -> None:
+    from robo_reward.rl.bc import chunk_targets
+
+    actions = np.array([[1.0], [2.0], [3.0], [10.0], [20.0]])
+    targets, mask = chunk_targets(actions, [3, 2], chunk=2)
+    np.testing.assert_array_equal(targets, [[1, 2], [2, 3], [3, 3], [10, 20], [20, 20]])
+    np.testing.assert_array_equal(mask, [[1, 1], [1, 1], [1, 0], [1, 1], [1, 0]])
+    with pytest.raises(ValueError, match="sum to 4, but there are 5 actions"):
+        chunk_targets(actions, [3, 1], chunk=2)
+
+
+def test_a_chunked_base_executes_the_temporal_ensemble_of_its_chunks_and_forgets_them_on_reset(tmp_path) -> None:
+    from robo_reward.rl.bc import MLPBCConfig, MLPBCNet, MLPBCPolicy
+    from robo_reward.rl.policies import load_policy
+
+    torch.manual_seed(0)
+    config = MLPBCConfig(hidden=(8,), chunk=3, ensemble_decay=0.5)
+    net = MLPBCNet(4, 2, config.hidden, chunk=3)
+    policy = MLPBCPolicy(net, config, torch.device("cpu"))
+    observations = [{"observation.state": np.random.default_rng(i).normal(size=4).astype(np.float32)} for i in range(4)]
+    with torch.no_grad():
+        c = [net(torch.as_tensor(o["observation.state"])[None])[0].numpy().reshape(3, 2) for o in observations]
+    w1, w2 = np.exp(-0.5), np.exp(-1.0)  # the oldest chunk covering a step weighs 1
+    expected = [c[0][0], (c[0][1] + w1 * c[1][0]) / (1 + w1), (c[0][2] + w1 * c[1][1] + w2 * c[2][0]) / (1 + w1 + w2),
+                (c[1][2] + w1 * c[2][1] + w2 * c[3][0]) / (1 + w1 + w2)]  # c[0] no longer covers step 3
+    policy.reset()
+    np.testing.assert_allclose([policy.act(o) for o in observations], expected, rtol=1e-6)
+    policy.reset()
+    np.testing.assert_allclose(policy.act(observations[3]), c[3][0], rtol=1e-6)
+
+    policy.save(tmp_path / "base", {"task": "lift", "robot": "Panda"})
+    loaded, _ = load_policy(tmp_path / "base", device="cpu")
+    loaded.reset()
+    np.testing.assert_allclose([loaded.act(o) for o in observations], expected, rtol=1e-6)
