@@ -4,7 +4,7 @@ With `chunk` > 1 it predicts the next `chunk` actions from each state and execut
 ensemble, as ACT does (Zhao et al. 2023): a Markov regression averages a demonstrator's "wait here" and
 "go on" at the same state into a standstill it never leaves; a chunk made a few steps earlier still
 carries the "go on". On the bench plans' 20 noisy demonstrations, chunk 8 against 1, 100 tuning episodes
-per BC seed: Panda Lift 55% vs 43%, PickPlaceCan 49% vs 11% (docs/BENCHMARKS.md).
+per BC seed: Panda Lift 55% vs 43%, PickPlaceCan 48% vs 11%, GR1 Lift 87% vs 67% (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
