@@ -40,7 +40,7 @@ class MLPBCConfig:
     seed: int = 0
     obs_std_floor: float = OBS_STD_FLOOR
     chunk: int = 1  # actions predicted per state; 1: a plain Markov policy
-    # ACT's temporal ensembling: the chunk made i steps before the oldest still covering a step weighs
+    # ACT's temporal ensembling: of the chunks covering a step, the i-th after the oldest weighs
     # exp(-decay * i); ACT's default 0.01 (nearly an even average of every prediction for the step)
     ensemble_decay: float = 0.01
 
