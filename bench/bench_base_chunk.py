@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,8 +35,7 @@ def main() -> None:
     import torch
 
     from robo_reward.data.lerobot_io import load_demonstrations
-    from robo_reward.envs.observations import flat_state
-    from robo_reward.rl.bc import MLPBCConfig, train_mlp_bc
+    from robo_reward.rl.bc import MLPBCConfig, demonstration_frames, train_mlp_bc
     from robo_reward.rl.evaluation import evaluate
     from robo_reward.rl.policies import read_policy_manifest
     from robo_reward.rl.runs import make_policy_env
@@ -47,8 +45,7 @@ def main() -> None:
     data = data_dir(plan, Path(args.work), args.plan)
     prepare_data(plan, data)
     demos = load_demonstrations(data / "demos")
-    states = np.stack([flat_state(o) for d in demos for o in d.observations[:-1]])
-    actions = np.concatenate([d.actions for d in demos])
+    states, actions, lengths = demonstration_frames(demos)
     env = make_policy_env(dict(read_policy_manifest(data / "base")["env"]))
     out = ROOT / "bench" / "results" / f"base_chunk_{args.plan}.json"
     record = json.loads(out.read_text()) if out.is_file() else {"plan": args.plan, "demos": len(demos),
@@ -59,7 +56,7 @@ def main() -> None:
                 continue
             config = MLPBCConfig(steps=plan.bc_steps, chunk=chunk, seed=seed)
             policy, _ = train_mlp_bc(states, actions, config, "cpu", progress=False,
-                                     episode_lengths=[len(d.actions) for d in demos])
+                                     episode_lengths=lengths)
             start = time.time()
             result = evaluate(env, policy, args.episodes, seed=TUNING_SEED, progress=False)
             wins = int(sum(result.successes))

@@ -85,18 +85,14 @@ def cmd_base_train(args: argparse.Namespace) -> None:
     spec = read_env_spec(dataset)
     check_output_dir(Path(args.out), args.overwrite)
     if args.type == "mlp":
-        import numpy as np
-
-        from robo_reward.envs.observations import flat_state
-        from robo_reward.rl.bc import MLPBCConfig, train_mlp_bc
+        from robo_reward.rl.bc import MLPBCConfig, demonstration_frames, train_mlp_bc
 
         demos = load_demonstrations(dataset)
-        states = np.stack([flat_state(o) for d in demos for o in d.observations[:-1]])
-        actions = np.concatenate([d.actions for d in demos])
+        states, actions, lengths = demonstration_frames(demos)
         config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}),
                              **({"chunk": args.chunk} if args.chunk else {}), seed=args.seed)
         policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet,
-                                      episode_lengths=[len(d.actions) for d in demos])
+                                      episode_lengths=lengths)
         with staged_dir(args.out, args.overwrite) as tmp:
             policy.save(tmp, spec, read_episode_seeds(dataset))
             write_json(tmp / "train_log.json", {"loss": losses[:: max(1, len(losses) // 500)],

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from robo_reward.envs.observations import flat_state
 from robo_reward.errors import PolicyError
 from robo_reward.rl.networks import OBS_STD_FLOOR, ObsNormalizer, mlp
 from robo_reward.rl.policies import checked_action, register_policy_kind, write_policy_manifest
+
+if TYPE_CHECKING:  # the dataset reader pulls in lerobot; a loaded policy needs none of it
+    from robo_reward.data.lerobot_io import Demonstration
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -67,8 +70,7 @@ class MLPBCPolicy:
         self.device = device
         self.act_dim = net.net[-1].out_features // config.chunk
         self.chunks: deque[np.ndarray] = deque(maxlen=config.chunk)  # the chunks covering this step, oldest first
-        ages = np.arange(config.chunk)
-        self.ensemble_weights = np.exp(-config.ensemble_decay * ages)
+        self.ensemble_weights = np.exp(-config.ensemble_decay * np.arange(config.chunk))
 
     def reset(self, seed: int | None = None) -> None:
         self.chunks.clear()
@@ -103,6 +105,13 @@ def load_mlp_policy(directory: Path, manifest: Mapping[str, Any], device: str) -
     except Exception as exc:  # safetensors raises its own SafetensorError for corrupt files
         raise PolicyError(f"{directory / WEIGHTS_FILE}: cannot load weights ({type(exc).__name__}: {exc})") from exc
     return MLPBCPolicy(net, config, pick_device(device))
+
+
+def demonstration_frames(demos: Sequence[Demonstration]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Every demonstration's states and the actions taken in them, laid end to end, and each one's length
+    (its last observation is the one after its last action: no action of its own)."""
+    states = np.stack([flat_state(o) for d in demos for o in d.observations[:-1]])
+    return states, np.concatenate([d.actions for d in demos]), [len(d.actions) for d in demos]
 
 
 def chunk_targets(actions: np.ndarray, episode_lengths: Sequence[int], chunk: int) -> tuple[np.ndarray, np.ndarray]:
