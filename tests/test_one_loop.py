@@ -3,6 +3,7 @@ base called once per step, and the same transitions whatever drives the env."""
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 
@@ -355,14 +356,22 @@ def test_the_robot_actor_calls_a_stateful_base_once_per_step_over_dds(lift_demos
     # the noisy base never drives a joint past a limit on the robot path (the limiter, and states read at
     # the end of each step: the rehearsal used to stop every episode within a second on joint 5's speed)
     assert not [m for m in stack.safety_errors if m.startswith(("joint_position", "joint_velocity"))]
-    # the time limit: exactly 20 commands, one transition each, every step index once (a step refused
-    # under load leaves a gap in the indices; a stale-data safety stop under load ends an episode early)
+    # the time limit: exactly 20 commands, one transition each, every step index once. Under load the
+    # fail-safes may act: a step the actor leaves out (a closed gate: nothing sent; a command the robot
+    # never answered: sent, no transition) leaves a gap it logs, and a stale-data safety stop ends an
+    # episode early (not a time limit). Every gap must be one the actor logged, and a quiet episode whole.
+    left_out = {(int(e), int(s)): why for e, s, why in re.findall(r"episode (\d+): step (\d+) left out: (.*)",
+                                                                stack.log.read_text())}
     outcomes = {e["outcome"]["episode"]: e["outcome"] for e in episodes if e.get("outcome")}
-    timed_out = [t.episode for t in transitions if t.truncated and outcomes[t.episode]["source"] == "time_limit"]
+    timed_out = {t.episode for t in transitions if t.truncated and outcomes[t.episode]["source"] == "time_limit"}
     assert timed_out
     for episode in timed_out:
         steps = [t.step for t in transitions if t.episode == episode]
-        assert len(steps) == 20 == outcomes[episode]["steps"] and steps == sorted(set(steps)), steps
+        gaps = {s: why for (e, s), why in left_out.items() if e == episode}
+        assert steps == sorted(set(steps)) and sorted([*steps, *gaps]) == list(range(steps[-1] + 1)), (steps, gaps)
+        unanswered = [s for s, why in gaps.items() if why.startswith("no observation within")]
+        assert len(steps) + len(unanswered) == 20 == outcomes[episode]["steps"], (steps, gaps)
+    assert any(not any(e == episode for e, _ in left_out) for episode in timed_out), left_out
 
 
 @pytest.mark.parametrize("config_name", ["sim_panda_lift", "sim_panda_can", "sim_gr1_lift"])
