@@ -15,7 +15,11 @@ EVAL_SEED ?= $(shell expr 1000000 + $(DEMOS))
 # table's best arm at 24k steps, docs/BENCHMARKS.md); another robot needs its own, e.g.
 # `make demo ROBOT=GR1 BOUND=0.1`
 BOUND ?= [0.2,0.2,0.2,0.2,0.2,0.2,1.0]
-RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-5 --set critic_lr=3e-4 --set 'residual_scale=$(BOUND)'
+# The base predicts this many actions per state and executes their temporal ensemble (ACT's): a Markov
+# base (CHUNK=1) stalls where a demonstrator paused. On it the residual learns at ResFiT's actor lr 1e-6
+# (1e-5 collapsed PickPlaceCan's residual for thousands of steps; docs/BENCHMARKS.md, "A base with action chunks")
+CHUNK ?= 8
+RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-6 --set critic_lr=3e-4 --set 'residual_scale=$(BOUND)'
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean
@@ -25,7 +29,7 @@ install:
 # The main job: noisy scripted demos -> behaviour-cloned base -> residual RL from sparse reward -> evaluation.
 demo: install
 	$(RR) demos collect --task $(TASK) --robot $(ROBOT) --episodes $(DEMOS) --noise $(NOISE) --out $(RUN)/demos --overwrite
-	$(RR) base train --dataset $(RUN)/demos --out $(RUN)/base --overwrite
+	$(RR) base train --dataset $(RUN)/demos --chunk $(CHUNK) --out $(RUN)/base --overwrite
 	$(RR) eval --policy $(RUN)/base --episodes $(EVAL_EPISODES) --seed $(EVAL_SEED) --videos 2 --out $(RUN)/eval_base --overwrite
 	$(RR) rl train --base $(RUN)/base --dataset $(RUN)/demos --steps $(RL_STEPS) $(RL_SET) --eval-every 2500 --eval-episodes 10 --out $(RUN)/rl --overwrite
 	$(RR) eval --policy $(RUN)/rl --episodes $(EVAL_EPISODES) --seed $(EVAL_SEED) --videos 3 --out $(RUN)/eval_rl --overwrite --compare $(RUN)/eval_base

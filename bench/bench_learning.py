@@ -106,6 +106,18 @@ PLANS = {
     # cube at the table's midline, a base cloned from raw ones scored 65% unguarded, 10% guarded)
     "gr1": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000),
                 seeds=(("base", (0,)), ("residual", (0, 1, 2))), demos_through_limiter=True),
+    # The same demonstrations (the data plan's, collected again: deterministic) and a base that predicts 8
+    # actions per state and executes their temporal ensemble (`base train --chunk 8`, ACT's): a Markov base
+    # stalls where the demonstrator paused (docs/BENCHMARKS.md, "A base with action chunks"). The residual
+    # at ResFiT's actor lr; compared with the data plan's own residual and SAC arms.
+    "lift_chunk8": Plan("lift", "Panda", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), wide_placement=True,
+                        bc_chunk=8, data_plan="lift", peers=("residual_bound", "sac_demos", "sac_scratch"),
+                        seeds=(("base", (0,)), ("residual_bound_lr1e-6", (0, 1, 2)))),
+    "can_chunk8": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000), bc_chunk=8,
+                       data_plan="can", peers=("residual_bound", "sac_demos"),
+                       seeds=(("base", (0,)), ("residual_bound_lr1e-6", (0, 1, 2)))),
+    "gr1_chunk8": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), demos_through_limiter=True,
+                       bc_chunk=8, data_plan="gr1", peers=("residual",), seeds=(("base", (0,)), ("residual_lr1e-6", (0, 1, 2)))),
     # issue 15's closed loop: the policy acts on state, the reward comes from the two 64x64 cameras only;
     # (d) the simulator's sparse success and (e) the base alone are the lift plan's residual and base arms
     # Its frames: `fast` as it was when its points were measured (before `fast` drew collision meshes), so
@@ -134,6 +146,10 @@ class Arm:
 RESIDUAL_SET = ("utd_ratio=1", "actor_lr=1e-5", "critic_lr=3e-4")
 # the probes' best bound (docs/BENCHMARKS.md, "Why the residual stalls"): arm 0.2, the Panda gripper's whole range
 PER_DIMENSION_BOUND = (0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 1.0)
+BOUND_SET = (*RESIDUAL_SET, f"residual_scale={list(PER_DIMENSION_BOUND)}")
+# ResFiT's actor lr: on a base with action chunks, RESIDUAL_SET's 1e-5 collapsed Can's residual to 0% for
+# thousands of steps and 1e-6 did not (docs/BENCHMARKS.md, "A base with action chunks")
+RESFIT_ACTOR_LR = "actor_lr=1e-6"
 
 
 def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process: bool = False, note: str = "",
@@ -164,8 +180,11 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
 ARMS: dict[str, Arm] = {
     "base": Arm(seeds=(0,), note="the frozen BC base alone (deterministic: one seed)"),
     "residual": rl_arm(RESIDUAL_SET, note="ResFiT residual TD3 on the BC base, sparse reward"),
-    "residual_bound": rl_arm((*RESIDUAL_SET, f"residual_scale={list(PER_DIMENSION_BOUND)}"),
+    "residual_bound": rl_arm(BOUND_SET,
                              note="the same, the residual bound 0.2 on the arm and the gripper's whole range"),
+    "residual_bound_lr1e-6": rl_arm((*BOUND_SET, RESFIT_ACTOR_LR),
+                                    note="residual_bound at ResFiT's actor lr 1e-6"),
+    "residual_lr1e-6": rl_arm((*RESIDUAL_SET, RESFIT_ACTOR_LR), note="residual at ResFiT's actor lr 1e-6"),
     "sac_demos": rl_arm((), in_process=True, learner="lerobot-sac",
                         note="lerobot's SAC, the same demonstrations 50/50 in every batch, sparse reward"),
     "sac_scratch": rl_arm(("demo_fraction=0.0",), in_process=True, learner="lerobot-sac",
