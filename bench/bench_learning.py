@@ -548,12 +548,12 @@ def curves(plan_name: str) -> dict:
     of the plan whose data it shares, at this plan's points."""
     plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
     window = report_window(plan)
-    arms = {name: (arm, evals) for name, arm in plan.arms().items()}
+    arms = {name: (arm, evals, plan_name) for name, arm in plan.arms().items()}
     if plan.peers:
         peer_plan, peer_evals = PLANS[plan.data_plan], Record(plan.data_plan).data["evals"]
-        arms.update({name: (arm, peer_evals) for name, arm in peer_plan.arms(list(plan.peers)).items()})
+        arms.update({name: (arm, peer_evals, plan.data_plan) for name, arm in peer_plan.arms(list(plan.peers)).items()})
     table = {}
-    for arm_name, (arm, evals) in arms.items():
+    for arm_name, (arm, evals, owner) in arms.items():
         base_step = PLANS[plan.data_plan].points[0] if plan.data_plan and arm_name in plan.peers else plan.points[0]
         rows = []
         for point in plan.points:
@@ -569,7 +569,7 @@ def curves(plan_name: str) -> dict:
                                        **({"training_episodes": r["training_episodes"]} if "training_episodes" in r else {})}
                                       for s, r in zip(arm.seeds, per_seed) if r is not None]})
         if rows:
-            table[arm_name] = {"note": arm.note, "points": rows}
+            table[arm_name] = {"note": arm.note, "plan": owner, "points": rows}
     return table
 
 
@@ -601,13 +601,14 @@ def cmd_report(args) -> None:
         done = [r["seeds_done"] for r in arm["points"]]
         seeds = f"{done[0]} seed{'s' if done[0] != 1 else ''}" if min(done) == max(done) else \
             f"{min(done)}-{max(done)} seeds per point"
-        line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({seeds})")
+        peer = f", plan {arm['plan']}" if arm["plan"] != args.plan else ""  # a peer arm: trained on its own plan's base
+        line, = ax.plot(x, y, marker="o", label=f"{arm_name} ({seeds}{peer})")
         lo = [r["t95_over_seeds"][0] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][0] for r in arm["points"]]
         hi = [r["t95_over_seeds"][1] if r["seeds_done"] > 1 else r["per_seed"][0]["wilson95"][1] for r in arm["points"]]
         ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
     window = report_window(plan)
     ax.set(xlabel="env steps", ylabel=f"success, report episodes (seeds {window.start:,}-{window.stop - 1:,})",
-           title=f"{plan.robot} {plan.task}: mean over training seeds, 95% interval", ylim=(0, 1))
+           title=f"{plan.robot} {plan.task} ({args.plan}): mean over training seeds, 95% interval", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     png = RESULTS / f"{args.plan}.png"
