@@ -320,7 +320,8 @@ def plot_success_curves(
         ax.plot(steps[window - 1:], smooth, alpha=0.5, label=f"training episodes ({window}-ep. mean)")
     ax.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title="Success vs environment steps")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # nothing evaluated or finished yet: an empty frame, no legend
+        ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
