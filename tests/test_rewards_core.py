@@ -1,9 +1,9 @@
 """Reward interface, shaping, metrics, video input and the CLIP reward on a tiny real open_clip model."""
 
-import av
 import numpy as np
 import pytest
 import torch
+from devices import needs_cuda
 from reward_helpers import moving_square_frames, save_tiny_open_clip
 
 from robo_reward.data.episodes import read_video
@@ -99,6 +99,8 @@ def test_episode_rejects_bad_input(frames, task, match):
 
 
 def write_mp4(path, frames, fps=10):
+    import av  # PyAV only in the video tests: the GPU machines that run this module's CUDA test lack it
+
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -108,6 +110,8 @@ def write_mp4(path, frames, fps=10):
 
 
 def test_read_video_roundtrip_and_bad_files(tmp_path):
+    import av
+
     frames = moving_square_frames(12, size=32)
     write_mp4(tmp_path / "ok.mp4", frames)
     decoded = read_video(tmp_path / "ok.mp4")
@@ -173,6 +177,15 @@ def test_clip_calibration_and_load_errors(tiny_clip, tmp_path):
     (tmp_path / "broken").mkdir()
     with pytest.raises(RewardModelError, match="broken"):
         ClipReward(ClipRewardConfig(model=str(tmp_path / "broken"), device="cpu"))
+
+
+@needs_cuda
+def test_clip_reward_served_on_cuda_in_half_precision_matches_the_cpu(tiny_clip):
+    """CUDA (the serving target) runs CLIP in fp16 autocast: rewards move by rounding only."""
+    frames, task = moving_square_frames(9), "push the red square to the right"
+    on_cuda = ClipReward(ClipRewardConfig(model=tiny_clip.config.model, camera="front", device="cuda", batch_size=4))
+    np.testing.assert_allclose(on_cuda.score_episode(Episode({"front": frames}, task)).reward,
+                               tiny_clip.score_episode(Episode({"front": frames}, task)).reward, atol=1e-2)
 
 
 def test_episodes_rank_by_success_call_then_progress():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from devices import DEVICES, needs_cuda
 
 from robo_reward.rl.buffers import NStepReplayBuffer, sample_mixed
 from robo_reward.rl.exploration import ExplorationNoise
@@ -140,13 +141,15 @@ def test_ensemble_linear_broadcasts_shared_input() -> None:
     torch.testing.assert_close(layer(x), layer(x.expand(3, 8, 5)), rtol=0, atol=0)
 
 
-def test_batched_critic_equals_a_per_head_loop_over_the_same_parameters() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_critic_equals_a_per_head_loop_over_the_same_parameters(device: str) -> None:
     torch.manual_seed(0)
     critic = EnsembleCritic(obs_dim=6, act_dim=3, num_heads=5, hidden=(16, 8))
     with torch.no_grad():  # non-trivial LayerNorm affine so per-member indexing is exercised
         for p in [*critic.q_heads.norm_weights, *critic.q_heads.norm_biases]:
             p.normal_()
     obs, action = torch.randn(11, 6), torch.randn(11, 3)
+    critic, obs, action = critic.to(device), obs.to(device), action.to(device)
 
     mlp = critic.q_heads
     per_head = []
@@ -161,7 +164,7 @@ def test_batched_critic_equals_a_per_head_loop_over_the_same_parameters() -> Non
     assert q.shape == (5, 11)
     torch.testing.assert_close(q, torch.stack(per_head), rtol=1e-5, atol=1e-6)
     # the TD target's few heads, computed alone, are those heads of the full call (in the order asked)
-    heads = torch.tensor([3, 0])
+    heads = torch.tensor([3, 0], device=device)
     torch.testing.assert_close(critic(obs, action, heads), q[heads], rtol=1e-5, atol=1e-6)
 
 
@@ -322,12 +325,12 @@ def test_config_round_trip_and_unknown_keys() -> None:
         ResidualTD3Config.from_dict({"actor_learning_rate": 1e-3})
 
 
-def _learner_and_buffers(cfg: ResidualTD3Config, obs_dim: int = 4):
+def _learner_and_buffers(cfg: ResidualTD3Config, obs_dim: int = 4, device: str = "cpu"):
     rng = np.random.default_rng(0)
     demo, online = _filled_buffer(64, +1.0, rng, obs_dim), _filled_buffer(64, -1.0, rng, obs_dim)
     demo.n_step_return[:] = rng.uniform(size=64)
     online.discount[:] = 0.99
-    learner = ResidualTD3(obs_dim, 1, cfg, device="cpu")
+    learner = ResidualTD3(obs_dim, 1, cfg, device=device)
     learner.obs_normalizer.fit(np.concatenate([demo.obs, online.obs]))
     return learner, demo, online
 
@@ -345,8 +348,9 @@ def test_actor_waits_for_critic_warmup() -> None:
     assert learner.actor.net[-1].weight.abs().sum() > 0
 
 
-def test_resume_from_weights_only_checkpoint_reproduces_updates_exactly(tmp_path) -> None:
-    learner, demo, online = _learner_and_buffers(_small_config(actor_lr=1e-3))
+@pytest.mark.parametrize("device", DEVICES)
+def test_resume_from_weights_only_checkpoint_reproduces_updates_exactly(tmp_path, device: str) -> None:
+    learner, demo, online = _learner_and_buffers(_small_config(actor_lr=1e-3), device=device)
     rng = np.random.default_rng(5)
     for _ in range(3):
         learner.train_step(demo, online, rng)
@@ -354,7 +358,7 @@ def test_resume_from_weights_only_checkpoint_reproduces_updates_exactly(tmp_path
     rng_at_checkpoint = copy.deepcopy(rng)
 
     metrics_original = [learner.train_step(demo, online, rng) for _ in range(3)]
-    resumed = ResidualTD3.from_state_dict(torch.load(tmp_path / "learner.pt", weights_only=True), device="cpu")
+    resumed = ResidualTD3.from_state_dict(torch.load(tmp_path / "learner.pt", weights_only=True), device=device)
     metrics_resumed = [resumed.train_step(demo, online, rng_at_checkpoint) for _ in range(3)]
 
     assert metrics_resumed == metrics_original
@@ -365,13 +369,42 @@ def test_resume_from_weights_only_checkpoint_reproduces_updates_exactly(tmp_path
     assert torch.equal(learner.generator.get_state(), resumed.generator.get_state())
 
     with pytest.raises(ValueError, match="config"):
-        ResidualTD3(4, 1, _small_config(actor_lr=1e-3, tau=0.01), "cpu").load_state_dict(learner.state_dict())
+        ResidualTD3(4, 1, _small_config(actor_lr=1e-3, tau=0.01), device).load_state_dict(learner.state_dict())
+
+
+@needs_cuda
+def test_the_cuda_learner_follows_the_cpu_learner_and_its_checkpoint_acts_the_same_on_cpu(tmp_path) -> None:
+    """With the learner's own draws switched off (no target noise; the TD target's minimum over every head,
+    so the head choice cannot matter) CPU and CUDA run the same arithmetic on the same batches: the
+    networks must agree to float rounding after many updates, and a CUDA checkpoint must act the same on a
+    CPU-only robot."""
+    cfg = _small_config(actor_lr=1e-3, critic_lr=1e-3, target_noise=0.0, num_target_min=4)
+    learners = {}
+    for device in ("cpu", "cuda"):
+        learner, demo, online = _learner_and_buffers(cfg, device=device)
+        rng = np.random.default_rng(3)
+        metrics = [learner.train_step(demo, online, rng) for _ in range(25)]
+        learners[device] = learner, metrics
+    (cpu, cpu_metrics), (gpu, gpu_metrics) = learners["cpu"], learners["cuda"]
+    for a, b in zip(cpu_metrics, gpu_metrics):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-4 * (1 + abs(a[k])) for k in a), (a, b)
+    for name in ("actor", "critic", "critic_target"):
+        for key, value in getattr(cpu, name).state_dict().items():
+            torch.testing.assert_close(getattr(gpu, name).state_dict()[key].cpu(), value, rtol=1e-4, atol=1e-5)
+
+    torch.save(gpu.state_dict(), tmp_path / "learner.pt")
+    with pytest.warns(UserWarning, match="generator is for cuda"):
+        on_cpu = ResidualTD3.from_state_dict(
+            torch.load(tmp_path / "learner.pt", weights_only=True, map_location="cpu"), device="cpu")
+    obs = np.random.default_rng(4).normal(size=(16, 4)).astype(np.float32)
+    base = np.random.default_rng(5).uniform(-1, 1, size=(16, 1)).astype(np.float32)
+    np.testing.assert_allclose(on_cpu.act(obs, base), gpu.act(obs, base), atol=1e-6)
 
 
 BANDIT_BEST_ACTION = np.array([0.25, -0.25], dtype=np.float32)
 
 
-def _bandit_residuals(**overrides) -> np.ndarray:
+def _bandit_residuals(device: str = "cpu", **overrides) -> np.ndarray:
     """One-step bandit, base action 0, reward = -|a - a*|_1 with a* = [0.25, -0.25] inside the scale:
     the residuals a learner trained on it chooses for 64 new states.
 
@@ -388,7 +421,7 @@ def _bandit_residuals(**overrides) -> np.ndarray:
         action = rng.uniform(-0.5, 0.5, size=2)
         reward = -float(np.abs(action - BANDIT_BEST_ACTION).sum())
         demo.add(obs, np.zeros(2), action, reward, obs, np.zeros(2), terminated=True, truncated=False)
-    learner = ResidualTD3(3, 2, cfg, device="cpu")
+    learner = ResidualTD3(3, 2, cfg, device=device)
     learner.obs_normalizer.fit(demo.obs)
     online = NStepReplayBuffer(capacity=10, obs_dim=3, act_dim=2)
 
@@ -399,8 +432,9 @@ def _bandit_residuals(**overrides) -> np.ndarray:
     return learner.act(obs, np.zeros((64, 2), np.float32))
 
 
-def test_learner_moves_residual_toward_the_better_action() -> None:
-    residual = _bandit_residuals()
+@pytest.mark.parametrize("device", DEVICES)
+def test_learner_moves_residual_toward_the_better_action(device: str) -> None:
+    residual = _bandit_residuals(device)
     initial_distance = float(np.linalg.norm(BANDIT_BEST_ACTION))
     final_distance = float(np.linalg.norm(residual - BANDIT_BEST_ACTION, axis=1).mean())
     assert final_distance < 0.3 * initial_distance, (residual.mean(axis=0), final_distance)

@@ -42,9 +42,8 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device):
     name = model
     if Path(model).is_dir():
         name, pretrained = f"local-dir:{Path(model).resolve()}", None
-    precision = "fp16" if device.type == "cuda" else "fp32"
-    try:
-        clip, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, precision=precision,
+    try:  # fp32 weights everywhere; CUDA runs them in fp16 autocast (ClipReward.half_precision)
+        clip, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, precision="fp32",
                                                             device=device, weights_only=True)
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:  # missing weights without hub access, bad config, unknown name
@@ -74,10 +73,16 @@ class ClipReward(FrameRewardModel):
         self.std = torch.tensor(pre["std"], device=self.device).view(1, 3, 1, 1)
         self._prompts: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
+    def half_precision(self) -> torch.autocast:
+        """fp16 autocast on CUDA, the serving target, as the other reward models serve. open_clip's own
+        'fp16' precision halves only some layers, so inputs matching one layer's dtype missed another's."""
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
+
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(list(texts)).to(self.device)
-        return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
+        with self.half_precision():
+            return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
     @torch.inference_mode()
     def embed_images(self, frames: np.ndarray) -> torch.Tensor:
@@ -90,8 +95,9 @@ class ClipReward(FrameRewardModel):
         x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
         top, left = (size[0] - self.image_size[0]) // 2, (size[1] - self.image_size[1]) // 2
         x = x[..., top:top + self.image_size[0], left:left + self.image_size[1]]
-        x = ((x - self.mean) / self.std).to(next(self.clip.parameters()).dtype)
-        return F.normalize(self.clip.encode_image(x).float(), dim=-1)
+        x = (x - self.mean) / self.std
+        with self.half_precision():
+            return F.normalize(self.clip.encode_image(x).float(), dim=-1)
 
     def _goal_baseline(self, task: str) -> tuple[torch.Tensor, torch.Tensor, float]:
         goal = self.config.goal_prompt or task
