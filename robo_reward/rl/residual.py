@@ -142,10 +142,11 @@ class ResidualTD3:
         return {**{f"obs_normalizer.{k}": v for k, v in self.obs_normalizer.state_dict().items()},
                 **{f"actor.{k}": v for k, v in self.actor.state_dict().items()}}
 
-    def update(self, batch: dict[str, torch.Tensor], update_actor: bool) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor], update_actor: bool) -> dict[str, torch.Tensor]:
         """One critic step on all heads, optionally one actor step, then Polyak target updates.
 
-        The critic target moves every update; the actor target only when the actor does (TD3).
+        The critic target moves every update; the actor target only when the actor does (TD3). Metrics
+        stay 0-d tensors on the device: reading each one would stall a GPU at every update.
         """
         cfg, scale = self.cfg, self.actor.scale
         self.actor.train()
@@ -166,9 +167,9 @@ class ResidualTD3:
         critic_loss = F.mse_loss(q, td_target.expand_as(q), reduction="none").mean(dim=1).sum()
         self._step(self.critic_optimizer, critic_loss, self.critic.parameters())
         metrics = {
-            "critic_loss": critic_loss.item() / cfg.num_q,  # mean per-head TD loss
-            "q_mean": q.mean().item(),
-            "td_target_mean": td_target.mean().item(),
+            "critic_loss": critic_loss.detach() / cfg.num_q,  # mean per-head TD loss
+            "q_mean": q.detach().mean(),
+            "td_target_mean": td_target.mean(),
         }
 
         if update_actor:
@@ -179,7 +180,7 @@ class ResidualTD3:
             self.critic.requires_grad_(True)
             self._step(self.actor_optimizer, actor_loss, self.actor.parameters())
             _polyak(self.actor, self.actor_target, cfg.tau)
-            metrics |= {"actor_loss": actor_loss.item(), "residual_abs_mean": residual.abs().mean().item()}
+            metrics |= {"actor_loss": actor_loss.detach(), "residual_abs_mean": residual.detach().abs().mean()}
 
         _polyak(self.critic, self.critic_target, cfg.tau)
         self.num_updates += 1
@@ -198,11 +199,11 @@ class ResidualTD3:
         online_buffer: NStepReplayBuffer,
         rng: np.random.Generator,
     ) -> dict[str, float]:
-        """cfg.utd_ratio updates for one env step.
+        """cfg.utd_ratio updates for one env step; their mean metrics, read from the device once.
 
         The actor joins once critic warm-up is over, on every policy_delay-th update.
         """
-        history: dict[str, list[float]] = {}
+        history: dict[str, list[torch.Tensor]] = {}
         for _ in range(self.cfg.utd_ratio):
             batch = sample_mixed(
                 demo_buffer, online_buffer, self.cfg.batch_size, rng, self.cfg.demo_fraction, self.device
@@ -212,7 +213,8 @@ class ResidualTD3:
             )
             for key, value in self.update(batch, update_actor).items():
                 history.setdefault(key, []).append(value)
-        return {key: float(np.mean(values)) for key, values in history.items()}
+        means = torch.stack([torch.stack(values).mean() for values in history.values()]).tolist()
+        return dict(zip(history, means))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything for an exact resume, loadable with `torch.load(path, weights_only=True)`."""
