@@ -109,11 +109,12 @@ class ResidualTD3:
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        fused = self.device.type == "cuda"  # one kernel per step on a GPU; the CPU keeps torch's default
         self.actor_optimizer = torch.optim.Adam(
-            self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay
+            self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay, fused=fused
         )
         self.critic_optimizer = torch.optim.Adam(
-            self.critic.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay
+            self.critic.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay, fused=fused
         )
         self.num_updates = 0
         self.generator = torch.Generator(device=self.device)
