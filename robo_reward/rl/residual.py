@@ -109,7 +109,7 @@ class ResidualTD3:
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        fused = self.device.type == "cuda"  # one kernel per step on a GPU; the CPU keeps torch's default
+        fused = True if self.device.type == "cuda" else None  # one kernel per step on a GPU; CPU: torch's default
         self.actor_optimizer = torch.optim.Adam(
             self.actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay, fused=fused
         )
