@@ -24,3 +24,9 @@ def seeded_training(preference: str, seed: int) -> tuple[torch.device, np.random
     """The device and seeded numpy / torch generators every trainer starts from, so a run repeats from its seed."""
     torch.manual_seed(seed)
     return pick_device(preference), np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+
+
+def serving_precision(device: torch.device) -> torch.autocast:
+    """How every reward model runs its forward pass: fp16 autocast on CUDA (the serving target), plain fp32
+    on the CPU. Weights stay fp32 either way, so one checkpoint serves on both."""
+    return torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device, seeded_training
+from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import FrameRewardModel, RewardInputError
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
@@ -77,7 +77,7 @@ class SuccessClassifier(FrameRewardModel):
                 got = None if state is None else np.asarray(state).shape
                 raise RewardInputError(f"classifier needs state of width {self.net.cfg.state_dim}, got {got}")
             st = torch.as_tensor(np.asarray(state, np.float32), device=self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+        with serving_precision(self.device):
             prob = torch.sigmoid(self.net(images, st).float()).cpu().numpy()
         return prob, prob, (prob >= self.success_threshold).astype(np.float32)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, serving_precision
 from robo_reward.rewards.base import FrameRewardModel, RewardModelError
 
 
@@ -42,7 +42,9 @@ def load_open_clip(model: str, pretrained: str | None, device: torch.device):
     name = model
     if Path(model).is_dir():
         name, pretrained = f"local-dir:{Path(model).resolve()}", None
-    try:  # fp32 weights everywhere; CUDA runs them in fp16 autocast (ClipReward.half_precision)
+    # fp32 weights everywhere, run in serving_precision: open_clip's own precision="fp16" halves only some
+    # layers, so an input cast to one layer's dtype missed another's (CLIP crashed on CUDA)
+    try:
         clip, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, precision="fp32",
                                                             device=device, weights_only=True)
         tokenizer = open_clip.get_tokenizer(name)
@@ -73,15 +75,10 @@ class ClipReward(FrameRewardModel):
         self.std = torch.tensor(pre["std"], device=self.device).view(1, 3, 1, 1)
         self._prompts: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
-    def half_precision(self) -> torch.autocast:
-        """fp16 autocast on CUDA, the serving target, as the other reward models serve. open_clip's own
-        'fp16' precision halves only some layers, so inputs matching one layer's dtype missed another's."""
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda")
-
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(list(texts)).to(self.device)
-        with self.half_precision():
+        with serving_precision(self.device):
             return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
     @torch.inference_mode()
@@ -96,7 +93,7 @@ class ClipReward(FrameRewardModel):
         top, left = (size[0] - self.image_size[0]) // 2, (size[1] - self.image_size[1]) // 2
         x = x[..., top:top + self.image_size[0], left:left + self.image_size[1]]
         x = (x - self.mean) / self.std
-        with self.half_precision():
+        with serving_precision(self.device):
             return F.normalize(self.clip.encode_image(x).float(), dim=-1)
 
     def _goal_baseline(self, task: str) -> tuple[torch.Tensor, torch.Tensor, float]:

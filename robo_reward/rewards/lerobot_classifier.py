@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robo_reward.device import pick_device
+from robo_reward.device import pick_device, serving_precision
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.rewards.base import FrameRewardModel, RewardModelError
 from robo_reward.rewards.classifier import CLASSIFIER_KIND
@@ -123,7 +123,7 @@ class LeRobotRewardClassifier(FrameRewardModel):
     def score_frames(self, frames, task, state):
         images = to_tensor(frames, self.render_size, self.device)  # (N, V, 3, H, W) in [0, 1]
         batch = self.preprocess({key: images[:, i] for i, key in enumerate(self.image_keys)})
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+        with serving_precision(self.device):
             prob = self.model.predict([batch[key] for key in self.image_keys]).probabilities.float()
         prob = prob.cpu().numpy().reshape(-1)
         return prob, prob, (prob >= self.success_threshold).astype(np.float32)

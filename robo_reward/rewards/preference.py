@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device, seeded_training
+from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import (
     Episode,
     FrameRewardModel,
@@ -71,7 +71,7 @@ class BradleyTerryReward(FrameRewardModel):
     @torch.inference_mode()
     def score_frames(self, frames, task, state):
         images = to_tensor(frames, self.net.cfg.image_size, self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+        with serving_precision(self.device):
             r = self.net(images).float().cpu().numpy()
         cfg = self.net.cfg
         progress = np.clip((r - cfg.reward_low) / max(cfg.reward_high - cfg.reward_low, 1e-6), 0.0, 1.0)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from robo_reward.device import pick_device, seeded_training
+from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import (
     Episode,
     NoRewardError,
@@ -171,7 +171,7 @@ class TrainedHopPredictor:
             sl = slice(start, start + self.batch_size)
             b = to_tensor([v[sl] for v in before], self.net.cfg.image_size, self.device)
             a = to_tensor([v[sl] for v in after], self.net.cfg.image_size, self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            with serving_precision(self.device):
                 out.append(self.net(b, a, [task] * len(b)).float().cpu().numpy())
         return np.concatenate(out)
 
