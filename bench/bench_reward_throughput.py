@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--output-dir", type=Path, default=RESULTS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -78,8 +79,8 @@ def main() -> None:
     print(f"hop model (2 views, {net.cfg.image_size}px): episode scoring {hop_batched:.1f} frames/s, "
           f"online {hop_single:.1f} steps/s")
     tag = "cuda" if args.device.startswith("cuda") else "cpu"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"reward_throughput_{tag}.json").write_text(json.dumps(results, indent=2))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / f"reward_throughput_{tag}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

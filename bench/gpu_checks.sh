@@ -28,7 +28,7 @@ results=$(mktemp -d)
 { "$PYTHON" bench/bench_learner_throughput.py --devices cuda cpu --seconds 8 --output-dir "$results"
   for device in cuda cpu; do
       "$PYTHON" bench/bench_reward_throughput.py --device $device --seconds 5 --threads "$(nproc)" \
-          && mv bench/results/reward_throughput_$device.json "$results/reward_throughput_$device.json"
+          --output-dir "$results"
   done; } 2>&1 | tee "$OUT/bench.log"
 # The CPU peers are this GPU machine's CPUs, not the developer machine's: name them so.
 for f in "$results"/*_cpu.json; do [ -e "$f" ] && mv "$f" "${f%_cpu.json}_gpu_host_cpu.json"; done
