@@ -4,7 +4,7 @@
 #   OUT=runs/gpu bash bench/gpu_checks.sh
 #
 # Written for the lent H200 machines: their python3 already holds torch (CUDA build) but no package
-# registry is reachable, so the few pure-Python packages robo_reward needs beyond it travel as wheels in
+# registry is reachable, so the few small packages robo_reward needs beyond it travel as wheels in
 # .gpu_wheels/ (made here: `pip download --no-deps -d .gpu_wheels gymnasium farama-notifications dill
 # open_clip_torch ftfy wcwidth`). On a machine with the project's venv, PYTHON=.venv/bin/python.
 # Writes to $OUT: gpu.txt (device, driver, torch), tests.log, bench.log and the benchmarks' JSON — the CUDA
