@@ -1,7 +1,7 @@
 """What the observation normalizer's std floor does: fitted on the demonstrations, how far out do the
 states a base policy visits online land, and how well does a BC base trained with each floor act?
 
-For each floor: a BC base (MLPBCConfig, the floor in its normalizer) per training seed, on the same
+For each floor: a Markov BC base (MLPBCConfig, chunk 1, the floor in its normalizer) per training seed, on the same
 20 noisy scripted demos (`make demo`'s setting); its rollouts with Gaussian action noise (std 0.1, the
 order of a residual's reach plus exploration) on tuning seeds 500,000+, through the floor's normalizer:
 share of entries at the clip, dimensions whose 99th percentile |z| exceeds 5; and the base's own
@@ -61,7 +61,7 @@ def one_arm(args: tuple) -> dict:
     from robo_reward.rl.evaluation import EVAL_SEED_OFFSET, evaluate
     from sim import make_env
 
-    policy, _ = train_mlp_bc(states, actions, MLPBCConfig(seed=seed, obs_std_floor=floor), "cpu", progress=False)
+    policy, _ = train_mlp_bc(states, actions, MLPBCConfig(seed=seed, obs_std_floor=floor, chunk=1), "cpu", progress=False)
     normalizer = policy.net.normalizer
     mean, std = normalizer.mean.numpy(), normalizer.std.numpy()
     env = make_env(task)

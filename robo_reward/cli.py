@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=["mlp", "act"], default="mlp")
     p.add_argument("--steps", type=positive_int, default=None, help="gradient steps (default: per type)")
     p.add_argument("--chunk", type=positive_int, default=None,
-                   help="actions predicted per state (default: mlp 1, act 10); an mlp base executes their "
+                   help="actions predicted per state (default: mlp 8, act 10); an mlp base executes their "
                         "temporal ensemble, act its chunk")
     p.add_argument("--out", required=True)
 

@@ -42,7 +42,9 @@ class MLPBCConfig:
     steps: int = 4000
     seed: int = 0
     obs_std_floor: float = OBS_STD_FLOOR
-    chunk: int = 1  # actions predicted per state; 1: a plain Markov policy
+    # actions predicted per state (1: a plain Markov policy). 8: the best of 1 / 4 / 8 on Lift, Can and GR1
+    # (docs/BENCHMARKS.md "A base with action chunks"); a Markov base stalls where a demonstrator paused
+    chunk: int = 8
     # ACT's temporal ensembling: of the chunks covering a step, the i-th after the oldest weighs
     # exp(-decay * i); ACT's default 0.01 (nearly an even average of every prediction for the step)
     ensemble_decay: float = 0.01
