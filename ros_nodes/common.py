@@ -38,8 +38,10 @@ ACTOR_STATUS_TOPIC = "/robo_reward/actor_status"
 INTERVENTION_TOPIC = "/robo_reward/intervention"
 OPERATOR_COMMAND_TOPIC = "/robo_reward/operator_command"
 # sensor_msgs/JointState as stamped named values {"success": 0/1}: the robot's own success signal (the
-# simulator's check), stamped with the state it judges so that it belongs to one observation
+# simulator's check), stamped with the state it judges so that it belongs to one observation; a simulated
+# robot adds its scene's reset seed (SCENE_SEED)
 SUCCESS_TOPIC = "/robo_reward/robot_success"
+SCENE_SEED = "scene_seed"
 REWARD_FIELDS = ("progress", "reward", "success", "ok", "latency_s")  # a reward model's reading of a frame
 
 # late joiners get the last value of state-like topics (safety, episode phase, weights)

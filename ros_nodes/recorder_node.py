@@ -1,5 +1,6 @@
 """Episode recorder: every control step of a running episode (observation, command, reward, success,
-safety state) into a LeRobotDataset written through lerobot's API, one episode at a time; safety
+safety state) into a LeRobotDataset written through lerobot's API, one episode at a time, with a simulated
+robot's scene seed per episode (a policy trained on it then knows which initial states it saw); safety
 events into safety_events.jsonl beside it; optionally every message on the robot's topics into an
 MCAP file that ROS tools open. Episodes are saved as they end and the partial one on shutdown.
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -33,6 +35,7 @@ from ros_nodes.common import (
     RELIABLE,
     REWARD_TOPIC,
     SAFETY_TOPIC,
+    SCENE_SEED,
     SENSOR_SUB,
     SUCCESS_TOPIC,
     declare,
@@ -135,8 +138,10 @@ class RecorderNode(Node):
             return
         if self.frames:  # the previous step's outcome is what the robot reports now
             self.frames[-1]["reward"], self.frames[-1]["success"] = self.outcome_now()
+        success_msg = self.latest.get(SUCCESS_TOPIC)
+        seed = None if success_msg is None else read_named_values(success_msg).get(SCENE_SEED)
         self.frames.append({"obs": obs, "action": action, "reward": np.nan, "success": False,
-                            "safety_ok": self.safety_ok})
+                            "safety_ok": self.safety_ok, "scene_seed": seed})
 
     def on_episode(self, status: dict) -> None:
         previous, self.episode = self.episode, status
@@ -152,7 +157,9 @@ class RecorderNode(Node):
                   i == len(self.frames) - 1, self.task) for i, f in enumerate(self.frames)]
         if self.writer.pid is None:
             self.writer.start()
-        self.episodes_queue.put((self.dataset_args(self.frames[0]), steps, list(self.events)))
+        # a simulated robot's scene seed, as its state reported it while the episode ran (None: a real robot)
+        seed = next((int(f["scene_seed"]) for f in self.frames if f["scene_seed"] is not None), None)
+        self.episodes_queue.put((self.dataset_args(self.frames[0]), steps, seed, list(self.events)))
         self.saved_episodes += 1
         self.frames = []
         self.get_logger().info(f"episode {self.saved_episodes} queued for {self.out}")
@@ -184,10 +191,10 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
     """Worker process: one LeRobotDataset (created with the first episode's shapes), an episode per
     queue item, finalized at None (the node sends it when it stops)."""
     ignore_stop_signals()
-    recorder = None
+    recorder, seeded = None, None
     try:
         while (item := episodes.get()) is not None:
-            args, steps, events = item
+            args, steps, seed, events = item
             if recorder is None:
                 spaces = {k: gym.spaces.Box(0, 255, shape, np.uint8) if image
                           else gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
@@ -196,7 +203,14 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
                                            robot_type=args["robot_type"])
             for step in steps:
                 recorder.add_step(*step)
-            recorder.save_episode()
+            if seeded is None:
+                seeded = seed is not None
+            elif seeded and seed is None:  # every episode's seed or none: the episode matters more
+                print(f"episode-writer: episode {recorder.episodes} of {out} has no scene seed; the dataset keeps "
+                      "none", file=sys.stderr, flush=True)
+                recorder.episode_seeds.clear()
+                seeded = False
+            recorder.save_episode(seed if seeded else None)
             (Path(out) / SAFETY_EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in events))
     finally:
         if recorder is not None:

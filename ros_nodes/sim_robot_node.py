@@ -23,6 +23,7 @@ from std_srvs.srv import Trigger
 
 from ros_nodes.common import (
     RELIABLE,
+    SCENE_SEED,
     SENSOR_PUB,
     SUCCESS_TOPIC,
     declare,
@@ -163,7 +164,8 @@ class SimRobotNode(Node):
         w.wrench.torque.x, w.wrench.torque.y, w.wrench.torque.z = (float(v) for v in r["torque"])
         self.pub_wrench.publish(w)
         self.pub_object.publish(object_state_msg(t, r["object_state"]))
-        self.pub_success.publish(named_values(t, {"success": float(r["success"])}))
+        # the scene's reset seed beside success: a recording of this robot knows which initial states it holds
+        self.pub_success.publish(named_values(t, {"success": float(r["success"]), SCENE_SEED: r["scene_seed"]}))
         for name, pub in self.pub_cams.items():
             pub.publish(rgb_to_image(r["images"][name], t, name))
 

@@ -26,8 +26,11 @@ from std_srvs.srv import Trigger
 
 from robo_reward.cli import main
 from robo_reward.config.hardware import CONFIG_DIR
+from robo_reward.data.lerobot_io import read_episode_seeds
+from robo_reward.envs.observations import ENV_STATE_KEY
 from ros_nodes.common import LATCHED, RELIABLE, SENSOR_PUB, SENSOR_SUB, to_stamp
 from ros_nodes.runner import BackgroundNode, interrupt_and_wait, ros_up_process
+from sim.robosuite_env import make_env
 
 PERIOD = 0.05  # sim_panda_lift runs at 20 Hz
 DELIVERY_SLACK_S = 0.25  # DDS delivery and executor wake-ups between two processes under load
@@ -239,6 +242,19 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
     assert frame["observation.state"].shape == (18,) and frame["action"].shape == (7,)
     events = [json.loads(line) for line in (record / "safety_events.jsonl").read_text().splitlines()]
     assert any("10000.0 N" in e["reason"] for e in events)
+    # each episode keeps its scene's reset seed, and the seed reproduces the scene: a fresh reset with it
+    # places the cube where the episode's first recorded frame has it (x, y: it drops ~1 cm onto the table)
+    seeds = read_episode_seeds(record)
+    assert len(seeds) == dataset.meta.total_episodes and len(set(seeds)) == len(seeds), seeds
+    episode_of_frame = np.asarray(dataset.hf_dataset["episode_index"])
+    env = make_env("lift", "Panda")
+    try:
+        for episode, seed in enumerate(seeds):
+            first = dataset[int(np.searchsorted(episode_of_frame, episode))]
+            cube = env.reset(seed=seed)[0][ENV_STATE_KEY][:2]
+            np.testing.assert_allclose(first[ENV_STATE_KEY].numpy()[:2], cube, atol=1e-3, err_msg=f"seed {seed}")
+    finally:
+        env.close()
     topics = {}
     for m in read_ros2_messages(str(mcap)):
         topics.setdefault(m.channel.topic, m.ros_msg)
