@@ -50,7 +50,7 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
                     "--noise", str(args.noise), "--seed", str(args.seed), "--out", str(demos)]) == 0
     if not base.exists():
         assert cli(["base", "train", "--dataset", str(demos), "--steps", str(args.bc_steps),
-                    "--seed", str(args.seed), "--out", str(base)]) == 0
+                    "--seed", str(args.seed), "--chunk", "1", "--out", str(base)]) == 0  # as measured
     return demos, base
 
 

@@ -101,7 +101,7 @@ def main() -> None:
                 "demos", "collect", "--task", "lift", "--episodes", "20", "--noise", "0.5", "--out", str(demos),
                 "--overwrite"]),
             "base_train_mlp": job(d, "base_train_mlp", python, ["base", "train", "--dataset", str(demos),
-                                                                "--out", str(d / "base"), "--overwrite"]),
+                                                                "--chunk", "1", "--out", str(d / "base"), "--overwrite"]),
             "base_train_act": job(d, "base_train_act", python, [
                 "base", "train", "--type", "act", "--steps", str(args.act_steps), "--dataset", str(camera_demos),
                 "--out", str(d / "act"), "--overwrite"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -503,3 +504,24 @@ def test_a_chunked_base_executes_the_temporal_ensemble_of_its_chunks_and_forgets
     loaded, _ = load_policy(tmp_path / "base", device="cpu")
     loaded.reset()
     np.testing.assert_allclose([loaded.act(o) for o in observations], expected, rtol=1e-6)
+
+
+def test_a_base_saved_before_chunks_existed_loads_as_the_markov_base_it_is(tmp_path) -> None:
+    """Its manifest has no "chunk": it must load with one action per state (not the default 8, whose
+    output layer would not fit its weights) and act as it did."""
+    from robo_reward.rl.bc import MLPBCConfig, MLPBCNet, MLPBCPolicy
+    from robo_reward.rl.policies import POLICY_FILE, load_policy
+
+    torch.manual_seed(0)
+    config = MLPBCConfig(hidden=(8,), chunk=1)
+    policy = MLPBCPolicy(MLPBCNet(4, 2, config.hidden, chunk=1), config, torch.device("cpu"))
+    policy.save(tmp_path / "base", {"task": "lift", "robot": "Panda"})
+    manifest_path = tmp_path / "base" / POLICY_FILE
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["chunk"]
+    manifest_path.write_text(json.dumps(manifest))
+    loaded, _ = load_policy(tmp_path / "base", device="cpu")
+    obs = {"observation.state": np.arange(4, dtype=np.float32)}
+    policy.reset()
+    loaded.reset()
+    np.testing.assert_allclose(loaded.act(obs), policy.act(obs), rtol=1e-6)

@@ -99,7 +99,8 @@ class MLPBCPolicy:
 @register_policy_kind(MLPBCPolicy.kind)
 def load_mlp_policy(directory: Path, manifest: Mapping[str, Any], device: str) -> MLPBCPolicy:
     try:
-        config = MLPBCConfig(**{**manifest["config"], "hidden": tuple(manifest["config"]["hidden"])})
+        # a base saved before chunks existed has no "chunk": it is a Markov one, whatever the default is now
+        config = MLPBCConfig(**{"chunk": 1, **manifest["config"], "hidden": tuple(manifest["config"]["hidden"])})
         net = MLPBCNet(int(manifest["obs_dim"]), int(manifest["act_dim"]), config.hidden, chunk=config.chunk)
         net.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     except (KeyError, TypeError) as exc:
