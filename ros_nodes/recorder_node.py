@@ -10,6 +10,7 @@ composed process (`robo-reward ros up`) that would stall the actor and the safet
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import sys
 from pathlib import Path
@@ -130,6 +131,19 @@ class RecorderNode(Node):
             return float(values.get("reward", np.nan)), success or values.get("success", 0.0) > 0.5
         return float(success), success
 
+    def scene_seed_now(self) -> int | None:
+        """The simulated robot's scene seed, which it reports only while no command has run since the
+        scene's reset (None: a real robot, an episode begun without a reset, or a value that is no seed)."""
+        msg = self.latest.get(SUCCESS_TOPIC)
+        seed = None if msg is None else read_named_values(msg).get(SCENE_SEED)
+        if seed is None:
+            return None
+        if not (math.isfinite(seed) and seed == int(seed) and abs(seed) < 2**53):
+            self.get_logger().warning(f"{SUCCESS_TOPIC}: scene seed {seed} is not a whole number; not recorded",
+                                      throttle_duration_sec=5.0)
+            return None
+        return int(seed)
+
     def on_command(self, action: np.ndarray) -> None:
         if not self.episode or self.episode.get("phase") != "running":
             return
@@ -138,10 +152,8 @@ class RecorderNode(Node):
             return
         if self.frames:  # the previous step's outcome is what the robot reports now
             self.frames[-1]["reward"], self.frames[-1]["success"] = self.outcome_now()
-        success_msg = self.latest.get(SUCCESS_TOPIC)
-        seed = None if success_msg is None else read_named_values(success_msg).get(SCENE_SEED)
         self.frames.append({"obs": obs, "action": action, "reward": np.nan, "success": False,
-                            "safety_ok": self.safety_ok, "scene_seed": seed})
+                            "safety_ok": self.safety_ok, "scene_seed": self.scene_seed_now()})
 
     def on_episode(self, status: dict) -> None:
         previous, self.episode = self.episode, status
@@ -157,8 +169,8 @@ class RecorderNode(Node):
                   i == len(self.frames) - 1, self.task) for i, f in enumerate(self.frames)]
         if self.writer.pid is None:
             self.writer.start()
-        # a simulated robot's scene seed, as its state reported it while the episode ran (None: a real robot)
-        seed = next((int(f["scene_seed"]) for f in self.frames if f["scene_seed"] is not None), None)
+        # the scene seed its simulated robot reported as the episode began (None: a real robot)
+        seed = next((f["scene_seed"] for f in self.frames if f["scene_seed"] is not None), None)
         self.episodes_queue.put((self.dataset_args(self.frames[0]), steps, seed, list(self.events)))
         self.saved_episodes += 1
         self.frames = []
@@ -191,7 +203,7 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
     """Worker process: one LeRobotDataset (created with the first episode's shapes), an episode per
     queue item, finalized at None (the node sends it when it stops)."""
     ignore_stop_signals()
-    recorder, seeded = None, None
+    recorder, seeded, dropped = None, None, False
     try:
         while (item := episodes.get()) is not None:
             args, steps, seed, events = item
@@ -205,11 +217,12 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
                 recorder.add_step(*step)
             if seeded is None:
                 seeded = seed is not None
-            elif seeded and seed is None:  # every episode's seed or none: the episode matters more
-                print(f"episode-writer: episode {recorder.episodes} of {out} has no scene seed; the dataset keeps "
-                      "none", file=sys.stderr, flush=True)
+            elif seeded != (seed is not None) and not dropped:  # every episode's seed or none: the episode matters more
+                print(f"episode-writer: episode {recorder.episodes} of {out} has {'no' if seeded else 'a'} scene "
+                      f"seed, the earlier ones {'had' if seeded else 'none'}; the dataset keeps no seeds",
+                      file=sys.stderr, flush=True)
                 recorder.episode_seeds.clear()
-                seeded = False
+                seeded, dropped = False, True
             recorder.save_episode(seed if seeded else None)
             (Path(out) / SAFETY_EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in events))
     finally:

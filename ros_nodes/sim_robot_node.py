@@ -164,8 +164,10 @@ class SimRobotNode(Node):
         w.wrench.torque.x, w.wrench.torque.y, w.wrench.torque.z = (float(v) for v in r["torque"])
         self.pub_wrench.publish(w)
         self.pub_object.publish(object_state_msg(t, r["object_state"]))
-        # the scene's reset seed beside success: a recording of this robot knows which initial states it holds
-        self.pub_success.publish(named_values(t, {"success": float(r["success"]), SCENE_SEED: r["scene_seed"]}))
+        # beside success, the scene's reset seed until the first command moves things: a recording of this
+        # robot knows which initial states its episodes started from (none for an episode begun without a reset)
+        seed = {} if r["scene_seed"] is None else {SCENE_SEED: r["scene_seed"]}
+        self.pub_success.publish(named_values(t, {"success": float(r["success"]), **seed}))
         for name, pub in self.pub_cams.items():
             pub.publish(rgb_to_image(r["images"][name], t, name))
 

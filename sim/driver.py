@@ -27,6 +27,9 @@ class SimulatedDriver:
                             terminate_on_success=False, render=render)
         self.cameras = cameras
         self.scene_seed = seed
+        # no command since the scene's reset: its seed still says what the scene is (the reset motion's
+        # joint moves leave the objects where the reset put them)
+        self.scene_untouched = True
         self.obs, _ = self.env.reset(seed=seed)
         self.last_action: np.ndarray | None = None
         self.commanded = False
@@ -38,13 +41,14 @@ class SimulatedDriver:
         if kind == "command":
             self.obs = env.step(np.asarray(payload, np.float32))[0]
             self.last_action, self.commanded = np.asarray(payload, np.float32), True
+            self.scene_untouched = False
         elif kind == "joints":
             env.move_arm_joints(np.asarray(payload, float))
             self.obs = env.observation()
         elif kind == "reset_scene":
             self.scene_seed += 1
             self.obs, _ = env.reset(seed=self.scene_seed)
-            self.last_action, self.commanded = None, False
+            self.last_action, self.commanded, self.scene_untouched = None, False, True
         elif kind == "hold":
             if self.commanded:
                 env.hold_position()
@@ -55,7 +59,8 @@ class SimulatedDriver:
 
     def snapshot(self) -> dict[str, Any]:
         return {**self.env.robot_readings(), "object_state": self.obs[ENV_STATE_KEY].astype(float),
-                "success": self.env.check_success(), "scene_seed": self.scene_seed,
+                "success": self.env.check_success(),
+                "scene_seed": self.scene_seed if self.scene_untouched else None,
                 "images": {c: self.obs[f"{IMAGE_PREFIX}{c}"] for c in self.cameras}}
 
 

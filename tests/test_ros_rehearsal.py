@@ -396,3 +396,34 @@ def test_the_reward_server_serves_on_after_bad_first_frames_over_dds(rehearsal_i
     finally:
         _stop_all({"reward_server": proc}, {"reward_server": log})
         op.close()
+
+
+def test_the_recorders_writer_keeps_every_episodes_scene_seed_or_none(tmp_path, capfd):
+    """The dataset writer behind the recorder node: seeds when every episode has one; when only some do,
+    every episode is still saved and the dataset keeps no seeds (a wrong seed would claim a scene)."""
+    import queue
+    import signal
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from ros_nodes.recorder_node import write_episodes
+
+    args = {"fps": 20, "shapes": {"observation.state": ((3,), False)}, "action_dim": 2,
+            "spec": {"task": "lift", "robot": "Panda"}, "robot_type": "test"}
+    steps = [({"observation.state": np.full(3, i, np.float32)}, np.zeros(2, np.float32), 0.0, False, i == 2, "lift")
+             for i in range(3)]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # the writer ignores them
+    try:
+        for case, (seeds, kept) in enumerate((([5, 6, 7], [5, 6, 7]), ([5, None, 7], []), ([None, 4], []))):
+            episodes = queue.Queue()
+            for seed in seeds:
+                episodes.put((args, steps, seed, []))
+            episodes.put(None)
+            out = tmp_path / f"recording{case}"
+            write_episodes(episodes, str(out))
+            assert LeRobotDataset("local/recording", root=out).meta.total_episodes == len(seeds)
+            assert read_episode_seeds(out) == kept
+            assert ("the dataset keeps no seeds" in capfd.readouterr().err) == (not kept)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
