@@ -174,6 +174,11 @@ class ResetManagerNode(Node):
                 return
             if self.joints_seen_at_scene is None:
                 self.joints_seen_at_scene = self.joint_messages
+                result = None if self.scene_pending.exception() else self.scene_pending.result()
+                if result is None or not result.success:
+                    self.get_logger().error("scene reset failed ("
+                                            f"{'no answer' if result is None else result.message}); the next "
+                                            "episode starts from the scene as the last one left it")
             if self.joint_messages == self.joints_seen_at_scene:
                 return
             self.scene_pending = None
