@@ -23,6 +23,21 @@ def _episodes_arg(text: str | None) -> list[int] | None:
         raise RoboRewardError(f"--episodes expects comma-separated episode indices, got {text!r}") from None
 
 
+def episode_seeds(episodes) -> list[int]:
+    """The reset seeds of these dataset episodes (source `root#index`) where their dataset kept them: the
+    initial states a model trained on them has seen."""
+    from robo_reward.data.lerobot_io import read_episode_seeds
+
+    kept: dict[str, list[int]] = {}
+    seeds = []
+    for e in episodes:
+        root, _, index = e.source.rpartition("#")
+        known = kept.setdefault(root, read_episode_seeds(root))
+        if index.isdigit() and int(index) < len(known):
+            seeds.append(known[int(index)])
+    return seeds
+
+
 def cmd_reward_train(args: argparse.Namespace) -> None:
     from robo_reward.data.episodes import load_episodes
     from robo_reward.data.lerobot_io import load_demonstrations
@@ -68,7 +83,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
         net, log = train_hop_model([d.episode for d in demos], net_cfg, train_cfg, keyframes, not args.quiet)
         goal = {c: demos[0].episode.frames[c][-1] for c in cameras}
         log.update(demos=[d.source for d in demos], keyframes=keyframes)
-        save_hop_model(args.out, net, goal, train_log=log, overwrite=args.overwrite)
+        save_hop_model(args.out, net, goal, train_log=log, overwrite=args.overwrite, demo_seeds=episode_seeds(demos))
         print(f"hop model adapted from {len(demos)} successful episode(s), cameras {list(cameras)} -> {args.out}")
     elif args.kind == "classifier":
         from robo_reward.rewards.classifier import (
@@ -84,7 +99,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
                                           device=args.device,
                                           **({"batch_size": args.batch_size} if args.batch_size else {}))
         net, log = train_success_classifier(labeled, net_cfg, train_cfg, not args.quiet)
-        save_success_classifier(args.out, net, log, overwrite=args.overwrite)
+        save_success_classifier(args.out, net, log, overwrite=args.overwrite, demo_seeds=episode_seeds(labeled))
         print(f"success classifier trained on {log['frames']} frames ({log['positive_frames']} success) -> {args.out}")
     elif args.kind == "rapl":
         from robo_reward.rewards.rapl import (
@@ -103,7 +118,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
                                     device=args.device)
         model, log = train_rapl([e.episode for e in experts], preferences, cfg, train_cfg, progress=not args.quiet)
         save_rapl(args.out, model, {**log, "experts": [e.source for e in experts], "pairs": len(preferences)},
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, demo_seeds=episode_seeds(labeled))
         print(f"RAPL encoder fine-tuned on {len(preferences)} preference pairs against {len(experts)} expert "
               f"video(s) (final preference accuracy {log['accuracy'][-1]:.0%}) -> {args.out}")
     else:  # clip: calibrate the progress scale on first/last frames of successful episodes
@@ -118,7 +133,7 @@ def cmd_reward_train(args: argparse.Namespace) -> None:
                                             device=args.device))
         model.calibrate(np.stack([e.episode.frames[camera][0] for e in good]),
                         np.stack([e.episode.frames[camera][-1] for e in good]), good[0].episode.task)
-        save_clip_config(args.out, model.config, overwrite=args.overwrite)
+        save_clip_config(args.out, model.config, overwrite=args.overwrite, demo_seeds=episode_seeds(good))
         print(f"CLIP reward calibrated on {len(good)} episodes (progress 0 at R={model.config.progress_low:.4f}, "
               f"1 at R={model.config.progress_high:.4f}) -> {args.out}")
 

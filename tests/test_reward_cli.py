@@ -9,7 +9,10 @@ from reward_helpers import save_tiny_open_clip
 
 from robo_reward.cli import main
 from robo_reward.data.episodes import load_episodes, read_video
-from robo_reward.rewards.registry import load_reward_model
+from robo_reward.data.lerobot_io import read_episode_seeds
+from robo_reward.rewards.registry import load_reward_model, reward_model_demo_seeds
+from robo_reward.rewards.vision import MANIFEST
+from robo_reward.rl.policies import policy_demo_seeds, read_policy_manifest
 
 
 def test_dataset_episodes_decode_with_labels(camera_demos):
@@ -97,6 +100,10 @@ def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp
     hop = tmp_path / "hop"
     assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first_success),
                  "--steps", "30", "--image-size", "32", "--out", str(hop), "--quiet", "--device", "cpu"]) == 0
+    # as if trained on another dataset: the policy learns from the reward's episodes too, and `eval` must
+    # know their initial states
+    manifest = json.loads((hop / MANIFEST).read_text())
+    (hop / MANIFEST).write_text(json.dumps({**manifest, "demo_seeds": [4_000_000]}))
     run = tmp_path / "run"
     common = ["--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set", "critic_warmup_updates=20",
               "--set", "batch_size=32", "--set", "utd_ratio=1"]
@@ -105,6 +112,7 @@ def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp
                  "--out", str(run), *common]) == 0
     config = json.loads((run / "run_config.json").read_text())
     assert config["reward"] == {"source": "hop", "model": str(hop), "shaping": "policy-invariant"}
+    assert policy_demo_seeds(read_policy_manifest(run)) == sorted([*read_episode_seeds(camera_demos), 4_000_000])
     assert config["env"]["terminate_on_success"] is False and "robot0_eye_in_hand" in config["env"]["cameras"]
     metrics = json.loads((run / "metrics.json").read_text())
     returns = [e["return"] for e in metrics["episodes"]]
@@ -197,6 +205,11 @@ def test_progress_success_pairs_hop_progress_with_classifier_success(camera_demo
     # the tree moves as a whole (paths are stored relative to the combined directory)
     shutil.move(models, tmp_path / "moved")
     models = tmp_path / "moved"
+    # each model records the initial states it learned from (the hop model: its one episode; the
+    # classifier: all four); the combined one has its parts' seeds
+    seeds = read_episode_seeds(camera_demos)
+    assert reward_model_demo_seeds(models / "hop") == [seeds[first_success]]
+    assert reward_model_demo_seeds(models / "clf") == reward_model_demo_seeds(models / "both") == sorted(seeds)
     hop, clf = load_reward_model(models / "hop", "cpu"), load_reward_model(models / "clf", "cpu")
     both = load_reward_model(models / "both", "cpu")
     assert both.name == "progress-success" and both.cameras == ("agentview", "robot0_eye_in_hand")

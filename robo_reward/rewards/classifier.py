@@ -7,7 +7,7 @@ probability clears the threshold (HIL-SERL thresholds at 0.85 and adds a state c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +133,8 @@ def train_success_classifier(episodes: Sequence, net_cfg: SuccessNetConfig = Suc
 
 
 def save_success_classifier(out: str | Path, net: SuccessNet, train_log: dict | None = None,
-                            overwrite: bool = False) -> Path:
-    return save_net_model(out, CLASSIFIER_KIND, net, train_log, overwrite)
+                            overwrite: bool = False, demo_seeds: Iterable[int] = ()) -> Path:
+    return save_net_model(out, CLASSIFIER_KIND, net, train_log, overwrite, demo_seeds)
 
 
 def load_success_classifier(path: str | Path, device: str = "auto") -> SuccessClassifier:

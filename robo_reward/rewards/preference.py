@@ -8,7 +8,7 @@ Progress in [0, 1] is r rescaled by the 5th / 95th percentile of r on the traini
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +136,8 @@ def train_bradley_terry(pairs: Sequence[tuple[Episode, Episode, float]], net_cfg
 
 
 def save_bradley_terry(out: str | Path, net: FrameRewardNet, train_log: dict | None = None,
-                       overwrite: bool = False) -> Path:
-    return save_net_model(out, BT_KIND, net, train_log, overwrite)
+                       overwrite: bool = False, demo_seeds: Iterable[int] = ()) -> Path:
+    return save_net_model(out, BT_KIND, net, train_log, overwrite, demo_seeds)
 
 
 def load_bradley_terry(path: str | Path, device: str = "auto") -> BradleyTerryReward:

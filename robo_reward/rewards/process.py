@@ -12,7 +12,7 @@ trainable `HopNet` below, or a GRM-style VLM checkpoint (robo_reward.rewards.vlm
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -348,10 +348,10 @@ def train_hop_model(demos: Sequence[Episode], net_cfg: HopNetConfig = HopNetConf
 
 def save_hop_model(out: str | Path, net: HopNet, goal_frames: Mapping[str, np.ndarray],
                    fusion: FusionConfig | None = None, train_log: dict | None = None,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, demo_seeds: Iterable[int] = ()) -> Path:
     config = {"net": asdict(net.cfg), "fusion": asdict(fusion or FusionConfig()), "train_log": train_log or {}}
     arrays = {f"goal.{cam}": np.asarray(goal_frames[cam], np.uint8) for cam in net.cfg.cameras}
-    return save_model_dir(out, HOP_KIND, config, net, arrays, overwrite=overwrite)
+    return save_model_dir(out, HOP_KIND, config, net, arrays, overwrite=overwrite, demo_seeds=demo_seeds)
 
 
 def load_hop_model(path: str | Path, device: str = "auto", fusion: FusionConfig | None = None) -> ProcessReward:

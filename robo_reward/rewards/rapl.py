@@ -13,7 +13,7 @@ time, so "where in the expert demo does this frame look like" is a natural progr
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -200,11 +200,12 @@ def train_rapl(experts: Sequence[Episode], preferences: Sequence[tuple[Episode, 
     return model, log
 
 
-def save_rapl(out: str | Path, model: RaplReward, train_log: dict | None = None, overwrite: bool = False) -> Path:
+def save_rapl(out: str | Path, model: RaplReward, train_log: dict | None = None, overwrite: bool = False,
+              demo_seeds: Iterable[int] = ()) -> Path:
     arrays = {f"expert{i}.{cam}": views[k].astype(np.uint8)
               for i, views in enumerate(model.experts) for k, cam in enumerate(model.cameras)}
     config = {"rapl": {**asdict(model.cfg)}, "experts": len(model.experts), "train_log": train_log or {}}
-    return save_model_dir(out, RAPL_KIND, config, model.encoder, arrays, overwrite=overwrite)
+    return save_model_dir(out, RAPL_KIND, config, model.encoder, arrays, overwrite=overwrite, demo_seeds=demo_seeds)
 
 
 def load_rapl(path: str | Path, device: str = "auto") -> RaplReward:

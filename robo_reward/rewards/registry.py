@@ -8,7 +8,7 @@ checkpoint (robo_reward.rewards.lerobot_classifier).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 from robo_reward.envs.observations import IMAGE_PREFIX, STATE_KEY
 from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
 from robo_reward.rewards.shaping import RewardReading
-from robo_reward.rewards.vision import MANIFEST, read_manifest, save_model_dir
+from robo_reward.rewards.vision import DEMO_SEEDS_FIELD, MANIFEST, read_manifest, save_model_dir
 
 
 def _load_hop(path: Path, device: str) -> RewardModel:
@@ -134,14 +134,27 @@ def load_reward_model(spec: str | Path, device: str = "auto", **clip_overrides: 
     return loader(path, device)
 
 
-def save_clip_config(out: str | Path, config, overwrite: bool = False) -> Path:
+def save_clip_config(out: str | Path, config, overwrite: bool = False, demo_seeds: Iterable[int] = ()) -> Path:
     """A calibrated CLIP reward as a reward-model directory (the open_clip weights stay where they are)."""
     import torch.nn as nn
 
     from dataclasses import asdict
 
     settings = {k: v for k, v in asdict(config).items() if k != "device"}
-    return save_model_dir(out, "clip", settings, nn.Module(), overwrite=overwrite)
+    return save_model_dir(out, "clip", settings, nn.Module(), overwrite=overwrite, demo_seeds=demo_seeds)
+
+
+def reward_model_demo_seeds(path: str | Path) -> list[int]:
+    """The reset seeds of the simulated episodes a reward-model directory learned from; a combined model's
+    are its parts' (it names their directories). [] where none were recorded."""
+    from robo_reward.rewards.combined import KIND as PROGRESS_SUCCESS_KIND
+
+    manifest = read_manifest(path)
+    seeds = set(manifest.get(DEMO_SEEDS_FIELD, []))
+    if manifest["kind"] == PROGRESS_SUCCESS_KIND:
+        for role in ("progress", "success"):
+            seeds.update(reward_model_demo_seeds(Path(path) / manifest["config"][role]))
+    return sorted(seeds)
 
 
 def frames_from_obs(obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

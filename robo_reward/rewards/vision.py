@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from robo_reward.fileutil import staged_dir
 from robo_reward.rewards.base import RewardModelError
 
 MANIFEST = "robo_reward_reward.json"
+# in MANIFEST: the reset seeds of the simulated episodes a model learned from (a policy trained on its reward
+# has seen those initial states too: `eval` warns when it is scored on them)
+DEMO_SEEDS_FIELD = "demo_seeds"
 WEIGHTS = "model.safetensors"
 
 
@@ -103,7 +106,8 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, jitt
 
 
 def save_model_dir(out: str | Path, kind: str, config: Mapping[str, Any], module: nn.Module,
-                   extra_arrays: Mapping[str, np.ndarray] | None = None, overwrite: bool = False) -> Path:
+                   extra_arrays: Mapping[str, np.ndarray] | None = None, overwrite: bool = False,
+                   demo_seeds: Iterable[int] = ()) -> Path:
     """Write manifest + safetensors (+ npz of reference frames) into a staged directory, then publish it."""
     from safetensors.torch import save_file
 
@@ -111,7 +115,9 @@ def save_model_dir(out: str | Path, kind: str, config: Mapping[str, Any], module
         save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(staging / WEIGHTS))
         if extra_arrays:
             np.savez(staging / "arrays.npz", **extra_arrays)
-        (staging / MANIFEST).write_text(json.dumps({"kind": kind, "config": dict(config)}, indent=2))
+        seeds = sorted({int(s) for s in demo_seeds})
+        manifest = {"kind": kind, "config": dict(config), **({DEMO_SEEDS_FIELD: seeds} if seeds else {})}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Path(out)
 
 
@@ -132,12 +138,12 @@ def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
 
 
 def save_net_model(out: str | Path, kind: str, net: nn.Module, train_log: dict | None = None,
-                   overwrite: bool = False) -> Path:
+                   overwrite: bool = False, demo_seeds: Iterable[int] = ()) -> Path:
     """A model directory whose manifest holds the net's config dataclass (`net.cfg`) and the train log."""
     from dataclasses import asdict
 
     return save_model_dir(out, kind, {"net": asdict(net.cfg), "train_log": train_log or {}}, net,
-                          overwrite=overwrite)
+                          overwrite=overwrite, demo_seeds=demo_seeds)
 
 
 def frames_config(config_cls: type, raw: Mapping[str, Any], path: str | Path, what: str):

@@ -140,10 +140,22 @@ def policy_env_spec(spec: dict[str, Any], base: Policy) -> dict[str, Any]:
 def write_residual_manifest(run: Path, spec: dict[str, Any], base_policy: Policy, reward: RewardSpec,
                             dataset: Path) -> None:
     """A residual policy's manifest: the env it acts in, its reward, and every demonstration seed it
-    learned from — its own dataset's and its base's (`run`/BASE_SUBDIR holds the copied base)."""
+    learned from — its own dataset's, its base's (`run`/BASE_SUBDIR holds the copied base) and its
+    reward model's."""
     base_seeds = policy_demo_seeds(read_policy_manifest(run / BASE_SUBDIR))  # copy_base always writes one
     write_policy_manifest(run, RESIDUAL_KIND, policy_env_spec(spec, base_policy),
-                          [*read_episode_seeds(dataset), *base_seeds], reward=asdict(reward))
+                          [*read_episode_seeds(dataset), *base_seeds, *reward_demo_seeds(reward)], reward=asdict(reward))
+
+
+def reward_demo_seeds(reward: RewardSpec) -> list[int]:
+    """The seeds a learned reward's model trained on ([] for the sparse reward, a CLIP name or open_clip
+    weights, which saw no episode of ours)."""
+    from robo_reward.rewards.registry import reward_model_demo_seeds
+    from robo_reward.rewards.vision import MANIFEST
+
+    if reward.model is None or not (Path(reward.model) / MANIFEST).is_file():
+        return []
+    return reward_model_demo_seeds(reward.model)
 
 
 def reward_readings_of_demos(dataset: Path, demos, reward_source) -> list:
