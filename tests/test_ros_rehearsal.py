@@ -194,8 +194,16 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
         op.wait("a running episode", lambda: op.episodes[-1]["phase"] == "running", 60)
         op.wait("commands", lambda: op.commands and time.monotonic() - op.commands[-1] < 0.2, 10)
         sent = op.inject_force(10_000.0)
-        op.wait("the force violation latched", lambda: any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N")
-                                                           for m in op.errors()), 10)
+
+        def latched_or_force_sent_again() -> bool:
+            """A force sensor streams its reading: it goes out again at each poll until the monitor has it
+            (one best-effort sensor message can be lost on a loaded machine; CI saw it once)."""
+            if any(m.startswith("force: |F| = 10000.0 N exceeds 500.0 N") for m in op.errors()):
+                return True
+            op.inject_force(10_000.0)
+            return False
+
+        op.wait("the force violation latched", latched_or_force_sent_again, 10)
         # then hold the robot stopped (e-stop; a different topic, so only after the force is in) while we
         # probe the reset manager
         op.estop.publish(Bool(data=True))
