@@ -203,7 +203,7 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
     """Worker process: one LeRobotDataset (created with the first episode's shapes), an episode per
     queue item, finalized at None (the node sends it when it stops)."""
     ignore_stop_signals()
-    recorder, seeded, dropped = None, None, False
+    recorder = None
     try:
         while (item := episodes.get()) is not None:
             args, steps, seed, events = item
@@ -215,15 +215,8 @@ def write_episodes(episodes: mp.Queue, out: str) -> None:
                                            robot_type=args["robot_type"])
             for step in steps:
                 recorder.add_step(*step)
-            if seeded is None:
-                seeded = seed is not None
-            elif seeded != (seed is not None) and not dropped:  # every episode's seed or none: the episode matters more
-                print(f"episode-writer: episode {recorder.episodes} of {out} has {'no' if seeded else 'a'} scene "
-                      f"seed, the earlier ones {'had' if seeded else 'none'}; the dataset keeps no seeds",
-                      file=sys.stderr, flush=True)
-                recorder.episode_seeds.clear()
-                seeded, dropped = False, True
-            recorder.save_episode(seed if seeded else None)
+            if note := recorder.save_episode(seed, drop_seeds_on_mismatch=True):  # the episode matters more
+                print(f"episode-writer: {note}", file=sys.stderr, flush=True)
             (Path(out) / SAFETY_EVENTS_FILE).write_text("".join(json.dumps(e) + "\n" for e in events))
     finally:
         if recorder is not None:

@@ -435,3 +435,16 @@ def test_the_recorders_writer_keeps_every_episodes_scene_seed_or_none(tmp_path, 
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
+    # `demos collect` gives every seed itself: there a missing one is a defect, not a robot's gap
+    import gymnasium as gym
+
+    from robo_reward.data.lerobot_io import EpisodeRecorder
+    from robo_reward.errors import DatasetError
+
+    space = gym.spaces.Dict({"observation.state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)})
+    with EpisodeRecorder(tmp_path / "strict", 20, space, 2, args["spec"]) as strict:
+        for step in steps:
+            strict.add_step(*step)
+        strict.save_episode(5)
+        with pytest.raises(DatasetError, match="episode 1 has no seed, the earlier ones the other way: give every"):
+            strict.save_episode(None)

@@ -100,6 +100,7 @@ class EpisodeRecorder:
         (self.root / ENV_SPEC_FILE).write_text(json.dumps(self._spec, indent=2))
         self.episodes = 0
         self.episode_seeds: list[int] = []
+        self.seeds_dropped = False
 
     def add_step(self, obs: Mapping[str, np.ndarray], action: np.ndarray, reward: float, success: bool,
                  done: bool, task: str) -> None:
@@ -111,13 +112,21 @@ class EpisodeRecorder:
         frame["task"] = task
         self._dataset.add_frame(frame)
 
-    def save_episode(self, seed: int | None = None) -> None:
+    def save_episode(self, seed: int | None = None, drop_seeds_on_mismatch: bool = False) -> str | None:
         """`seed`: the episode's reset seed (simulation), kept so that a policy trained on this dataset
         knows which initial states it has seen (`eval` warns when it is scored on them); give it for
-        every episode or for none."""
-        if self.episodes and (seed is None) != (not self.episode_seeds):
-            raise DatasetError(f"{self.root}: episode {self.episodes} has {'no' if seed is None else 'a'} seed, "
-                               "the earlier ones the other way: give every episode's seed or none")
+        every episode or for none. `drop_seeds_on_mismatch`: a recorder of a robot's topics cannot redo an
+        episode, so one that breaks that rule is saved all the same and the dataset keeps no seeds; the
+        note returned (once) says so."""
+        note = None
+        if self.episodes and not self.seeds_dropped and (seed is None) != (not self.episode_seeds):
+            note = (f"{self.root}: episode {self.episodes} has {'no' if seed is None else 'a'} seed, the earlier "
+                    "ones the other way")
+            if not drop_seeds_on_mismatch:
+                raise DatasetError(f"{note}: give every episode's seed or none")
+            note += "; the dataset keeps no seeds"
+            self.episode_seeds.clear()
+            self.seeds_dropped = True
         with warnings.catch_warnings(), keep_scheduling_policy():
             # lerobot's statistics histogram converts our bool success/done columns to uint8, loudly
             warnings.filterwarnings("ignore", message="Converting input from bool", category=RuntimeWarning)
@@ -125,8 +134,9 @@ class EpisodeRecorder:
             # for a few small videos that encode in ~0.1 s each one after the other
             self._dataset.save_episode(parallel_encoding=False)
         self.episodes += 1
-        if seed is not None:
+        if seed is not None and not self.seeds_dropped:
             self.episode_seeds.append(int(seed))
+        return note
 
     def discard_episode(self) -> None:
         self._dataset.clear_episode_buffer()
