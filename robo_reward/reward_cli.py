@@ -24,18 +24,9 @@ def _episodes_arg(text: str | None) -> list[int] | None:
 
 
 def episode_seeds(episodes) -> list[int]:
-    """The reset seeds of these dataset episodes (source `root#index`) where their dataset kept them: the
-    initial states a model trained on them has seen."""
-    from robo_reward.data.lerobot_io import read_episode_seeds
-
-    kept: dict[str, list[int]] = {}
-    seeds = []
-    for e in episodes:
-        root, _, index = e.source.rpartition("#")
-        known = kept.setdefault(root, read_episode_seeds(root))
-        if index.isdigit() and int(index) < len(known):
-            seeds.append(known[int(index)])
-    return seeds
+    """The reset seeds of these episodes (LabeledEpisode or a labeling EpisodeRef) where their dataset kept
+    them: the initial states a model trained on them has seen."""
+    return [e.seed for e in episodes if e.seed is not None]
 
 
 def cmd_reward_train(args: argparse.Namespace) -> None:
@@ -185,6 +176,7 @@ def train_from_preferences(args: argparse.Namespace) -> None:
     refs = locate(store, prefs.keys(), args.dataset, default_cache())
     cameras = args.cameras or [v.camera for v in next(iter(refs.values())).views]
     episodes = load_frames(refs.values(), cameras, not args.quiet)
+    trained_seeds = episode_seeds(refs[k] for k in train.keys())  # held-out episodes are only scored
     if args.kind == "bradley-terry":
         from robo_reward.rewards.preference import (
             BradleyTerryReward,
@@ -201,7 +193,7 @@ def train_from_preferences(args: argparse.Namespace) -> None:
         net, log = train_bradley_terry([(episodes[a], episodes[b], p) for a, b, p in train.pairs], net_cfg, train_cfg,
                                        not args.quiet)
         model, save = BradleyTerryReward(net, next(net.parameters()).device), lambda: save_bradley_terry(
-            args.out, net, log, overwrite=args.overwrite)
+            args.out, net, log, overwrite=args.overwrite, demo_seeds=trained_seeds)
     else:
         from robo_reward.rewards.rapl import (
             RaplConfig,
@@ -221,7 +213,7 @@ def train_from_preferences(args: argparse.Namespace) -> None:
                                     device=args.device)
         model, log = train_rapl([episodes[k] for k in experts], ordered, cfg, train_cfg, progress=not args.quiet)
         log["experts"] = experts
-        save = lambda: save_rapl(args.out, model, log, overwrite=args.overwrite)
+        save = lambda: save_rapl(args.out, model, log, overwrite=args.overwrite, demo_seeds=trained_seeds)
     # held-out preference accuracy: the model must order each held-out pair as labeled (RAPL: not pairs
     # with an expert video in them, trivially right; triplets by OT against their own reference; the
     # Bradley-Terry model does not learn triplets, so they are not held against it)
@@ -345,7 +337,7 @@ def cmd_reward_score(args: argparse.Namespace) -> None:
         item = load_episode(source, args.episode, list(model.cameras))
         refuse_frames_drawn_otherwise(model, args.model, [item], str(source))
         episode = Episode(item.episode.frames, args.task or item.episode.task, item.episode.state)
-        item = LabeledEpisode(episode, item.success, item.source, render=item.render)
+        item = LabeledEpisode(episode, item.success, item.source, render=item.render, seed=item.seed)
     else:
         if not args.task:
             raise RoboRewardError("--task is required when scoring a video file")

@@ -392,3 +392,32 @@ def test_rewards_trained_from_labels(camera_demos, tmp_path):
 
     assert main(["reward", "train", "rapl", "--preferences", str(tmp_path / "none.db"), "--out",
                  str(tmp_path / "x")]) == 2
+
+
+def test_rewards_trained_from_labels_record_the_seeds_of_the_episodes_they_learned_from(camera_demos, tmp_path):
+    """A reward model trained on labeled simulator episodes has seen their initial states: it records their
+    reset seeds, so `eval` can warn when a policy learning from it is scored on those states."""
+    from robo_reward.data.lerobot_io import read_episode_seeds
+    from robo_reward.rewards.registry import reward_model_demo_seeds
+
+    seeds = read_episode_seeds(camera_demos)
+    demos = scan_sources([camera_demos], tmp_path / "cache").episodes
+    assert [e.seed for e in demos] == seeds and len(set(seeds)) == 4
+    store = LabelStore(tmp_path / "demos.db")
+    store.add_episodes(demos)
+    for a, b in combinations(demos, 2):  # 6 pairs; one held out leaves every episode in a training pair
+        store.add("ann", "pairwise", [a.key, b.key], "A" if a.index < b.index else "B")
+    store.close()
+    out = tmp_path / "bt_demos"
+    assert main(["reward", "train", "bradley-terry", "--preferences", str(tmp_path / "demos.db"), "--image-size", "32",
+                 "--steps", "2", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert reward_model_demo_seeds(out) == sorted(seeds)
+
+    # a dataset whose seed list went stale (edited by another tool) is still listed, without seeds
+    edited = tmp_path / "edited"
+    shutil.copytree(camera_demos, edited)
+    spec = json.loads((edited / "robo_reward_env.json").read_text())
+    (edited / "robo_reward_env.json").write_text(json.dumps({**spec, "episode_seeds": seeds[:2]}))
+    catalog = scan_sources([edited], tmp_path / "cache")
+    assert len(catalog.episodes) == 4 and all(e.seed is None for e in catalog.episodes)
+    assert any("2 seeds for 4 episodes" in p and "without seeds" in p for p in catalog.problems), catalog.problems

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robo_reward.data.lerobot_io import open_dataset, recorded_frames_render
+from robo_reward.data.lerobot_io import open_dataset, read_episode_seeds, recorded_frames_render
 from robo_reward.envs.observations import IMAGE_PREFIX
 from robo_reward.errors import DatasetError
 from robo_reward.rewards.base import Episode
@@ -103,6 +103,7 @@ class LabeledEpisode:
     source: str
     score: float | None = None  # a 1-5 end-of-episode label (RoboReward rubric), when one exists
     render: dict | None = None  # how the simulator drew its frames (RenderSettings); None: a camera or video
+    seed: int | None = None  # the simulator's reset seed, where the dataset kept it: its initial state
 
     @property
     def succeeded(self) -> bool:
@@ -121,7 +122,8 @@ class LabeledEpisode:
         if not len(hits):
             return self
         end = min(self.episode.length, int(hits[0]) + 2)
-        return LabeledEpisode(self.episode.clip(end), self.success[:end], self.source, self.score, self.render)
+        return LabeledEpisode(self.episode.clip(end), self.success[:end], self.source, self.score, self.render,
+                              self.seed)
 
 
 def camera_keys(dataset) -> list[str]:
@@ -160,8 +162,9 @@ def load_episode(root: str | Path, episode_index: int, cameras: Sequence[str] | 
     task = meta["tasks"][0] if len(meta["tasks"]) else ""
     success = np.asarray(rows["next.success"]).reshape(-1).astype(bool) if "next.success" in rows \
         else np.zeros(len(timestamps), bool)
+    seeds = read_episode_seeds(root)
     return LabeledEpisode(Episode(frames, task, state), success, f"{root}#{episode_index}",
-                          render=recorded_frames_render(root))
+                          render=recorded_frames_render(root), seed=seeds[episode_index] if seeds else None)
 
 
 def load_episodes(root: str | Path, cameras: Sequence[str] | None = None,

@@ -44,6 +44,7 @@ class EpisodeRef:
     task: str
     views: list[View]
     duration: float
+    seed: int | None = None  # a simulated dataset's reset seed for the episode, where it kept one
 
     @property
     def name(self) -> str:
@@ -123,7 +124,7 @@ def _rows_hash(columns: dict[str, np.ndarray], rows: slice) -> str:
 
 def scan_lerobot(root: Path, task: str) -> Catalog:
     """Episodes of a LeRobotDataset; each camera is a view into its (chunked) video file."""
-    from robo_reward.data.lerobot_io import open_dataset
+    from robo_reward.data.lerobot_io import open_dataset, read_episode_seeds
 
     cat = Catalog()
     dataset = open_dataset(root)
@@ -131,6 +132,11 @@ def scan_lerobot(root: Path, task: str) -> Catalog:
     if not video_keys:
         cat.problems.append(f"{root}: dataset has no camera videos")
         return cat
+    try:
+        seeds = read_episode_seeds(root)
+    except DatasetError as exc:  # a stale seed list costs the seeds, not the episodes
+        cat.problems.append(f"{exc} (its episodes are listed without seeds)")
+        seeds = []
     skip = {"episode_index", "frame_index", "index", "task_index"}
     table = dataset.hf_dataset.with_format("numpy")
     columns = {c: np.asarray(table[c]) for c in table.column_names if c not in skip}
@@ -148,7 +154,7 @@ def scan_lerobot(root: Path, task: str) -> Catalog:
         else:
             episode_task = meta["tasks"][0] if len(meta["tasks"]) else task
             cat.episodes.append(EpisodeRef(_rows_hash(columns, rows), str(root.resolve()), i, episode_task, views,
-                                           views[0].end - views[0].start))
+                                           views[0].end - views[0].start, seeds[i] if seeds else None))
     return cat
 
 

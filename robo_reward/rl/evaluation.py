@@ -181,8 +181,8 @@ def plot_reward_traces(path: Path, traces: list[RewardTrace], seeds: list[int], 
     from robo_reward.rewards.evaluation import plot_progress
 
     shown = [(t, s) for t, s in zip(traces, seeds) if t.frames]
-    episodes = [LabeledEpisode(Episode({"camera": np.stack(t.frames)}, task), np.array(t.success), f"seed {s}")
-                for t, s in shown]
+    episodes = [LabeledEpisode(Episode({"camera": np.stack(t.frames)}, task), np.array(t.success), f"seed {s}",
+                               seed=s) for t, s in shown]
     results = [RewardResult(progress=np.array([r.progress for r in t.readings], np.float32),
                             success=np.array([r.success for r in t.readings])) for t, _ in shown]
     plot_progress(path, episodes, results, truth="success (simulator)")
