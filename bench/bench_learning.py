@@ -113,7 +113,7 @@ PLANS = {
     # at ResFiT's actor lr; compared with the data plan's own residual and SAC arms.
     "lift_chunk8": Plan("lift", "Panda", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), wide_placement=True,
                         bc_chunk=8, data_plan="lift", peers=("residual_bound", "sac_demos", "sac_scratch"),
-                        seeds=(("base", (0,)), ("residual_bound_lr1e-6", (0, 1, 2)),
+                        seeds=(("base", (0, 1, 2)), ("residual_bound_lr1e-6", (0, 1, 2)),
                                ("residual_bound_lr3e-6", (0, 1, 2)),
                                ("residual_bound_lr3e-6_explore0.1", (0, 1, 2)))),
     "can_chunk8": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000), bc_chunk=8,
@@ -126,10 +126,10 @@ PLANS = {
     # on the tuning seeds after that, runs 3.
     "can50_chunk8": Plan("can", "Panda", 100_000, (20_000, 40_000, 60_000, 80_000, 100_000), demos=50,
                          demo_seed=200, bc_chunk=8,
-                         seeds=(("base", (0,)), ("residual_bound_lr1e-6", (0, 1)),
+                         seeds=(("base", (0, 1, 2)), ("residual_bound_lr1e-6", (0, 1)),
                                 ("residual_bound_lr1e-6_pen0.2", (0, 1, 2)), ("sac_demos", (0,)))),
     "gr1_chunk8": Plan("lift", "GR1", 30_000, (6_000, 12_000, 18_000, 24_000, 30_000), demos_through_limiter=True,
-                       bc_chunk=8, data_plan="gr1", peers=("residual",), seeds=(("base", (0,)), ("residual_lr1e-6", (0, 1, 2)))),
+                       bc_chunk=8, data_plan="gr1", peers=("residual",), seeds=(("base", (0, 1, 2)), ("residual_lr1e-6", (0, 1, 2)))),
     # issue 15's closed loop: the policy acts on state, the reward comes from the two 64x64 cameras only;
     # (d) the simulator's sparse success and (e) the base alone are the lift plan's residual and base arms
     # Its frames: `fast` as it was when its points were measured (before `fast` drew collision meshes), so
@@ -191,7 +191,8 @@ def rl_arm(overrides: tuple[str, ...], seeds: tuple[int, ...] = (0,), in_process
 
 
 ARMS: dict[str, Arm] = {
-    "base": Arm(seeds=(0,), note="the frozen BC base alone (deterministic: one seed)"),
+    # its seeds are BC training seeds (the learning arms all build on the plan's bc_seed base)
+    "base": Arm(seeds=(0,), note="the frozen BC base alone, per BC training seed"),
     "residual": rl_arm(RESIDUAL_SET, note="ResFiT residual TD3 on the BC base, sparse reward"),
     "residual_bound": rl_arm(BOUND_SET,
                              note="the same, the residual bound 0.2 on the arm and the gripper's whole range"),
@@ -280,8 +281,29 @@ def _build_data(plan: Plan, data: Path) -> None:
         same_episodes(data / "demos", staged)  # checked before it takes the name a later run trusts
         staged.rename(data / "camera_demos")
     if not (data / "base").is_dir():
-        cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
-             "--chunk", str(plan.bc_chunk), "--seed", str(plan.bc_seed), "--out", str(data / "base"), "--quiet"])
+        _train_base(plan, data, plan.bc_seed, data / "base")
+
+
+def _train_base(plan: Plan, data: Path, bc_seed: int, out: Path) -> None:
+    """`base train` on the plan's demonstrations; `out` appears whole or not at all."""
+    staged = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staged, ignore_errors=True)
+    cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
+         "--chunk", str(plan.bc_chunk), "--seed", str(bc_seed), "--out", str(staged), "--quiet"])
+    staged.rename(out)
+
+
+def base_of(plan: Plan, data: Path, bc_seed: int) -> Path:
+    """The base the `base` arm evaluates at `bc_seed`: the plan's own (`Plan.bc_seed`, the one every
+    learning arm builds on), or one cloned from the same demonstrations with another BC seed (built
+    once), which says how much of a base's score is its seed's luck."""
+    if bc_seed == plan.bc_seed:
+        return data / "base"
+    base = data / f"base_bc_seed{bc_seed}"
+    with exclusive(data / ".lock"):
+        if not base.is_dir():
+            _train_base(plan, data, bc_seed, base)
+    return base
 
 
 def same_episodes(a: Path, b: Path) -> None:
@@ -430,8 +452,9 @@ def jobs_of(plan: Plan, arms: dict[str, Arm], record: Record, work: Path, data: 
                     if arm.train_args is None:  # a base does not change: one evaluation stands for every point
                         if scale == 1.0 and point != plan.points[0]:
                             continue
-                        out.append(Job(key, f"{key}: evaluate the base", lambda s=scale: evaluate_report(
-                            data / "base", work / "base" / f"eval_{s:g}", s, evaluation.first_seed, evaluation.processes)))
+                        out.append(Job(key, f"{key}: evaluate the base", lambda s=scale, bc=seed: evaluate_report(
+                            base_of(plan, data, bc), work / "base" / f"seed{bc}" / f"eval_{s:g}", s,
+                            evaluation.first_seed, evaluation.processes)))
                         continue
                     seed_dir = work / arm_name / f"seed{seed}"
                     out.append(Job(key, f"{key}: train to {point} steps, evaluate",
