@@ -71,6 +71,7 @@ class Plan:
     bc_steps: int = 4000
     bc_chunk: int = 1  # the base's action chunk (`base train --chunk`): 1, a Markov MLP
     bc_seed: int = 0  # `base train --seed`
+    bc_members: int = 1  # `base train --members`: MLPs averaged (1: a single base)
     # record the demonstrations through the joint limit guard (`demos collect --through-limiter`); the
     # Panda plans' records were measured on demonstrations recorded without it
     demos_through_limiter: bool = False
@@ -235,11 +236,13 @@ def cli(args: list[str], log: Path | None = None) -> None:
 
 
 def data_dir(plan: Plan, work_root: Path, plan_name: str) -> Path:
-    """The plan's demonstrations and base; a probe's at another demonstration noise or base chunk beside them."""
+    """The plan's demonstrations and base; a probe's (or a plan's) at another demonstration noise, base chunk
+    or member count beside them."""
     owner = plan.data_plan or plan_name
     noise = "" if plan.demo_noise == PLANS[owner].demo_noise else f"_noise{plan.demo_noise}"
     chunk = "" if plan.bc_chunk == PLANS[owner].bc_chunk else f"_chunk{plan.bc_chunk}"
-    return work_root / owner / f"data{noise}{chunk}"
+    members = "" if plan.bc_members == PLANS[owner].bc_members else f"_members{plan.bc_members}"
+    return work_root / owner / f"data{noise}{chunk}{members}"
 
 
 def prepare_data(plan: Plan, data: Path) -> None:
@@ -289,7 +292,8 @@ def _train_base(plan: Plan, data: Path, bc_seed: int, out: Path) -> None:
     staged = out.with_name(out.name + ".tmp")
     shutil.rmtree(staged, ignore_errors=True)
     cli(["base", "train", "--dataset", str(data / "demos"), "--steps", str(plan.bc_steps),
-         "--chunk", str(plan.bc_chunk), "--seed", str(bc_seed), "--out", str(staged), "--quiet"])
+         "--chunk", str(plan.bc_chunk), "--members", str(plan.bc_members), "--seed", str(bc_seed),
+         "--out", str(staged), "--quiet"])
     staged.rename(out)
 
 

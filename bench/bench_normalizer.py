@@ -62,7 +62,7 @@ def one_arm(args: tuple) -> dict:
     from sim import make_env
 
     policy, _ = train_mlp_bc(states, actions, MLPBCConfig(seed=seed, obs_std_floor=floor, chunk=1), "cpu", progress=False)
-    normalizer = policy.net.normalizer
+    normalizer = policy.members[0].normalizer
     mean, std = normalizer.mean.numpy(), normalizer.std.numpy()
     env = make_env(task)
     rng = np.random.default_rng(seed)

@@ -80,6 +80,8 @@ def cmd_base_train(args: argparse.Namespace) -> None:
         staged_dir,
     )
 
+    if args.members != 1 and args.type != "mlp":
+        raise ConfigError(f"--members {args.members}: only an mlp base averages members (this is --type {args.type})")
     dataset = Path(args.dataset)
     refuse_output_inside_inputs(Path(args.out), [dataset])
     spec = read_env_spec(dataset)
@@ -90,14 +92,15 @@ def cmd_base_train(args: argparse.Namespace) -> None:
         demos = load_demonstrations(dataset)
         states, actions, lengths = demonstration_frames(demos)
         config = MLPBCConfig(**({"steps": args.steps} if args.steps else {}),
-                             **({"chunk": args.chunk} if args.chunk else {}), seed=args.seed)
+                             **({"chunk": args.chunk} if args.chunk else {}), seed=args.seed, members=args.members)
         policy, losses = train_mlp_bc(states, actions, config, device=args.device, progress=not args.quiet,
                                       episode_lengths=lengths)
         with staged_dir(args.out, args.overwrite) as tmp:
             policy.save(tmp, spec, read_episode_seeds(dataset))
             write_json(tmp / "train_log.json", {"loss": losses[:: max(1, len(losses) // 500)],
                                                 "episodes": len(demos), "frames": len(states)})
-        print(f"trained MLP BC base on {len(demos)} episodes / {len(states)} frames "
+        members = f" ({config.members} members)" if config.members > 1 else ""
+        print(f"trained MLP BC base{members} on {len(demos)} episodes / {len(states)} frames "
               f"(final loss {losses[-1]:.4f}) -> {args.out}")
     else:
         from robo_reward.data.lerobot_io import open_dataset
@@ -281,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=positive_int, default=None,
                    help="actions predicted per state (default: mlp 8, act 10); an mlp base executes their "
                         "temporal ensemble, act its chunk")
+    p.add_argument("--members", type=positive_int, default=1,
+                   help="mlp: average this many MLPs, each trained as the single base of BC seed "
+                        "seed*members+k (default 1; a few dozen noisy demos give single bases that swing "
+                        "with their seed)")
     p.add_argument("--out", required=True)
 
     rl = groups.add_parser("rl", help="residual off-policy RL").add_subparsers(dest="cmd", required=True)

@@ -162,6 +162,7 @@ def test_unknown_task_and_robot_are_clear_errors(tmp_path, capsys):
     (["demos", "collect", "--render", "pretty", "--out", "out"], "--render: unknown preset 'pretty'"),
     (["demos", "collect", "--render", "fast,shadows=maybe", "--out", "out"], "--render: shadows must be true or false"),
     (["base", "train", "--dataset", "d", "--steps", "0", "--out", "out"], "--steps: 0 must be a positive whole number"),
+    (["base", "train", "--dataset", "d", "--members", "0", "--out", "out"], "--members: 0 must be a positive whole"),
     (["rl", "train", "--base", "b", "--dataset", "d", "--steps", "-100", "--out", "out"], "--steps: -100 must be a positive"),
     (["rl", "train", "--base", "b", "--dataset", "d", "--eval-episodes", "0", "--out", "out"], "--eval-episodes: 0 must be"),
     (["rl", "train", "--base", "b", "--dataset", "d", "--checkpoint-every", "0", "--out", "out"], "--checkpoint-every: 0 must"),
@@ -183,6 +184,13 @@ def test_impossible_counts_and_missing_inputs_are_one_line_errors(args, says, tm
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and err.startswith("robo-reward "), err
     assert list(tmp_path.iterdir()) == []  # no output, no empty database
+
+
+def test_members_are_refused_for_an_act_base_before_anything_is_read(tmp_path, capsys):
+    assert main(["base", "train", "--type", "act", "--members", "3", "--dataset", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "--members 3: only an mlp base averages members (this is --type act)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_and_corrupt_dataset(lift_demos, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -488,7 +489,7 @@ def test_a_chunked_base_executes_the_temporal_ensemble_of_its_chunks_and_forgets
     torch.manual_seed(0)
     config = MLPBCConfig(hidden=(8,), chunk=3, ensemble_decay=0.5)
     net = MLPBCNet(4, 2, config.hidden, chunk=3)
-    policy = MLPBCPolicy(net, config, torch.device("cpu"))
+    policy = MLPBCPolicy([net], config, torch.device("cpu"))
     observations = [{"observation.state": np.random.default_rng(i).normal(size=4).astype(np.float32)} for i in range(4)]
     with torch.no_grad():
         c = [net(torch.as_tensor(o["observation.state"])[None])[0].numpy().reshape(3, 2) for o in observations]
@@ -506,6 +507,41 @@ def test_a_chunked_base_executes_the_temporal_ensemble_of_its_chunks_and_forgets
     np.testing.assert_allclose([loaded.act(o) for o in observations], expected, rtol=1e-6)
 
 
+def test_a_base_of_k_members_acts_on_the_mean_of_the_single_bases_of_its_member_seeds(tmp_path) -> None:
+    """Member k of BC seed s is exactly the single base of seed s*K + k (so the members of seeds 0, 1, 2
+    never overlap), the policy executes the temporal ensemble of the members' mean chunk, and it saves and
+    loads as one base."""
+    from robo_reward.rl.bc import MLPBCConfig, train_mlp_bc
+    from robo_reward.rl.policies import load_policy
+
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(60, 4)).astype(np.float32)
+    actions = np.tanh(states[:, :2] + 0.3 * rng.normal(size=(60, 2)))
+    config = MLPBCConfig(hidden=(16,), steps=50, batch_size=16, chunk=3)
+    ensemble, _ = train_mlp_bc(states, actions, replace(config, seed=1, members=2), "cpu", False, [30, 30])
+    singles = [train_mlp_bc(states, actions, replace(config, seed=s), "cpu", False, [30, 30])[0] for s in (2, 3)]
+    for member, single in zip(ensemble.members, singles):
+        for name, value in single.members[0].state_dict().items():
+            torch.testing.assert_close(member.state_dict()[name], value, rtol=0, atol=0)
+
+    observations = [{"observation.state": s} for s in states[:5]]
+    with torch.no_grad():  # each step's mean chunk over the two singles, then ACT's temporal ensemble
+        chunks = [np.mean([b.members[0](torch.as_tensor(o["observation.state"])[None])[0].numpy() for b in singles],
+                          axis=0).reshape(3, 2) for o in observations]
+    w = np.exp(-config.ensemble_decay * np.arange(3))
+    expected = [sum(w[j] * chunks[t - (min(t, 2) - j)][min(t, 2) - j] for j in range(min(t, 2) + 1))
+                / w[: min(t, 2) + 1].sum() for t in range(5)]
+    ensemble.reset()
+    acted = [ensemble.act(o) for o in observations]
+    np.testing.assert_allclose(acted, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(acted[0], singles[0].act(observations[0]), atol=1e-3)  # not just member 0
+
+    ensemble.save(tmp_path / "base", {"task": "lift", "robot": "Panda"})
+    loaded, _ = load_policy(tmp_path / "base", device="cpu")
+    loaded.reset()
+    np.testing.assert_allclose([loaded.act(o) for o in observations], acted, rtol=1e-6)
+
+
 def test_a_base_saved_before_chunks_existed_loads_as_the_markov_base_it_is(tmp_path) -> None:
     """Its manifest has no "chunk": it must load with one action per state (not the default 8, whose
     output layer would not fit its weights) and act as it did."""
@@ -514,7 +550,7 @@ def test_a_base_saved_before_chunks_existed_loads_as_the_markov_base_it_is(tmp_p
 
     torch.manual_seed(0)
     config = MLPBCConfig(hidden=(8,), chunk=1)
-    policy = MLPBCPolicy(MLPBCNet(4, 2, config.hidden, chunk=1), config, torch.device("cpu"))
+    policy = MLPBCPolicy([MLPBCNet(4, 2, config.hidden, chunk=1)], config, torch.device("cpu"))
     policy.save(tmp_path / "base", {"task": "lift", "robot": "Panda"})
     manifest_path = tmp_path / "base" / POLICY_FILE
     manifest = json.loads(manifest_path.read_text())
