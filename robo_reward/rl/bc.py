@@ -9,7 +9,8 @@ per BC seed: Panda Lift 55% vs 43%, PickPlaceCan 48% vs 11%, GR1 Lift 87% vs 67%
 With `members` > 1 it is the mean of that many such MLPs, member k trained exactly as the single base of
 BC seed `seed * members + k` would be (its own initialisation and minibatches): a small MLP cloned from a
 few dozen noisy demonstrations swings by 10-15 points with its BC seed (Can, 50 demonstrations: 86 / 71 /
-79% on the report episodes), and the mean of the members' chunks averages that luck out.
+79% on the report episodes), and the mean of the members' chunks averages that luck out. ("Exactly": at
+the same torch thread count — the order of CPU float sums, and so the trained weights, depend on it.)
 """
 
 from __future__ import annotations
