@@ -609,13 +609,14 @@ def curves(plan_name: str) -> dict:
     of the plan whose data it shares, at this plan's points."""
     plan, evals = PLANS[plan_name], Record(plan_name).data["evals"]
     window = report_window(plan)
-    arms = {name: (arm, evals, plan_name) for name, arm in plan.arms().items()}
-    if plan.peers:
+    arms = {name: (name, arm, evals, plan_name) for name, arm in plan.arms().items()}
+    if plan.peers:  # a peer named like one of the plan's own arms is shown as "<arm> (<its plan>)"
         peer_plan, peer_evals = PLANS[plan.data_plan], Record(plan.data_plan).data["evals"]
-        arms.update({name: (arm, peer_evals, plan.data_plan) for name, arm in peer_plan.arms(list(plan.peers)).items()})
+        for name, arm in peer_plan.arms(list(plan.peers)).items():
+            arms[f"{name} ({plan.data_plan})" if name in arms else name] = (name, arm, peer_evals, plan.data_plan)
     table = {}
-    for arm_name, (arm, evals, owner) in arms.items():
-        base_step = PLANS[plan.data_plan].points[0] if plan.data_plan and arm_name in plan.peers else plan.points[0]
+    for label, (arm_name, arm, evals, owner) in arms.items():
+        base_step = PLANS[owner].points[0]
         rows = []
         for point in plan.points:
             step = base_step if arm.train_args is None else point
@@ -630,7 +631,7 @@ def curves(plan_name: str) -> dict:
                                        **({"training_episodes": r["training_episodes"]} if "training_episodes" in r else {})}
                                       for s, r in zip(arm.seeds, per_seed) if r is not None]})
         if rows:
-            table[arm_name] = {"note": arm.note, "plan": owner, "points": rows}
+            table[label] = {"note": arm.note, "plan": owner, "points": rows}
     return table
 
 
