@@ -541,6 +541,19 @@ def test_a_base_of_k_members_acts_on_the_mean_of_the_single_bases_of_its_member_
     loaded.reset()
     np.testing.assert_allclose([loaded.act(o) for o in observations], acted, rtol=1e-6)
 
+    # a manifest that does not match its weights is refused naming the file and what is wrong
+    from robo_reward.errors import PolicyError
+    from robo_reward.rl.policies import POLICY_FILE
+
+    manifest_path = tmp_path / "base" / POLICY_FILE
+    manifest = json.loads(manifest_path.read_text())
+    for members, says in [(0, "config.members must be a positive whole number, not 0"),
+                          ("2", "config.members must be a positive whole number, not '2'"),
+                          (3, "model.safetensors: cannot load weights")]:
+        manifest_path.write_text(json.dumps({**manifest, "config": {**manifest["config"], "members": members}}))
+        with pytest.raises(PolicyError, match=says):
+            load_policy(tmp_path / "base", device="cpu")
+
 
 def test_a_base_saved_before_chunks_existed_loads_as_the_markov_base_it_is(tmp_path) -> None:
     """Its manifest has no "chunk": it must load with one action per state (not the default 8, whose

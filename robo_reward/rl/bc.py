@@ -138,6 +138,8 @@ def load_mlp_policy(directory: Path, manifest: Mapping[str, Any], device: str) -
     try:
         # a base saved before chunks existed has no "chunk": it is a Markov one, whatever the default is now
         config = MLPBCConfig(**{"chunk": 1, **manifest["config"], "hidden": tuple(manifest["config"]["hidden"])})
+        if type(config.members) is not int or config.members < 1:
+            raise TypeError(f"config.members must be a positive whole number, not {config.members!r}")
         weights = load_file(str(directory / WEIGHTS_FILE))
         members = []
         for k in range(config.members):
