@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import FrameRewardModel, RewardInputError
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
     augment,
+    fit_steps,
     load_weights,
     read_net_config,
     save_net_model,
@@ -111,24 +111,20 @@ def train_success_classifier(episodes: Sequence, net_cfg: SuccessNetConfig = Suc
         raise RewardInputError(f"need both success and failure frames; got {len(positives)} success and "
                                f"{len(negatives)} failure frames (record with --keep-going to keep success in view)")
     net = SuccessNet(net_cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    log = {"loss": [], "frames": int(len(labels)), "positive_frames": int(len(positives))}
-    bar = tqdm(range(train_cfg.steps), desc="train success classifier", disable=not progress, mininterval=1.0)
     half = train_cfg.batch_size // 2
-    for step in bar:
+
+    def batch_loss() -> torch.Tensor:  # half success frames, half failure frames
         idx = np.concatenate([rng.choice(positives, half), rng.choice(negatives, train_cfg.batch_size - half)])
         x = images[idx]
         if train_cfg.augment:
             x = augment(x, gen)
         st = None if states is None else states[idx].to(device)
         target = torch.from_numpy(labels[idx].astype(np.float32)).to(device)
-        loss = nn.functional.binary_cross_entropy_with_logits(net(x.to(device), st), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == train_cfg.steps - 1:
-            log["loss"].append([step, loss.item()])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        return nn.functional.binary_cross_entropy_with_logits(net(x.to(device), st), target)
+
+    curve = fit_steps(net, train_cfg.steps, train_cfg.lr, train_cfg.weight_decay, batch_loss,
+                      "train success classifier", progress)
+    log = {"loss": curve, "frames": int(len(labels)), "positive_frames": int(len(positives))}
     return net.eval(), log
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import (
@@ -27,6 +26,7 @@ from robo_reward.rewards.base import (
 from robo_reward.rewards.vision import (
     MultiViewEncoder,
     augment,
+    fit_steps,
     load_weights,
     read_net_config,
     save_net_model,
@@ -108,10 +108,8 @@ def train_bradley_terry(pairs: Sequence[tuple[Episode, Episode, float]], net_cfg
 
     data = [(frames(a), frames(b), float(p)) for a, b, p in pairs]
     net = FrameRewardNet(net_cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    log = {"loss": [], "pairs": len(pairs)}
-    bar = tqdm(range(train_cfg.steps), desc="train Bradley-Terry reward", disable=not progress, mininterval=1.0)
-    for step in bar:
+
+    def batch_loss() -> torch.Tensor:
         batch = [data[i] for i in rng.integers(0, len(data), train_cfg.pairs_per_step)]
         clips = [c for a, b, _ in batch for c in (a, b)]
         sizes = [len(c) for c in clips]
@@ -121,13 +119,11 @@ def train_bradley_terry(pairs: Sequence[tuple[Episode, Episode, float]], net_cfg
         returns = torch.stack([r.mean() for r in net(x.to(device)).split(sizes)])  # one forward for the batch
         logits = returns[0::2] - returns[1::2]
         target = torch.tensor([p for _, _, p in batch], device=device)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 25 == 0 or step == train_cfg.steps - 1:
-            log["loss"].append([step, loss.item()])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        return nn.functional.binary_cross_entropy_with_logits(logits, target)
+
+    curve = fit_steps(net, train_cfg.steps, train_cfg.lr, train_cfg.weight_decay, batch_loss,
+                      "train Bradley-Terry reward", progress, log_every=25)
+    log = {"loss": curve, "pairs": len(pairs)}
     net.eval()
     with torch.inference_mode():
         r = torch.cat([net(c.to(device)) for c in cache.values()]).float().cpu().numpy()

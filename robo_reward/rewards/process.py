@@ -20,7 +20,6 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from robo_reward.device import pick_device, seeded_training, serving_precision
 from robo_reward.rewards.base import (
@@ -37,6 +36,7 @@ from robo_reward.rewards.vision import (
     MultiViewEncoder,
     TaskEmbedding,
     augment,
+    fit_steps,
     frames_config,
     load_weights,
     read_manifest,
@@ -325,10 +325,8 @@ def train_hop_model(demos: Sequence[Episode], net_cfg: HopNetConfig = HopNetConf
     sampler = PairSampler(phis)
     images = [to_tensor(d.select(net_cfg.cameras), net_cfg.image_size, torch.device("cpu")) for d in demos]
     net = HopNet(net_cfg).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    log = {"loss": []}
-    bar = tqdm(range(train_cfg.steps), desc="train hop model", disable=not progress, mininterval=1.0)
-    for step in bar:
+
+    def batch_loss() -> torch.Tensor:
         rows, labels = sampler.sample(train_cfg.batch_size, rng)
         before = torch.stack([images[d][p] for d, p, _ in rows])
         after = torch.stack([images[d][q] for d, _, q in rows])
@@ -336,13 +334,10 @@ def train_hop_model(demos: Sequence[Episode], net_cfg: HopNetConfig = HopNetConf
             before, after = augment(before, gen), augment(after, gen)
         tasks = [demos[d].task for d, _, _ in rows]
         pred = net(before.to(device), after.to(device), tasks)
-        loss = nn.functional.smooth_l1_loss(pred, torch.from_numpy(labels).to(device), beta=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 50 == 0 or step == train_cfg.steps - 1:
-            log["loss"].append([step, loss.item()])
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        return nn.functional.smooth_l1_loss(pred, torch.from_numpy(labels).to(device), beta=0.1)
+
+    log = {"loss": fit_steps(net, train_cfg.steps, train_cfg.lr, train_cfg.weight_decay, batch_loss,
+                             "train hop model", progress)}
     return net.eval(), log
 
 

@@ -1,10 +1,11 @@
-"""Small trainable vision parts shared by the hop model and the success classifier.
+"""Small trainable vision parts shared by the image reward models (hop, success classifier, Bradley-Terry, RAPL).
 
 - `MultiViewEncoder`: one conv tower shared by all cameras (front + wrist), features concatenated.
 - `TaskEmbedding`: hashed bag of words, so any instruction maps to a learned vector without a
   tokenizer download; the same text always lands in the same buckets.
 - `augment`: DrQ-style random shift plus brightness/contrast jitter — what lets a model trained on
   one demonstration tolerate new object positions and lighting.
+- `fit_steps`: the AdamW loop every frame/pair model here trains with (only the batch loss differs).
 - Model directories: `robo_reward_reward.json` (kind + config) beside `model.safetensors`; loading
   never unpickles anything.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from robo_reward.envs.rendering import RENDER_PRESETS, RenderSettings
 from robo_reward.fileutil import staged_dir
@@ -103,6 +105,24 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4, jitt
     bias = jitter / 2 * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return ((x - mean) * gain + mean + bias).clamp(0, 1).view(b, v, c, h, w)
+
+
+def fit_steps(net: nn.Module, steps: int, lr: float, weight_decay: float, batch_loss: Callable[[], torch.Tensor],
+              desc: str, progress: bool, log_every: int = 50) -> list[list[float]]:
+    """AdamW on `batch_loss()` (a fresh batch each call) for `steps` steps, with a progress bar; returns the
+    [step, loss] curve sampled every `log_every` steps and at the last."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    curve = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    for step in bar:
+        loss = batch_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % log_every == 0 or step == steps - 1:
+            curve.append([step, loss.item()])
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return curve
 
 
 def save_model_dir(out: str | Path, kind: str, config: Mapping[str, Any], module: nn.Module,
