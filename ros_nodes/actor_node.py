@@ -86,7 +86,8 @@ class ActorNode(Node):
         while True:
             try:
                 self.actor.start_episode(episode_horizon(self.env))
-                run_episode(self.env, self.base, choose, self.send_transition)
+                run_episode(self.env, self.base, choose, self.send_transition,
+                            learn_commanded=self.actor.learns_commanded_action)
                 self.error = ""
                 refused, self.env.unwrapped.refused = self.env.unwrapped.refused, None
                 if refused is not None:

@@ -173,6 +173,17 @@ class FlakyLink:
         return None
 
 
+class OperatorLink(FlakyLink):
+    """An operator takes over at the chosen control steps (counted from 1), commanding 0.5."""
+
+    def __init__(self, takes_over: set[int]):
+        super().__init__(refuse_at=set())
+        self.takes_over = takes_over
+
+    def operator_command(self):
+        return np.array([0.5], np.float32) if self.checks in self.takes_over else None
+
+
 class MarkedLink(FlakyLink):
     """The operator marks the episode a success after its 3rd command: the gate closes at once, and
     the reset manager's outcome reaches the link `outcome_delay_s` later (DDS under load)."""
@@ -196,6 +207,34 @@ class MarkedLink(FlakyLink):
         ended = time.monotonic() >= self.arrives
         return EpisodeStatus(running=not ended, episode=episode, ended=ended, success=ended,
                              reason="operator" if ended else "")
+
+
+@pytest.mark.parametrize("learn_commanded", [False, True])
+def test_transitions_carry_what_went_out_or_with_learn_commanded_what_the_actor_commanded(learn_commanded) -> None:
+    """Full-speed commands that the joint limit guard scales down at every step: by default the learner
+    gets the guarded action that went out (the same as a bare run of the guard reports); with
+    learn_commanded the command itself. An operator's takeover is stored as the operator's either way."""
+    from robo_reward.envs.robot import RobotEnv
+    from robo_reward.rl.actor_loop import run_episode
+    from robo_reward.rl.runs import make_policy_env
+
+    commands = [np.r_[np.sign(np.sin(t * 1.3 + np.arange(6))), -1.0].astype(np.float32) for t in range(12)]
+    env = make_policy_env({"task": "lift", "robot": "Panda", "horizon": 12})
+    env.reset(seed=3)
+    went_out = [env.step(c)[4]["executed_action"] for c in commands]
+    steps, transitions = iter(commands), []
+    run_episode(env, ChunkQueueBase(7), lambda obs, base_action: next(steps), transitions.append, episode=0,
+                seed=3, learn_commanded=learn_commanded)
+    stored = np.array([t.action for t in transitions])
+    assert len(stored) == 12 and np.abs(np.array(went_out) - np.array(commands)).max(axis=1).min() > 0.5
+    np.testing.assert_array_equal(stored, commands if learn_commanded else went_out)
+
+    env = RobotEnv(OperatorLink(takes_over={2, 4}), act_dim=1, max_episode_steps=5)
+    transitions = []
+    run_episode(env, ChunkQueueBase(1), lambda obs, base_action: np.array([-0.25], np.float32), transitions.append,
+                learn_commanded=learn_commanded)
+    assert [float(t.action[0]) for t in transitions] == [-0.25, 0.5, -0.25, 0.5, -0.25]
+    assert [t.intervention for t in transitions] == [False, True, False, True, False]
 
 
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:

@@ -141,6 +141,17 @@ def test_a_robot_actor_explores_as_its_weights_learner_config_says():
         assert (lag1 > least) if least is not None else (abs(lag1) < 0.1), (exploration, lag1)
 
 
+def test_a_robot_actor_stores_the_commanded_action_only_when_its_weights_config_says():
+    cfg = ResidualTD3Config(actor_hidden=(16,), critic_hidden=(16,), num_q=2)
+    actor = RuntimeActor(None, 2)
+    assert not actor.learns_commanded_action  # no weights yet: what went out, as a default learner stores
+    actor.load_weights(_blob(ResidualTD3(4, 2, cfg, "cpu"), 1))
+    assert not actor.learns_commanded_action
+    cfg.learn_commanded_action = True
+    actor.load_weights(_blob(ResidualTD3(4, 2, cfg, "cpu"), 2))
+    assert actor.learns_commanded_action
+
+
 def test_command_gate():
     gate = CommandGate(stale_timeout_s=0.1)
     fresh = {"joints": 10.0, "ee/0": 9.97}

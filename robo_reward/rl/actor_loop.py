@@ -33,7 +33,7 @@ class EpisodeOutcome:
 
 
 def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: Callable[[Transition], None],
-                episode: int | None = None, seed: int | None = None) -> EpisodeOutcome:
+                episode: int | None = None, seed: int | None = None, learn_commanded: bool = False) -> EpisodeOutcome:
     """Run one episode to its end, handing every executed step to `emit`.
 
     `episode`: the id stamped on the transitions; None takes the env's (info["episode"] at reset,
@@ -44,7 +44,8 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     and "executed": False for a step whose command never went out (no transition; with
     "episode_success" when the episode had ended just before it — an operator's mark —, which makes
     the step before the episode's terminal one). Each transition is emitted once the next step shows
-    whether it was the last.
+    whether it was the last. A transition carries the executed action, or with `learn_commanded` the
+    commanded one wherever no operator intervened (a limiter's rewrite then belongs to the dynamics).
     """
     act_dim = int(env.action_space.shape[0])
     obs, info = env.reset(seed=seed)
@@ -68,15 +69,17 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
                                            reward=float(success))
             break
         next_base_action = checked_action(base.act(next_obs), act_dim, "base policy")
+        intervention = bool(info.get("intervention", False))
         executed = checked_action(info.get("executed_action", action), act_dim, "executed action")
+        learned = action if learn_commanded and not intervention else executed
         next_stamp = float(info.get("stamp", step + 1))
         next_reading = info.get(READING_KEY, RewardReading(success=bool(info.get("success", False)),
                                                            reward=float(reward)))
         if last is not None:
             emit(last)
-        last = Transition(flat, base_action, executed, flat_state(next_obs), next_base_action,
+        last = Transition(flat, base_action, learned, flat_state(next_obs), next_base_action,
                           stamp=next_stamp, episode=episode, step=step, terminated=bool(terminated),
-                          truncated=bool(truncated), intervention=bool(info.get("intervention", False)),
+                          truncated=bool(truncated), intervention=intervention,
                           obs_stamp=stamp).with_readings(reading, next_reading)
         obs, base_action, stamp, reading = next_obs, next_base_action, next_stamp, next_reading
         step += 1

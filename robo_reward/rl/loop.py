@@ -129,7 +129,8 @@ class InProcessActor:
     def run_episode(self, episode: int, seed: int, learn: Callable[[Transition], None]) -> dict[str, Any]:
         self.noise.start_episode_for(self.learner.cfg, episode_horizon(self.env))
         outcome = run_episode(self.env, self.base, lambda obs, base_action: self.learner.act(
-            obs, base_action, self.noise), learn, episode=episode, seed=seed)
+            obs, base_action, self.noise), learn, episode=episode, seed=seed,
+            learn_commanded=getattr(self.learner.cfg, "learn_commanded_action", False))
         return {"length": outcome.length, "success": outcome.success}
 
     def evaluate(self, episodes: int, seed: int) -> dict[str, Any]:

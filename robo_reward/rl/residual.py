@@ -61,6 +61,11 @@ class ResidualTD3Config(PlainConfig):
     # ours: weight of mean((residual / bound)^2) in the actor's loss, pulling the residual toward the base
     # where the critic's gain does not pay for it (as TD3+BC's term pulls toward the data); ResFiT: none
     residual_penalty: float = 0.0
+    # ours, off by default: transitions carry the commanded action where a joint limit guard rewrote it
+    # (an operator's intervention still the executed one), so the critic values what the actor commands,
+    # with the guard inside the dynamics; the executed action leaves it extrapolating to commands the guard
+    # always rewrites, which the actor then climbs (docs/BENCHMARKS.md, "The joint limit guard on PickPlaceCan")
+    learn_commanded_action: bool = False
     weight_decay: float = 0.0  # Adam L2 on both networks; ResFiT uses none
     max_grad_norm: float | None = None  # optional global-norm gradient clip; off in ResFiT
     seed: int = 0  # seeds network init and the learner's own noise/head-choice generator

@@ -84,6 +84,13 @@ class RuntimeActor:
         self._weights = _Weights(session, version, cfg, normalizer.to(self.device), actor.to(self.device))
         return version
 
+    @property
+    def learns_commanded_action(self) -> bool:
+        """Whether transitions carry the commanded action (the running weights' learner config; the
+        executed one until weights arrive)."""
+        w = self._weights
+        return bool(w is not None and w.cfg.learn_commanded_action)
+
     def start_episode(self, horizon: int) -> None:
         """A new episode's exploration, as the running weights' learner config says (white noise of the
         default std until weights arrive)."""

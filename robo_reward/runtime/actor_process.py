@@ -109,7 +109,8 @@ class _ChildActor:
                 self.drain()
                 self.actor.start_episode(horizon)
                 outcome = run_episode(self.env, self.base, choose, self.emit, episode=episode,
-                                      seed=int(self.setup["seed"]) + episode)
+                                      seed=int(self.setup["seed"]) + episode,
+                                      learn_commanded=self.actor.learns_commanded_action)
                 self.conn.send_bytes(EPISODE_END + json.dumps(
                     {"episode": outcome.episode, "length": outcome.length, "success": outcome.success}).encode())
                 episode += 1
