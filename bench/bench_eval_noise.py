@@ -11,7 +11,6 @@ clipped to [-1, 1]). -> bench/results/learning/probes/<name>.json
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from robo_reward.rl.exploration import ExplorationNoise  # noqa: E402
 from robo_reward.rl.policies import load_policy  # noqa: E402
 from robo_reward.rl.residual_policy import ResidualPolicy  # noqa: E402
 from robo_reward.rl.runs import make_policy_env  # noqa: E402
-from bench_learning import TUNING_SEED  # noqa: E402
+from bench_learning import policy_probe_args, policy_probe_record  # noqa: E402
 
 
 class NoisyAction:
@@ -53,16 +52,10 @@ def exploring(policy, act_dim: int, std: float, seed: int):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("policies", nargs="+", type=Path)
-    p.add_argument("--name", required=True, help="record name under bench/results/learning/probes/")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed`: the probes' tuning episodes")
+    p = policy_probe_args(__doc__)
     p.add_argument("--std", type=float, default=0.05, help="ResFiT's exploration noise")
     args = p.parse_args()
-    if args.seed + args.episodes > 0:  # eval seeds from EVAL_SEED_OFFSET on are reported, not tuned on
-        raise SystemExit(f"bench_eval_noise: tuning episodes only (seeds below {EVAL_SEED_OFFSET:,})")
-    out = ROOT / "bench" / "results" / "learning" / "probes" / f"{args.name}.json"
+    out = policy_probe_record(args, "bench_eval_noise")
     record = {"episodes": args.episodes, "first_seed": EVAL_SEED_OFFSET + args.seed, "std": args.std, "policies": {}}
     for path in args.policies:
         policy, manifest = load_policy(path, "cpu")

@@ -14,7 +14,6 @@ saw. -> bench/results/learning/probes/<name>.json
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_learning import TUNING_SEED  # noqa: E402
+from bench_learning import policy_probe_args, policy_probe_record  # noqa: E402
 from bench_transport import wilson  # noqa: E402
 
 CHANGE_BINS = ((0.0, 0.02), (0.02, 0.2), (0.2, np.inf))  # the guard's largest change to a command element
@@ -93,16 +92,10 @@ def run(job: tuple[str, str, int, int]) -> dict:
 def main() -> None:
     from robo_reward.rl.evaluation import EVAL_SEED_OFFSET
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("policies", nargs="+", type=Path)
-    p.add_argument("--name", required=True, help="record name under bench/results/learning/probes/")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed`: the probes' tuning episodes")
+    p = policy_probe_args(__doc__)
     p.add_argument("--processes", type=int, default=2)
     args = p.parse_args()
-    if args.seed + args.episodes > 0:  # eval seeds from EVAL_SEED_OFFSET on are reported, not tuned on
-        raise SystemExit(f"bench_guard_effect: tuning episodes only (seeds below {EVAL_SEED_OFFSET:,})")
-    out = ROOT / "bench" / "results" / "learning" / "probes" / f"{args.name}.json"
+    out = policy_probe_record(args, "bench_guard_effect")
     jobs = [(str(path), mode, args.episodes, args.seed) for path in args.policies for mode in ("guarded", "bare")]
     with ProcessPoolExecutor(args.processes) as pool:
         rows = list(pool.map(run, jobs))

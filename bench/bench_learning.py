@@ -59,6 +59,24 @@ TUNING_SEED = -100_000  # `eval --seed`: episodes on seeds 900,000+, where probe
 REPORT_EPISODES = 100
 
 
+def policy_probe_args(description: str) -> argparse.ArgumentParser:
+    """The arguments every policy probe takes (bench_eval_noise, bench_guard_effect): policies run over
+    the same tuning episodes, recorded under a name; the probe adds its own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("policies", nargs="+", type=Path)
+    p.add_argument("--name", required=True, help="record name under bench/results/learning/probes/")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=TUNING_SEED, help="`eval --seed`: the probes' tuning episodes")
+    return p
+
+
+def policy_probe_record(args: argparse.Namespace, probe: str) -> Path:
+    """Where a policy probe writes its record; refuses episodes on the report seeds (nothing is tuned there)."""
+    if args.seed + args.episodes > 0:  # eval seeds from EVAL_SEED_OFFSET on are reported, not tuned on
+        raise SystemExit(f"{probe}: tuning episodes only (seeds below {EVAL_SEED_OFFSET:,})")
+    return RESULTS / "probes" / f"{args.name}.json"
+
+
 @dataclass(frozen=True)
 class Plan:
     task: str
