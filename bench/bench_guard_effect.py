@@ -7,9 +7,10 @@ Each policy runs the same tuning episodes (seeds 900,000+ by default: nothing is
 twice, on two cores: through the joint limit guard, as `eval` and training run it (`make_policy_env`),
 and on the bare simulator (`make_sim_env`). Through the guard it also counts how much the guard
 changed each command (the largest element change, `limit_change`) and, for a residual policy, what its
-critic says the change cost: Q(s, commanded) - Q(s, executed), binned by the change. The learner
-stores the executed action, so a commanded action the guard always rewrites is one its critic never
-saw. -> bench/results/learning/probes/<name>.json
+critic says the change cost: Q(s, commanded) - Q(s, executed), binned by the change. A learner that
+stores the executed action (the default) never saw a command the guard always rewrites; one with
+`learn_commanded_action` never saw the executed action, so there the gap reads the other way round.
+-> bench/results/learning/probes/<name>.json
 """
 
 from __future__ import annotations

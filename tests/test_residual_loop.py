@@ -198,3 +198,22 @@ def test_lerobots_own_sac_learns_in_the_same_loop_and_resumes_exactly(lift_demos
         np.testing.assert_array_equal(online_a[key], online_b[key])
     assert main(["eval", "--policy", str(straight), "--episodes", "1", "--videos", "0", "--out", str(tmp_path / "ev"),
                  "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("learn_commanded, loop", [(True, "--in-process"), (True, "two processes"),
+                                                   (False, "two processes")])
+def test_the_learner_stores_the_command_or_what_the_guard_let_through(lift_demos, lift_mlp_base, tmp_path,
+                                                                      learn_commanded, loop):
+    """Every step goes through the joint limit guard. With learn_commanded_action every stored action is
+    the actor's command, within the residual bound of the base's action, in either loop; without it
+    some are the guard's rewrites, further from the base's action than any command can be."""
+    run = tmp_path / "rl"
+    flags = [f for f in FAST if f != "--in-process"] + ([loop] if loop == "--in-process" else [])
+    assert main(["rl", "train", "--base", str(lift_mlp_base), "--dataset", str(lift_demos), "--steps", "300",
+                 "--eval-every", "1000", "--out", str(run), *flags,
+                 "--set", f"learn_commanded_action={json.dumps(learn_commanded)}"]) == 0
+    online = load_buffers(run / LATEST_CHECKPOINT)["online"]
+    size = int(online["size"])
+    gap = np.abs(online["action"][:size] - np.clip(online["base_action"][:size], -1.0, 1.0)).max(axis=1)
+    bound = 0.1  # ResFiT's residual_scale, the default
+    assert size >= 300 and (gap.max() <= bound + 1e-5 if learn_commanded else gap.max() > 2 * bound), gap.max()

@@ -1,7 +1,8 @@
 """Residual TD3 with a REDQ-style critic ensemble: the ResFiT learner.
 
 A frozen base policy proposes `a_base`; the learner adds a small bounded residual and
-trains it off-policy (n-step TD, UTD ~4, half-demo batches) on the executed action.
+trains it off-policy (n-step TD, UTD ~4, half-demo batches) on the executed action (or, with
+`learn_commanded_action`, the commanded one).
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class ResidualTD3:
 
     @torch.no_grad()
     def q_estimate(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
-        """The critic's value of (B, obs_dim) states and (B, act_dim) executed actions, mean over heads:
+        """The critic's value of (B, obs_dim) states and (B, act_dim) actions, mean over heads:
         set against realised returns it shows over- or under-estimation."""
         obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
         act_t = torch.as_tensor(np.asarray(action), dtype=torch.float32, device=self.device)

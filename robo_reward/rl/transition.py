@@ -12,7 +12,8 @@ from robo_reward.rewards.shaping import RewardReading
 
 @dataclass
 class Transition:
-    """`action` is the executed action (after any limiter or operator intervention), `next_base_action`
+    """`action` is the executed action (after any limiter or operator intervention; with the learner's
+    `learn_commanded_action` the commanded one unless an operator intervened), `next_base_action`
     the base's action at `next_obs` — the one executed at the next step. `stamp` is the next
     observation's source time and `obs_stamp` the observation's: a learner joins a reward model's
     readings published for those times. `progress`, `next_progress`, `success` and `reward` are the
