@@ -34,11 +34,11 @@ CHANGE_BINS = ((0.0, 0.02), (0.02, 0.2), (0.2, np.inf))  # the guard's largest c
 
 
 class GuardWatch(gym.Wrapper):
-    """Keeps every step's (state, commanded, executed, limit change) of a JointLimitGuard-wrapped env."""
+    """Keeps every step's (state, commanded, executed) of a JointLimitGuard-wrapped env."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+        self.steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._obs = None
 
     def reset(self, **kwargs):
@@ -50,14 +50,16 @@ class GuardWatch(gym.Wrapper):
 
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps.append((flat_state(self._obs), np.asarray(action, np.float32),
-                           np.asarray(info["executed_action"], np.float32), float(info["limit_change"])))
+                           np.asarray(info["executed_action"], np.float32)))
         self._obs = next_obs
         return next_obs, reward, terminated, truncated, info
 
 
 def guard_costs(learner, steps) -> dict:
-    """Per change bin: its share of the steps and, for a residual policy's critic, mean Q(cmd) - Q(exec)."""
-    states, commanded, executed, change = (np.asarray(x) for x in zip(*steps))
+    """Per change bin (the guard's `limit_change`: its largest change to an element): its share of the steps
+    and, for a residual policy's critic, mean Q(cmd) - Q(exec)."""
+    states, commanded, executed = (np.asarray(x) for x in zip(*steps))
+    change = np.abs(executed - commanded).max(axis=1)
     gap = None if learner is None else learner.q_estimate(states, commanded) - learner.q_estimate(states, executed)
     bins = {}
     for lo, hi in CHANGE_BINS:
