@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 
-from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
 from robo_reward.envs.limits import JointLimitGuard, JointLimits
@@ -28,6 +27,7 @@ from ros_nodes.common import (
     HEARTBEAT_TOPIC,
     LATCHED,
     RELIABLE,
+    StackNode,
     TRANSITIONS_TOPIC,
     WEIGHTS_TOPIC,
     declare,
@@ -38,7 +38,7 @@ from ros_nodes.common import (
 from ros_nodes.robot_link import RosRobotLink
 
 
-class ActorNode(Node):
+class ActorNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "actor"), **kwargs)
         from robo_reward.rl.policies import check_base_fits, load_policy

@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 
 import cv2
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from robo_reward.errors import ConfigError
-from ros_nodes.common import SENSOR_PUB, declare, hardware, rgb_to_image
+from ros_nodes.common import SENSOR_PUB, StackNode, declare, hardware, rgb_to_image
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
     return cv2.VideoCapture(int(source) if source.isdigit() else source)
 
 
-class CameraNode(Node):
+class CameraNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "camera"), **kwargs)
         cfg = hardware(self)

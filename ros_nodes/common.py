@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -52,6 +53,23 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # matches a best-effort publisher); our own publishers stay reliable, which best-effort readers accept.
 SENSOR_SUB = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
 SENSOR_PUB = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class StackNode(Node):
+    """A node of this stack: its subscriptions carry no QoS-event handlers.
+
+    rclpy 9 gives every subscription two by default (incompatible QoS, incompatible type), and with
+    Fast DDS a subscription's event conditions wake the executor's wait set as long as a message
+    waits to be taken. A message waits whenever the thread pool is behind, so the spin thread then
+    loops without sleeping and holds the GIL that the pool needs to catch up: the robot process spun
+    ~2,000 empty wake-ups a second on one core, and its commands fell to a few per second once a
+    learner shared the machine (tests/test_stack_node.py shows the spin). Publishers keep their
+    handlers, so a subscriber asking for incompatible QoS is still reported by our publisher; our
+    sensor subscriptions take best effort, which every publisher offers."""
+
+    def create_subscription(self, *args, **kwargs):
+        kwargs.setdefault("event_callbacks", SubscriptionEventCallbacks(use_default_callbacks=False))
+        return super().create_subscription(*args, **kwargs)
 
 
 def to_sec(stamp: Time) -> float:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
@@ -27,6 +26,7 @@ from ros_nodes.common import (
     LATCHED,
     RELIABLE,
     REWARD_TOPIC,
+    StackNode,
     TRANSITIONS_TOPIC,
     WEIGHTS_TOPIC,
     declare,
@@ -40,7 +40,7 @@ from ros_nodes.graph import split_settings
 FUTURE_TOLERANCE_S = 1.0  # a stamp this far ahead of the learner's clock is a broken clock, not a message
 
 
-class LearnerNode(Node):
+class LearnerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "learner"), **kwargs)
         run_dir = Path(str(declare(self, "run_dir", "runs/ros_learner")))

@@ -19,7 +19,6 @@ import gymnasium as gym
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
@@ -39,6 +38,7 @@ from ros_nodes.common import (
     SCENE_SEED,
     SENSOR_SUB,
     SUCCESS_TOPIC,
+    StackNode,
     declare,
     hardware,
     image_to_array,
@@ -59,7 +59,7 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-class RecorderNode(Node):
+class RecorderNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "recorder"), **kwargs)
         self.config = cfg = hardware(self)

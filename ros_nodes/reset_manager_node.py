@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
@@ -28,6 +27,7 @@ from ros_nodes.common import (
     SAFETY_TOPIC,
     SENSOR_SUB,
     SUCCESS_TOPIC,
+    StackNode,
     declare,
     hardware,
     json_msg,
@@ -38,7 +38,7 @@ from ros_nodes.common import (
 STALL_FACTOR = 20  # an episode also ends after this many times its step budget in control periods
 
 
-class ResetManagerNode(Node):
+class ResetManagerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "reset_manager"), **kwargs)
         self.config = cfg = hardware(self)

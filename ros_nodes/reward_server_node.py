@@ -18,7 +18,6 @@ from collections import deque
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
@@ -35,6 +34,7 @@ from ros_nodes.common import (
     RELIABLE,
     REWARD_TOPIC,
     SENSOR_SUB,
+    StackNode,
     declare,
     hardware,
     image_to_array,
@@ -46,7 +46,7 @@ from ros_nodes.common import (
 JOINTS = "joint_states"
 
 
-class RewardServerNode(Node):
+class RewardServerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "reward_server"), **kwargs)
         self.config = cfg = hardware(self)

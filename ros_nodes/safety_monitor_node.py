@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, WrenchStamped
-from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import Trigger
@@ -17,6 +16,7 @@ from ros_nodes.common import (
     RELIABLE,
     SAFETY_TOPIC,
     SENSOR_SUB,
+    StackNode,
     hardware,
     monotonic,
     safety_status,
@@ -24,7 +24,7 @@ from ros_nodes.common import (
 )
 
 
-class SafetyMonitorNode(Node):
+class SafetyMonitorNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "safety_monitor"), **kwargs)
         self.config = cfg = hardware(self)

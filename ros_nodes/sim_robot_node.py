@@ -16,7 +16,6 @@ import threading
 
 from geometry_msgs.msg import PoseStamped, WrenchStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -26,6 +25,7 @@ from ros_nodes.common import (
     SCENE_SEED,
     SENSOR_PUB,
     SUCCESS_TOPIC,
+    StackNode,
     declare,
     hardware,
     named_values,
@@ -36,7 +36,7 @@ from ros_nodes.common import (
 from sim.driver import DriverProcess
 
 
-class SimRobotNode(Node):
+class SimRobotNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "sim_robot"), **kwargs)
         self.config = cfg = hardware(self)

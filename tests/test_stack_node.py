@@ -1,0 +1,73 @@
+"""The stack's nodes keep rclpy's executor asleep while a message waits for a busy thread pool
+(ros_nodes.common.StackNode): a plain rclpy node, with the default subscription event handlers,
+spins the executor on a core for as long as the message waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from ros_nodes.common import RELIABLE, StackNode
+
+BLOCK_S = 2.0
+MEASURE_S = 1.5
+
+
+def executor_cpu_while_message_waits(node_class: type, domain: int) -> tuple[float, list[str]]:
+    """Cores of CPU the process spends while the pool's only worker is busy with a long callback and
+    one message waits behind it; and what the subscription received once the worker was free."""
+    context = Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = node_class("executor_probe", context=context)
+    received: list[str] = []
+    node.create_subscription(String, "/executor_probe", lambda m: received.append(m.data), RELIABLE)
+    publisher = node.create_publisher(String, "/executor_probe", RELIABLE)
+    busy = threading.Event()
+
+    def long_callback() -> None:
+        timer.cancel()
+        busy.set()
+        time.sleep(BLOCK_S)  # the worker is taken; the GIL is free
+
+    timer = node.create_timer(0.05, long_callback, callback_group=MutuallyExclusiveCallbackGroup())
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        spinner.start()
+        assert busy.wait(10.0), "the long callback never ran"
+        # a second long callback takes the other worker, so the message has to wait in the queue
+        executor.create_task(lambda: time.sleep(BLOCK_S))
+        time.sleep(0.1)
+        cpu, wall = time.process_time(), time.monotonic()
+        publisher.publish(String(data="waited"))
+        time.sleep(MEASURE_S)
+        cores = (time.process_time() - cpu) / (time.monotonic() - wall)
+        end = time.monotonic() + 10.0
+        while not received and time.monotonic() < end:
+            time.sleep(0.05)
+        return cores, received
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_stack_nodes_do_not_spin_the_executor_while_a_message_waits():
+    cores, received = executor_cpu_while_message_waits(StackNode, domain=171)
+    assert received == ["waited"]
+    assert cores < 0.2, f"the executor spun at {cores:.2f} cores while the message waited"
+    # the same wait with rclpy's default event handlers: the spin this avoids
+    plain_cores, plain_received = executor_cpu_while_message_waits(Node, domain=172)
+    assert plain_received == ["waited"]
+    assert plain_cores > 0.5, f"a plain rclpy node used {plain_cores:.2f} cores: has rclpy stopped spinning?"
