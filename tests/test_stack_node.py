@@ -4,6 +4,7 @@ spins the executor on a core for as long as the message waits."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -64,10 +65,11 @@ def executor_cpu_while_message_waits(node_class: type, domain: int) -> tuple[flo
 
 
 def test_stack_nodes_do_not_spin_the_executor_while_a_message_waits():
-    cores, received = executor_cpu_while_message_waits(StackNode, domain=171)
+    cores, received = executor_cpu_while_message_waits(StackNode, domain=random.randint(200, 230))
     assert received == ["waited"]
-    assert cores < 0.2, f"the executor spun at {cores:.2f} cores while the message waited"
-    # the same wait with rclpy's default event handlers: the spin this avoids
-    plain_cores, plain_received = executor_cpu_while_message_waits(Node, domain=172)
+    assert cores < 0.1, f"the executor spun at {cores:.2f} cores while the message waited"
+    # the same wait with rclpy's default event handlers: the spin this avoids (~1 core idle, ~0.5 on a
+    # machine whose cores are both busy)
+    plain_cores, plain_received = executor_cpu_while_message_waits(Node, domain=random.randint(200, 230))
     assert plain_received == ["waited"]
-    assert plain_cores > 0.5, f"a plain rclpy node used {plain_cores:.2f} cores: has rclpy stopped spinning?"
+    assert plain_cores > 0.25, f"a plain rclpy node used {plain_cores:.2f} cores: has rclpy stopped spinning?"
