@@ -35,6 +35,7 @@ from sim.robosuite_env import make_env
 PERIOD = 0.05  # sim_panda_lift runs at 20 Hz
 DELIVERY_SLACK_S = 0.25  # DDS delivery and executor wake-ups between two processes under load
 FAULT_HOLD_S = 1.0  # how long test_bad_input_over_dds keeps each fault present
+REPORT_CHARS = 6000  # of each process's log in a timed-out wait's report
 
 
 class Operator(BackgroundNode):
@@ -68,6 +69,27 @@ class Operator(BackgroundNode):
         n.create_subscription(JointState, "/joint_states", lambda m: setattr(self, "joint_state", m), SENSOR_SUB)
         self.wrench = n.create_publisher(WrenchStamped, "/robo_reward/wrench", SENSOR_PUB)
         self.estop = n.create_publisher(Bool, "/robo_reward/estop", RELIABLE)
+        self.watched: tuple[dict, dict] = ({}, {})
+
+    def watch(self, procs: dict, logs: dict) -> None:
+        """The stack's processes (name -> Popen, name -> log; the test may replace entries): a wait
+        that times out reports their logs' tails with every thread's stack — CI keeps only the
+        assertion's text."""
+        self.watched = (procs, logs)
+
+    def process_report(self) -> str:
+        procs, logs = self.watched
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)  # ros_nodes.runner prints every thread's stack
+        time.sleep(1.0)
+
+        def tail(log: Path) -> str:  # the standard library's frames left out of the stacks
+            lines = Path(log).read_text(errors="replace").splitlines()
+            return "\n".join(line for line in lines if "/lib/python3" not in line or "site-packages" in line)
+
+        return "".join(f"\n--- {name} (exit {proc.poll()}): last of {logs[name]}, with the stacks ---\n"
+                       f"{tail(logs[name])[-REPORT_CHARS:]}" for name, proc in procs.items())
 
     def wait(self, what: str, predicate, timeout: float):
         end = time.monotonic() + timeout
@@ -76,7 +98,8 @@ class Operator(BackgroundNode):
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; episodes {self.episodes[-1:]}, "
-                             f"actor {self.actor}, learner {self.heartbeat}, safety {self.safety[-1:]}")
+                             f"actor {self.actor}, learner {self.heartbeat}, safety {self.safety[-1:]}"
+                             + self.process_report())
 
     def call(self, service: str) -> Trigger.Response:
         client = self.node.create_client(Trigger, service)
@@ -178,6 +201,7 @@ def test_sim_rehearsal_over_dds(rehearsal_inputs, front_camera_config, tmp_path)
                                      logs["robot"]),
              "learner": ros_up_process(config_path, [*common, "--only", "learner"], domain, logs["learner"])}
     proc_logs = {"robot": logs["robot"], "learner": logs["learner"]}
+    op.watch(procs, proc_logs)
     try:
         # frames flow sim cameras -> reward server -> (stamped rewards) -> learner, which joins them with
         # the actor's transitions and sends weights back; episodes cycle through the reset manager
@@ -294,6 +318,7 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
     procs = {"robot": ros_up_process(front_camera_config, [*common, "--only", "sim_robot"], domain, logs["robot"]),
              "stack": ros_up_process(front_camera_config, [*common, "--only", "reward_server", "actor",
                                                            "safety_monitor", "reset_manager"], domain, logs["stack"])}
+    op.watch(procs, logs)
     camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR_PUB)
     joints = op.node.create_publisher(JointState, "/joint_states", SENSOR_PUB)
 
@@ -383,6 +408,7 @@ def test_the_reward_server_serves_on_after_bad_first_frames_over_dds(rehearsal_i
     camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", RELIABLE)
     proc = ros_up_process(front_camera_config, ["--reward", "clip", "--reward-model", str(clip), "--device", "cpu",
                                                 "--only", "reward_server"], domain, log)
+    op.watch({"reward_server": proc}, {"reward_server": log})
     try:
         op.wait("the reward server", lambda: op.reward_server and camera.get_subscription_count() > 0, 120)
         assert op.reward_server["scored"] == 0 and not stamps
