@@ -25,8 +25,8 @@ MEASURE_S = 1.5
 
 
 def executor_cpu_while_message_waits(node_class: type, domain: int) -> tuple[float, list[str]]:
-    """Cores of CPU the process spends while the pool's only worker is busy with a long callback and
-    one message waits behind it; and what the subscription received once the worker was free."""
+    """Cores of CPU the process spends while both of the pool's workers are busy with long callbacks
+    and one message waits behind them; and what the subscription received once a worker was free."""
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     node = node_class("executor_probe", context=context)
