@@ -62,8 +62,8 @@ class StackNode(Node):
     Fast DDS a subscription's event conditions wake the executor's wait set as long as a message
     waits to be taken. A message waits whenever the thread pool is behind, so the spin thread then
     loops without sleeping and holds the GIL that the pool needs to catch up: the robot process spun
-    ~2,000 empty wake-ups a second on one core, and its commands fell to a few per second once a
-    learner shared the machine (tests/test_stack_node.py shows the spin). Publishers keep their
+    ~2,000 empty wake-ups a second on one core, and its commands fell from 20 to 1-3 a second
+    (tests/test_stack_node.py shows the spin, bench/bench_robot_executor.py the rates). Publishers keep their
     handlers, so a subscriber asking for incompatible QoS is still reported by our publisher; our
     sensor subscriptions take best effort, which every publisher offers."""
 
