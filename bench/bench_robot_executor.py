@@ -28,6 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
+from bench_robot_path import Watcher
+from bench_transport import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny CLIP the rehearsal test builds
@@ -46,46 +48,32 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Observer:
-    """Counts the commands that reach another process, and the episodes' outcomes."""
+class Observer(Watcher):
+    """The robot path's watcher (episode outcomes), also counting the commands that reach another
+    process and keeping the actor's status."""
 
     def __init__(self, domain: int):
         from std_msgs.msg import Float64MultiArray, String
 
         from ros_nodes.common import LATCHED, RELIABLE
-        from ros_nodes.runner import BackgroundNode
 
-        self.node = BackgroundNode("bench_robot_executor", domain)
+        super().__init__(domain)
         self.commands = 0
-        self.outcomes: dict[int, str] = {}
         self.actor: dict = {}
         n = self.node.node
         n.create_subscription(Float64MultiArray, "/robo_reward/command", self.on_command, RELIABLE)
-        n.create_subscription(String, "/robo_reward/episode", self.on_episode, LATCHED)
         n.create_subscription(String, "/robo_reward/actor_status", lambda m: setattr(self, "actor", json.loads(m.data)),
                               LATCHED)
 
     def on_command(self, msg) -> None:
         self.commands += 1
 
-    def on_episode(self, msg) -> None:
-        outcome = json.loads(msg.data).get("outcome")
-        if outcome:
-            self.outcomes[outcome["episode"]] = outcome["source"]
-
-    def wait(self, predicate, timeout_s: float, what: str) -> None:
-        end = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > end:
-                raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            time.sleep(0.1)
-
 
 def measure(observer: Observer, robot: subprocess.Popen, seconds: float) -> dict:
     cpu, commands, ended, start = process_cpu_s(robot.pid), observer.commands, set(observer.outcomes), time.monotonic()
     time.sleep(seconds)
     wall = time.monotonic() - start
-    new = [source for episode, source in observer.outcomes.items() if episode not in ended]
+    new = [outcome["source"] for episode, outcome in observer.outcomes.items() if episode not in ended]
     return {"robot_cpu_cores": round((process_cpu_s(robot.pid) - cpu) / wall, 3),
             "commands_per_s": round((observer.commands - commands) / wall, 2),
             "episode_ends": dict(Counter(new))}
@@ -129,7 +117,6 @@ def run_variant(name: str, config: Path, common: list[str], work: Path, phase_s:
 def main() -> None:
     from reward_helpers import save_tiny_open_clip
 
-    from robo_reward.cli import main as cli
     from robo_reward.config.hardware import CONFIG_DIR
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,10 +128,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     demos, base = work / "demos", work / "base"
     if not demos.exists():
-        assert cli(["demos", "collect", "--task", "lift", "--episodes", "3", "--noise", "0.3", "--cameras", "agentview",
-                    "--image-size", "32", "--out", str(demos), "--quiet"]) == 0
+        cli(["demos", "collect", "--task", "lift", "--episodes", "3", "--noise", "0.3", "--cameras", "agentview",
+             "--image-size", "32", "--out", str(demos), "--quiet"])
     if not base.exists():
-        assert cli(["base", "train", "--dataset", str(demos), "--steps", "200", "--out", str(base), "--quiet"]) == 0
+        cli(["base", "train", "--dataset", str(demos), "--steps", "200", "--out", str(base), "--quiet"])
     clip = save_tiny_open_clip(work / "clip")
     config = yaml.safe_load((CONFIG_DIR / "sim_panda_lift.yaml").read_text())
     config["cameras"] = config["cameras"][:1]  # software rendering costs ~0.1 s a view here
