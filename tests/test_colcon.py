@@ -111,7 +111,13 @@ def test_colcon_build_installs_nodes_that_start_and_stop_on_sigint(camera_demos,
         for name, (proc, log) in reversed(procs.items()):  # as `ros up` stops them: the recorder last
             start = time.monotonic()
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # CI keeps only the assertion: put the hung node's stacks in it
+                proc.send_signal(signal.SIGUSR1)  # ros_nodes.runner prints every thread's stack
+                time.sleep(1.0)
+                raise AssertionError(f"{name} still running 30 s after SIGINT; its log with the stacks:\n"
+                                     f"{(tmp_path / f'{name}.log').read_text()[-6000:]}") from None
             log.close()
             output = (tmp_path / f"{name}.log").read_text()
             assert proc.returncode == 0 and "Traceback" not in output, f"{name}: {output[-2000:]}"
