@@ -30,6 +30,7 @@ from robo_reward.errors import RoboRewardError
 from ros_nodes.graph import EXECUTABLES, NodeSpec
 
 FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
+STOP_REPORT_S = 8.0  # stopping longer than this prints every thread's stack (stderr)
 
 
 def drop_inherited_realtime() -> None:
@@ -76,6 +77,8 @@ def _spin(nodes: list, duration_s: float | None) -> None:
     finally:
         stop.set()
         began = time.monotonic()
+        # a stop that hangs shows where, before `ros2 launch` escalates to SIGKILL (SIGTERM at 5 s, SIGKILL at 10 s)
+        faulthandler.dump_traceback_later(STOP_REPORT_S)
         executor.shutdown(timeout_sec=5.0)
         spinner.join(timeout=5.0)
         timings = [("executor", time.monotonic() - began)]
@@ -87,6 +90,7 @@ def _spin(nodes: list, duration_s: float | None) -> None:
                 print(f"[robo_reward] {name}: error while stopping: {exc}", file=sys.stderr)
             timings.append((name, time.monotonic() - started))
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
         print(f"[robo_reward] stopped in {time.monotonic() - began:.1f} s (" +
               ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings) + ")", file=sys.stderr, flush=True)
 

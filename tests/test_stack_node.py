@@ -1,12 +1,18 @@
 """The stack's nodes keep rclpy's executor asleep while a message waits for a busy thread pool
 (ros_nodes.common.StackNode): a plain rclpy node, with the default subscription event handlers,
-spins the executor on a core for as long as the message waits."""
+spins the executor on a core for as long as the message waits. And a node that is slow to stop
+says where it is (ros_nodes.runner) before `ros2 launch` kills it."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +79,39 @@ def test_stack_nodes_do_not_spin_the_executor_while_a_message_waits():
     plain_cores, plain_received = executor_cpu_while_message_waits(Node, domain=random.randint(200, 230))
     assert plain_received == ["waited"]
     assert plain_cores > 0.25, f"a plain rclpy node used {plain_cores:.2f} cores: has rclpy stopped spinning?"
+
+
+SLOW_TO_STOP = """
+import time
+from ros_nodes import runner
+from ros_nodes.common import StackNode
+
+runner.STOP_REPORT_S = 0.5
+
+class SlowToStop(StackNode):
+    def __init__(self):
+        super().__init__("slow_to_stop")
+        print("up", flush=True)
+
+    def destroy_node(self):
+        time.sleep(2.0)
+        return super().destroy_node()
+
+runner.run_single(SlowToStop)
+"""
+
+
+def test_a_node_slow_to_stop_prints_where_it_is_before_it_exits(tmp_path):
+    """`ros2 launch` kills a node that has not stopped 10 s after SIGINT: its log must already say where."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(200, 230))}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout.readline().strip() == "up", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "Timeout (0:00:00.500000)!" in err and "in destroy_node" in err, err
+    assert "[robo_reward] stopped in" in err, err
