@@ -14,8 +14,8 @@ import time
 
 from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 
-from robo_reward.envs.limits import JointLimitGuard, JointLimits
-from robo_reward.envs.robot import LinkClosed, RobotEnv
+from robo_reward.envs.limits import JointLimits
+from robo_reward.envs.robot import LinkClosed, robot_env
 from robo_reward.errors import RoboRewardError
 from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.exploration import episode_horizon
@@ -56,8 +56,8 @@ class ActorNode(StackNode):
         if residual_run:  # a trained run's residual from the start; a learner's newer weights still replace it
             self.actor.load_weights(checkpoint_weights(residual_run))
         self.link = RosRobotLink(self, cfg, str(declare(self, "success_source", "robot")) == "robot")
-        self.env = JointLimitGuard(RobotEnv(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100))),
-                                   JointLimits.from_hardware(cfg))
+        self.env = robot_env(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", 100)),
+                             JointLimits.from_hardware(cfg))
         self.last_link = float("-inf")
         self.error = ""
         self.pub_transition = self.create_publisher(Float64MultiArray, TRANSITIONS_TOPIC, RELIABLE)

@@ -10,6 +10,10 @@ import warnings
 import numpy as np
 import pytest
 
+from robo_reward.envs.limits import JointLimits
+from robo_reward.envs.robot import robot_env
+from robo_reward.errors import RoboRewardError
+from robo_reward.rl.actor_loop import run_episode
 from robo_reward.rl.buffers import NStepReplayBuffer
 
 GAMMA = 0.9
@@ -115,7 +119,6 @@ def _chunk_value(i: int) -> float:
 
 
 def test_a_chunked_base_runs_each_action_once_in_order_through_the_actor_loop() -> None:
-    from robo_reward.rl.actor_loop import run_episode
     from sim import make_env
 
     env = make_env("lift", "Panda", horizon=11, terminate_on_success=False)
@@ -139,6 +142,7 @@ class FlakyLink:
     without a safety OK); observations advance one control period per command."""
 
     control_period_s = observation_timeout_s = 0.0
+    joint_position = 0.0  # of its one joint "j", limits +-1 rad (ONE_JOINT)
 
     def __init__(self, refuse_at: set[int]):
         self.refuse_at, self.checks, self.stamp = refuse_at, 0, 0.0
@@ -147,7 +151,7 @@ class FlakyLink:
         from robo_reward.envs.robot import RobotReading
 
         return RobotReading({"observation.state": np.array([self.stamp], np.float32)}, self.stamp,
-                            {"names": ["j"], "positions": [0.0], "velocities": [0.0]})
+                            {"names": ["j"], "positions": [self.joint_position], "velocities": [0.0]})
 
     def wait_ready(self, timeout_s):
         from robo_reward.envs.robot import EpisodeStatus
@@ -176,12 +180,13 @@ class FlakyLink:
 class OperatorLink(FlakyLink):
     """An operator takes over at the chosen control steps (counted from 1), commanding 0.5."""
 
-    def __init__(self, takes_over: set[int]):
+    def __init__(self, takes_over: set[int], joint_position: float = 0.0):
         super().__init__(refuse_at=set())
-        self.takes_over = takes_over
+        self.takes_over, self.joint_position = takes_over, joint_position
 
     def operator_command(self):
-        return np.array([0.5], np.float32) if self.checks in self.takes_over else None
+        # read before the gate's check of the same command
+        return np.array([0.5], np.float32) if self.checks + 1 in self.takes_over else None
 
 
 class MarkedLink(FlakyLink):
@@ -214,8 +219,6 @@ def test_transitions_carry_what_went_out_or_with_learn_commanded_what_the_actor_
     """Full-speed commands that the joint limit guard scales down at every step: by default the learner
     gets the guarded action that went out (the same as a bare run of the guard reports); with
     learn_commanded the command itself. An operator's takeover is stored as the operator's either way."""
-    from robo_reward.envs.robot import RobotEnv
-    from robo_reward.rl.actor_loop import run_episode
     from robo_reward.rl.runs import make_policy_env
 
     commands = [np.r_[np.sign(np.sin(t * 1.3 + np.arange(6))), -1.0].astype(np.float32) for t in range(12)]
@@ -229,7 +232,7 @@ def test_transitions_carry_what_went_out_or_with_learn_commanded_what_the_actor_
     assert len(stored) == 12 and np.abs(np.array(went_out) - np.array(commands)).max(axis=1).min() > 0.5
     np.testing.assert_array_equal(stored, commands if learn_commanded else went_out)
 
-    env = RobotEnv(OperatorLink(takes_over={2, 4}), act_dim=1, max_episode_steps=5)
+    env = robot_env(OperatorLink(takes_over={2, 4}), act_dim=1, max_episode_steps=5, limits=ONE_JOINT)
     transitions = []
     run_episode(env, ChunkQueueBase(1), lambda obs, base_action: np.array([-0.25], np.float32), transitions.append,
                 learn_commanded=learn_commanded)
@@ -237,12 +240,47 @@ def test_transitions_carry_what_went_out_or_with_learn_commanded_what_the_actor_
     assert [t.intervention for t in transitions] == [False, True, False, True, False]
 
 
+ONE_JOINT = JointLimits(("j",), np.array([-1.0]), np.array([1.0]), np.array([1.0]), arm_dims=(0,))
+
+
+def test_the_joint_limit_guard_limits_an_operators_takeover_like_the_policy() -> None:
+    """The joint sits 0.03 rad below its upper limit, inside the guard's clearance: every command
+    toward it goes out as 0, the operator's 0.5 as much as the policy's 0.25; the learner stores what
+    went out, marked as the operator's."""
+    env = robot_env(OperatorLink(takes_over={2, 4}, joint_position=0.97), act_dim=1, max_episode_steps=5,
+                    limits=ONE_JOINT)
+    env.reset()
+    steps = [env.step(np.array([0.25], np.float32))[4] for _ in range(5)]
+    assert [float(info["executed_action"][0]) for info in steps] == [0.0] * 5
+    assert [info["limit_change"] for info in steps] == [0.25, 0.5, 0.25, 0.5, 0.25]
+    assert [info["intervention"] for info in steps] == [False, True, False, True, False]
+    env = robot_env(OperatorLink(takes_over={2, 4}, joint_position=0.97), act_dim=1, max_episode_steps=5,
+                    limits=ONE_JOINT)  # a new robot episode
+    transitions = []
+    run_episode(env, ChunkQueueBase(1), lambda obs, base_action: np.array([0.25], np.float32), transitions.append)
+    assert [float(t.action[0]) for t in transitions] == [0.0] * 5
+    assert [t.intervention for t in transitions] == [False, True, False, True, False]
+
+
+def test_an_operator_command_of_the_wrong_size_sends_nothing() -> None:
+    class WideOperator(OperatorLink):
+        def operator_command(self):
+            return np.zeros(3, np.float32)
+
+        def send(self, action):
+            raise AssertionError(f"sent {action}")
+
+    env = robot_env(WideOperator(takes_over=set()), act_dim=1, max_episode_steps=5, limits=ONE_JOINT)
+    env.reset()
+    with pytest.raises(RoboRewardError, match=r"operator command of shape \(3,\), the robot takes \(1,\)"):
+        env.step(np.array([0.25], np.float32))
+
+
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
     """The gate refuses the 4th command: the actor's episode ends there for the learner, then the
     actor takes the same robot episode up again. Its time limit still counts 6 commands, and the step
     index of the refused command stays unused, so no n-step window joins the states on either side."""
     from robo_reward.envs.robot import RobotEnv
-    from robo_reward.rl.actor_loop import run_episode
 
     env = RobotEnv(FlakyLink({4}), act_dim=1, max_episode_steps=6)
     base = ChunkQueueBase(1)
@@ -267,7 +305,6 @@ def test_an_operators_success_mark_that_arrives_after_the_gate_closed_still_ends
     timeout makes the last executed step the terminal one with reward 1 (the learner gets the
     success); one later than that leaves the episode a fail-safe gap (nothing terminal, no reward)."""
     from robo_reward.envs.robot import RobotEnv
-    from robo_reward.rl.actor_loop import run_episode
 
     env = RobotEnv(MarkedLink(outcome_delay_s), act_dim=1, max_episode_steps=10)
     base = ChunkQueueBase(1)
@@ -484,7 +521,6 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     from robo_reward.envs.limits import JointLimitGuard, JointLimits
     from robo_reward.envs.wrappers import RewardWrapper
     from robo_reward.rewards import RewardSpec, make_reward_source
-    from robo_reward.rl.actor_loop import run_episode
     from robo_reward.rl.policies import load_policy
     from robo_reward.rl.runs import make_sim_env
     from robo_reward.rl.scripted_policy import save_scripted_policy

@@ -6,8 +6,11 @@ implementation lives in ros_nodes/ (the library never imports rclpy).
   operator confirmed) and a fresh observation is in, then returns it with the episode's id.
 - step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
   control period, and returns the first observation newer than the one the action was chosen on.
-  The operator's command replaces the policy's while they intervene (HIL-SERL). A refused command
+  A refused command
   ends the episode for the actor with "executed": False: nothing went out, no transition exists.
+- the operator's command replaces the policy's while they intervene (HIL-SERL): `OperatorTakeover`,
+  above the joint limit guard, so that what the operator commands is limited like the policy's
+  (`robot_env` builds the stack).
 - termination: success (the robot's success signal, a success detector or the operator's mark, as
   the link reports it) terminates with reward 1 — the sparse reward is the same on a robot as in
   simulation; the reset manager ending the episode otherwise (time limit, safety) truncates.
@@ -23,7 +26,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from robo_reward.envs.limits import JOINT_STATE_KEY
+from robo_reward.envs.limits import JOINT_STATE_KEY, JointLimitGuard, JointLimits
+from robo_reward.errors import RoboRewardError
 
 
 class LinkClosed(Exception):
@@ -124,8 +128,7 @@ class RobotEnv(gym.Env):
             else:  # a fail-safe inside a running episode: the learner will see a gap
                 self.refused = (self._episode, self._index - 1, reason)
             return dict(self._reading.obs), 0.0, False, True, info
-        operator = self.link.operator_command()
-        executed = np.asarray(action if operator is None else np.clip(operator, -1.0, 1.0), np.float32)
+        executed = np.asarray(action, np.float32)
         self.link.send(executed)
         self._last_send = time.monotonic()
         self._steps += 1
@@ -138,10 +141,35 @@ class RobotEnv(gym.Env):
         status = self.link.episode_status(self._episode)
         success = status.success
         ended = not status.running or status.ended or self._steps >= self.max_episode_steps
-        info = {"executed_action": executed, "intervention": operator is not None, "stamp": reading.stamp,
+        info = {"executed_action": executed, "stamp": reading.stamp,
                 "success": success, "episode": self._episode, JOINT_STATE_KEY: reading.joints}
         if ended and not success:
             info["stopped"] = status.reason if status.ended or not status.running else "time limit"
         if ended:
             self._ended = self._episode
         return dict(reading.obs), float(success), success, ended and not success, info
+
+
+class OperatorTakeover(gym.Wrapper):
+    """While the operator intervenes with a fresh command, it replaces the policy's action
+    (info["intervention"]). It wraps the joint limit guard, which then limits the operator's command
+    as it limits the policy's: a takeover near a joint limit is slowed the same way."""
+
+    def __init__(self, env: gym.Env, link: RobotLink):
+        super().__init__(env)
+        self.link = link
+
+    def step(self, action):
+        operator = self.link.operator_command()
+        if operator is not None:
+            if np.shape(operator) != np.shape(action):
+                raise RoboRewardError(f"operator command of shape {np.shape(operator)}, the robot takes "
+                                      f"{np.shape(action)}: nothing sent")
+            action = np.clip(np.asarray(operator, np.float32), -1.0, 1.0)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        return next_obs, reward, terminated, truncated, dict(info, intervention=operator is not None)
+
+
+def robot_env(link: RobotLink, act_dim: int, max_episode_steps: int, limits: JointLimits) -> gym.Env:
+    """The robot as the actor loop drives it: operator takeover, then the joint limit guard, then the robot."""
+    return OperatorTakeover(JointLimitGuard(RobotEnv(link, act_dim, max_episode_steps), limits), link)

@@ -39,7 +39,7 @@ def run_episode(env: gym.Env, base: Policy, choose_action: ChooseAction, emit: C
     `episode`: the id stamped on the transitions; None takes the env's (info["episode"] at reset,
     a robot's episode counter); info["step"] at reset: the first step index (a robot episode taken
     up again after a refused command numbers on past it). The env may report in `info`: "executed_action" (what really went
-    out: limited, or the operator's), "intervention", "stamp" (source time of the new observation),
+    out: the policy's or the operator's command, limited), "intervention", "stamp" (source time of the new observation),
     "success", a reward wrapper's reading (READING_KEY; else the env's success and reward stand in),
     and "executed": False for a step whose command never went out (no transition; with
     "episode_success" when the episode had ended just before it — an operator's mark —, which makes
