@@ -46,17 +46,16 @@ class LearnerNode(StackNode):
         run_dir = Path(str(declare(self, "run_dir", "runs/ros_learner")))
         device = str(declare(self, "device", "cpu"))
         self.reward_source = str(declare(self, "reward", "sparse"))
+        spec = RewardSpec(source=self.reward_source, model=str(declare(self, "reward_model", "")) or None) \
+            if self.reward_source != "sparse" else RewardSpec(source="sparse")
         if (run_dir / LATEST_CHECKPOINT).exists() or (run_dir / f".{LATEST_CHECKPOINT.name}.old").exists():
-            self.learner = RuntimeLearner.resume(run_dir, device)
+            self.learner = RuntimeLearner.resume(run_dir, device, spec)
             self.get_logger().info(f"resumed {run_dir} at env step {self.learner.progress['env_step']}")
         else:
             dataset, base = str(declare(self, "dataset", "")), str(declare(self, "base_policy", ""))
             if not dataset or not base:
                 raise RoboRewardError("learner: a new run needs parameters dataset and base_policy")
             settings = split_settings(str(declare(self, "learner_set", "")))
-            spec = RewardSpec(source=self.reward_source,
-                              model=str(declare(self, "reward_model", "")) or None) \
-                if self.reward_source != "sparse" else RewardSpec(source="sparse")
             self.learner = RuntimeLearner.create(run_dir, Path(dataset), Path(base),
                                                  learner_config(settings, int(declare(self, "seed", 0))), spec,
                                                  device)

@@ -731,7 +731,8 @@ def test_two_process_rl_train_holds_utd_and_resumes_with_the_trained_actor(lift_
 def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs_episodes(lift_demos,
                                                                                           lift_mlp_base, tmp_path):
     """The robot learner skips updates while it is behind (a robot cannot wait) and says which
-    update-to-data ratio it reached; its episodes go to metrics.json as `rl train`'s do."""
+    update-to-data ratio it reached; its episodes go to metrics.json as `rl train`'s do; it resumes
+    only with its own reward."""
     import json
 
     from robo_reward.rewards import RewardSpec
@@ -758,6 +759,12 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
     (episode,) = json.loads((tmp_path / "run" / "metrics.json").read_text())["episodes"]
     assert episode["success"] and episode["length"] == 10 and episode["return"] == 1.0
     assert (tmp_path / "run" / "success_vs_steps.png").is_file()
+    # a launch resumes the run only with the reward it learns from (a learned reward would otherwise
+    # rate its transitions by rules and readings the run never had)
+    assert RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("sparse")).progress["env_step"] == 10
+    with pytest.raises(RoboRewardError, match=r"run learns from reward 'sparse'; this launch gives reward 'hop' "
+                                              r"\(model .*progress_model\): launch it with the run's reward"):
+        RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("hop", model=str(tmp_path / "progress_model")))
 
 
 @pytest.mark.slow

@@ -104,6 +104,14 @@ class RewardJoin:
         return out
 
 
+def same_reward(a: RewardSpec, b: RewardSpec) -> bool:
+    """The same source and model (directories compared as resolved paths; `clip:NAME` as written)."""
+    def where(model: str | None) -> str | None:
+        return model if model is None or ":" in model else str(Path(model).resolve())
+
+    return a.source == b.source and where(a.model) == where(b.model)
+
+
 class RuntimeLearner:
     def __init__(self, run_dir: Path, learner: ResidualTD3, demo_buffer: NStepReplayBuffer,
                  online_buffer: NStepReplayBuffer, progress: dict[str, Any], rule: RewardRule, seed: int = 0):
@@ -150,15 +158,24 @@ class RuntimeLearner:
         return runtime
 
     @classmethod
-    def resume(cls, run_dir: Path, device: str = "cpu") -> RuntimeLearner:
+    def resume(cls, run_dir: Path, device: str = "cpu", reward: RewardSpec | None = None) -> RuntimeLearner:
+        """`reward`: the reward this launch feeds the learner (the stack's reward server and success
+        source follow it); a run learns on only from the reward it was created with."""
         ckpt = Path(run_dir) / LATEST_CHECKPOINT
         if not readable_checkpoint(ckpt).is_dir():
             raise RoboRewardError(f"{run_dir}: no learner checkpoint to resume from")
         try:
-            rule = RewardRule.from_dict(json.loads((Path(run_dir) / RUN_CONFIG_FILE).read_text())["reward_rule"])
+            config = json.loads((Path(run_dir) / RUN_CONFIG_FILE).read_text())
+            rule, created_with = RewardRule.from_dict(config["reward_rule"]), RewardSpec(**config["reward"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RoboRewardError(f"{run_dir / RUN_CONFIG_FILE}: no readable reward_rule ({exc}); it was written by "
-                                  "an older robo_reward — start a new run directory") from exc
+            raise RoboRewardError(f"{run_dir / RUN_CONFIG_FILE}: no readable reward_rule and reward ({exc}); it was "
+                                  "written by an older robo_reward — start a new run directory") from exc
+        if reward is not None and not same_reward(reward, created_with):
+            raise RoboRewardError(
+                f"{run_dir} learns from reward {created_with.source!r}" +
+                (f" (model {created_with.model})" if created_with.model else "") +
+                f"; this launch gives reward {reward.source!r}" + (f" (model {reward.model})" if reward.model else "") +
+                ": launch it with the run's reward, or give a new run directory")
         learner = load_learner(ckpt, pick_device(device))
         buffers = load_buffers(ckpt)
         return cls(run_dir, learner, NStepReplayBuffer.from_state_dict(buffers["demo"]),
