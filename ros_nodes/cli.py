@@ -23,10 +23,10 @@ def options_from(args: argparse.Namespace):
     from ros_nodes.graph import StackOptions, join_settings
 
     base = args.base or (str(Path(args.policy) / "base") if args.policy else "")
-    return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task,
+    return StackOptions(reward=args.reward, reward_model=args.reward_model or "", task=args.task or "",
                         base_policy=base, dataset=args.dataset or "", run_dir=args.run_dir,
                         record_dir=args.record_dir, mcap=args.mcap or "", learner_set=join_settings(args.set),
-                        max_episode_steps=args.max_episode_steps, checkpoint_every=args.checkpoint_every,
+                        max_episode_steps=args.max_episode_steps or 0, checkpoint_every=args.checkpoint_every,
                         seed=args.seed, device=args.device, reward_max_batch=args.reward_max_batch,
                         explore=not args.no_explore, lockstep=args.lockstep, residual_run=args.policy or "")
 
@@ -63,13 +63,14 @@ def add_ros_parsers(groups, command) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), default="sim_rehearsal")
     p.add_argument("--reward", default="sparse", help="sparse, or the reward source of --reward-model")
     p.add_argument("--reward-model", help="reward-model directory for the reward server")
-    p.add_argument("--task", default="lift the red cube", help="instruction for the reward model")
+    p.add_argument("--task", help="instruction for the reward model (default: a sim robot's task's)")
     p.add_argument("--base", help="base policy directory for the actor and a new learner run")
     p.add_argument("--dataset", help="demonstrations for a new learner run")
     p.add_argument("--run-dir", default="runs/ros/learner", help="learner run (resumed when it exists)")
     p.add_argument("--record-dir", default="runs/ros/recording", help="LeRobotDataset the recorder writes")
     p.add_argument("--mcap", help="also record every topic into this MCAP file")
-    p.add_argument("--max-episode-steps", type=positive_int, default=100)
+    p.add_argument("--max-episode-steps", type=positive_int,
+                   help="episode time limit in commands (default: a sim robot's task's, as in rl train; else 100)")
     p.add_argument("--checkpoint-every", type=positive_int, default=500, help="learner checkpoint period (transitions)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     p.add_argument("--reward-max-batch", type=positive_int, default=16,

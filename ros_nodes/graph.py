@@ -57,6 +57,7 @@ class NodeSpec:
 
 
 LOCKSTEP_REWARD_WAIT_S = 3600.0
+REAL_ROBOT_EPISODE = (100, "lift the red cube")  # time limit (commands), instruction: unless the user gives them
 
 
 @dataclass
@@ -65,14 +66,14 @@ class StackOptions:
 
     reward: str = "sparse"  # sparse: the robot's own success signal, no reward server; else a reward source
     reward_model: str = ""  # the model directory for a learned reward (robo-reward reward train ...)
-    task: str = "lift the red cube"
+    task: str = ""  # the reward model's instruction; "": a sim robot's task's, else REAL_ROBOT_EPISODE's
     base_policy: str = ""
     dataset: str = ""  # demonstrations for a new learner run
     run_dir: str = "runs/ros/learner"
     record_dir: str = "runs/ros/recording"
     mcap: str = ""
     learner_set: str = ""  # KEY=VALUE learner overrides joined by SETTINGS_SEPARATOR
-    max_episode_steps: int = 100
+    max_episode_steps: int = 0  # 0: a sim robot's task time limit (as in `rl train`), else REAL_ROBOT_EPISODE's
     checkpoint_every: int = 500  # learner checkpoint period in transitions
     seed: int = 0
     device: str = "auto"
@@ -80,6 +81,18 @@ class StackOptions:
     explore: bool = True  # False: the actor runs without exploration noise (evaluation episodes)
     residual_run: str = ""  # a residual RL run directory: the actor starts from its checkpoint's weights
     lockstep: bool = False  # sim robot: physics advances only on commands (steps exactly as `rl train`)
+
+
+def episode_settings(cfg, o: StackOptions) -> tuple[int, str]:
+    """The episode time limit and the reward model's instruction: the user's, else a sim robot's
+    task's (the episodes `rl train` runs), else REAL_ROBOT_EPISODE."""
+    if cfg.sim is not None:
+        from sim.robosuite_env import task_episode
+
+        steps, text = task_episode(cfg.sim.task, cfg.sim.robot)
+    else:
+        steps, text = REAL_ROBOT_EPISODE
+    return o.max_episode_steps or steps, o.task or text
 
 
 def node_set(profile: str, hardware_config: str, options: StackOptions | None = None) -> list[NodeSpec]:
@@ -92,6 +105,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         kind = "a simulated" if cfg.sim is not None else "a real"
         raise ValueError(f"profile {profile} does not fit {cfg.name}, which is {kind} robot")
     hw = {"hardware_config": config_path}
+    max_episode_steps, task = episode_settings(cfg, o)
     learned = o.reward != "sparse"
     if learned and not o.reward_model:
         raise ValueError(f"reward {o.reward!r} needs a reward model directory")
@@ -105,12 +119,12 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed, "advance_when_idle": not o.lockstep})],
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
         "reward_server": [NodeSpec("reward_server", "reward_server",
-                                   {**hw, "model": o.reward_model, "task": o.task, "device": o.device,
+                                   {**hw, "model": o.reward_model, "task": task, "device": o.device,
                                     "max_batch": o.reward_max_batch, "score_every_frame": o.lockstep})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
                                               "device": "cpu", "success_source": success_source,
-                                              "explore": o.explore, "max_episode_steps": o.max_episode_steps,
+                                              "explore": o.explore, "max_episode_steps": max_episode_steps,
                                               "residual_run": o.residual_run})],
         "learner": [NodeSpec("learner", "learner", {
             **hw, "run_dir": o.run_dir, "dataset": o.dataset, "base_policy": o.base_policy,
@@ -119,11 +133,11 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
             "device": o.device, **({"reward_max_wait_s": reward_wait_s} if reward_wait_s else {})})],
         "safety_monitor": [NodeSpec("safety_monitor", "safety_monitor", hw)],
         "reset_manager": [NodeSpec("reset_manager", "reset_manager", {
-            **hw, "max_episode_steps": o.max_episode_steps, "seed": o.seed,
+            **hw, "max_episode_steps": max_episode_steps, "seed": o.seed,
             "success_source": success_source, "wait_for_answer": o.lockstep,
             "scene_reset_service": "/sim_robot/reset_scene" if cfg.sim is not None else "",
             "auto_recover": cfg.sim is not None})],
         "recorder": [NodeSpec("recorder", "recorder", {**hw, "dataset_out": o.record_dir, "mcap_out": o.mcap,
-                                                       "task": o.task})],
+                                                       "task": task})],
     }
     return [spec for kind in PROFILES[profile] for spec in specs[kind]]

@@ -147,6 +147,12 @@ def resolve_task(task: str) -> str:
     return key
 
 
+def task_episode(task: str, robot: str) -> tuple[int, str]:
+    """The task's episode for `robot`: its default time limit (control steps) and its instruction."""
+    spec = TASKS[resolve_task(task)]
+    return spec.robot_horizon.get(resolve_robot(robot, task), spec.horizon), spec.text
+
+
 def resolve_robot(robot: str, task: str | None = None) -> str:
     """Canonical robot name for ``robot`` (case-insensitive; aliases accepted)."""
     lookup: dict[str, str] = {}
@@ -261,11 +267,10 @@ class RobosuiteEnv(gym.Env):
         self._task_spec = TASKS[self.task]
         self._robot_spec = ROBOTS[self.robot_name]
         self.robot_family = self._robot_spec.family
-        self.task_text = self._task_spec.text
+        default_h, self.task_text = task_episode(self.task, self.robot_name)
         self.fps = CONTROL_FREQ
         if horizon is not None and int(horizon) <= 0:
             raise ValueError(f"horizon must be a positive number of control steps, got {horizon!r}")
-        default_h = self._task_spec.robot_horizon.get(self.robot_name, self._task_spec.horizon)
         self.max_episode_steps = int(horizon) if horizon is not None else default_h
         self.terminate_on_success = bool(terminate_on_success)
         if isinstance(cameras, str):

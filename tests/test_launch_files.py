@@ -89,6 +89,23 @@ def test_launch_files_match_ros_up(profile, monkeypatch, capsys, tmp_path):
         assert [n["name"] for n in launched if n["executable"] == "camera"] == [f"camera_{c.name}" for c in cameras]
 
 
+def test_a_sim_rehearsal_runs_its_tasks_episodes_unless_told_otherwise(capsys, tmp_path):
+    """The time limit and the reward model's instruction of `rl train`'s episodes (PickPlaceCan: 200
+    steps, the scripted base needs ~115-150), the user's where given; a real robot's fixed defaults."""
+    def episode(*args: str) -> dict[str, object]:
+        assert main(["ros", "up", *args, "--reward", "hop", "--reward-model", str(tmp_path / "hop"),
+                     "--print-nodes"]) == 0
+        nodes = {n["name"]: n["parameters"] for n in json.loads(capsys.readouterr().out)}
+        limits = {nodes["actor"]["max_episode_steps"], nodes["reset_manager"]["max_episode_steps"]}
+        assert len(limits) == 1 and nodes["reward_server"]["task"] == nodes["recorder"]["task"]
+        return {"steps": limits.pop(), "task": nodes["reward_server"]["task"]}
+
+    assert episode("sim_panda_can") == {"steps": 200, "task": "pick up the can and place it in the bin"}
+    assert episode("sim_gr1_lift") == {"steps": 120, "task": "lift the red cube"}
+    assert episode("sim_panda_can", "--max-episode-steps", "50", "--task", "bin it") == {"steps": 50, "task": "bin it"}
+    assert episode("franka_panda", "--profile", "real_arm") == {"steps": 100, "task": "lift the red cube"}
+
+
 def test_ros_up_rejects_mismatched_profiles(capsys):
     assert main(["ros", "up", "franka_panda", "--profile", "sim_rehearsal", "--print-nodes"]) == 2
     assert "does not fit franka_panda, which is a real robot" in capsys.readouterr().err
