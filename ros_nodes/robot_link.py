@@ -123,14 +123,14 @@ class RosRobotLink:
         self._update(None, closed=True)
 
     def _reading(self) -> RobotReading | None:
-        """The newest complete observation: joints and every end-effector pose from one source time,
-        and — once they stream — object state and the robot's success call from no earlier than half
-        a control period before it (a simulator stamps all of them alike; perception runs at its own
-        rate)."""
+        """The newest complete observation: joints, every end-effector pose within half a control
+        period of them, and — once they stream — object state and the robot's success call from no
+        earlier than half a period before them (a simulator stamps all of them alike; a real driver's
+        pose broadcaster and perception run at their own rates)."""
         if self.joints is None or len(self.poses) < len(self.config.topics.ee_poses):
             return None
         names, positions, velocities, stamp = self.joints
-        if any(pose_stamp != stamp for _, pose_stamp in self.poses.values()):
+        if any(abs(pose_stamp - stamp) > self.control_period_s / 2 for _, pose_stamp in self.poses.values()):
             return None  # the rest of this state has not arrived yet
         oldest = stamp - self.control_period_s / 2
         if (self.object is not None and self.object[1] < oldest) or \

@@ -652,15 +652,16 @@ def test_the_robot_link_hears_a_best_effort_driver_and_acts_first_on_the_episode
         executor.add_node(driver)
         names = [*config.joints.names, *config.gripper_joints]
 
-        def publish_until(source_time, done, timeout_s: float = 20.0):
-            """Publish a state stamped `source_time()` and spin until `done()` gives something."""
+        def publish_until(source_time, done, timeout_s: float = 20.0, pose_lag_s: float = 0.0):
+            """Publish a state stamped `source_time()` (its pose `pose_lag_s` earlier) and spin until
+            `done()` gives something."""
             result, end = None, time.monotonic() + timeout_s
             while result is None and time.monotonic() < end:
-                stamp = to_stamp(source_time())
+                stamp = source_time()
                 js = JointState(name=names, position=[0.1] * len(names))
-                js.header.stamp = stamp
+                js.header.stamp = to_stamp(stamp)
                 ee = PoseStamped()
-                ee.header.stamp = stamp
+                ee.header.stamp = to_stamp(stamp - pose_lag_s)
                 ee.pose.orientation.w = 1.0
                 joints.publish(js)
                 pose.publish(ee)
@@ -682,6 +683,13 @@ def test_the_robot_link_hears_a_best_effort_driver_and_acts_first_on_the_episode
         started = publish_until(lambda: start, lambda: link.wait_newer(reading.stamp, 0.0))
         assert started is not None and abs(started.stamp - start) < 1e-6
         assert link.gate()[1] != "waiting for the state the episode starts from"
+        # a driver whose pose broadcaster stamps a few ms off its joint states (its own rate) is heard;
+        # a pose a whole control period old is not this state's
+        off = publish_until(lambda: start + 1.0, lambda: link.wait_newer(start, 0.0), pose_lag_s=0.004)
+        assert off is not None and abs(off.stamp - (start + 1.0)) < 1e-6
+        stale = publish_until(lambda: start + 2.0, lambda: link.wait_newer(off.stamp, 0.0), timeout_s=1.0,
+                              pose_lag_s=config.control_period_s)
+        assert stale is None
     finally:
         rclpy.shutdown(context=context)
 
