@@ -166,7 +166,7 @@ class RuntimeLearner:
             raise RoboRewardError(f"{run_dir}: no learner checkpoint to resume from")
         try:
             config = json.loads((Path(run_dir) / RUN_CONFIG_FILE).read_text())
-            rule, created_with = RewardRule.from_dict(config["reward_rule"]), RewardSpec(**config["reward"])
+            rule, created_with = RewardRule.from_dict(config["reward_rule"]), RewardSpec.from_json(config["reward"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RoboRewardError(f"{run_dir / RUN_CONFIG_FILE}: no readable reward_rule and reward ({exc}); it was "
                                   "written by an older robo_reward — start a new run directory") from exc
