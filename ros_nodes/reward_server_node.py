@@ -1,9 +1,9 @@
-"""Reward server: N camera topics (+ /joint_states) aligned by source time within a tolerance,
+"""Reward server: N camera topics aligned by source time within a tolerance,
 scored by any robo_reward reward model (batched when it falls behind, on the GPU when present),
 published on /robo_reward/reward stamped with the source time, with its own latency.
 
 Parameters: model (directory / hf:ORG/NAME / clip:NAME), task (changeable at runtime with
-`ros2 param set`), tolerance_s, use_joint_states, device. It publishes the model's reading of each
+`ros2 param set`), tolerance_s, device. It publishes the model's reading of each
 frame (progress, success, the model's own reward); the learner turns readings into reward. Bad images or a model that
 cannot score give an explicit no-reward output (success = 0, reward NaN, logged), never a crash.
 """
@@ -16,7 +16,6 @@ import threading
 import time
 from collections import deque
 
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -27,7 +26,6 @@ from robo_reward.rewards.registry import load_reward_model
 from robo_reward.runtime.codecs import MessageError
 from robo_reward.runtime.reward_server import RewardOutput, RewardServerCore, Sample
 from robo_reward.runtime.sync import ApproximateTimeSync
-from robo_reward.safety.monitor import JointStateError, joint_vector
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -43,9 +41,6 @@ from ros_nodes.common import (
     to_sec,
 )
 
-JOINTS = "joint_states"
-
-
 class RewardServerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "reward_server"), **kwargs)
@@ -54,6 +49,10 @@ class RewardServerNode(StackNode):
         if not model_path:
             raise RoboRewardError("reward_server: parameter model is required")
         self.model = load_reward_model(model_path, str(declare(self, "device", "auto")))
+        if getattr(self.model, "state_width", 0):
+            raise RoboRewardError(f"reward model {model_path} reads {self.model.state_width} values of observation.state "
+                                  "besides its cameras; the reward server gives models camera frames only: train it "
+                                  "on images alone to score on the robot")
         self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")))
         self.max_batch = int(declare(self, "max_batch", 16))
         if self.max_batch < 1:
@@ -72,10 +71,7 @@ class RewardServerNode(StackNode):
                                        cfg.sim.render_settings().to_dict(), f"the sim robot of {cfg.name}")
             if mismatch:
                 raise RoboRewardError(mismatch)
-        streams = list(self.model.cameras)
-        if bool(declare(self, "use_joint_states", False)):  # for models that take the robot state
-            streams.append(JOINTS)
-        self.sync = ApproximateTimeSync(streams, float(declare(self, "tolerance_s", 0.02)))
+        self.sync = ApproximateTimeSync(list(self.model.cameras), float(declare(self, "tolerance_s", 0.02)))
         self.sync_lock = threading.Lock()
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
@@ -87,8 +83,6 @@ class RewardServerNode(StackNode):
         self.create_timer(1.0, self.publish_status)
         for cam in self.model.cameras:
             self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR_SUB)
-        if JOINTS in streams:
-            self.create_subscription(JointState, cfg.topics.joint_states, self.on_joints, SENSOR_SUB)
         self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.episode = None
@@ -134,14 +128,6 @@ class RewardServerNode(StackNode):
             self.bad_input(f"camera {camera}: image skipped ({exc})")
             return
         self._add(camera, to_sec(msg.header.stamp), frame)
-
-    def on_joints(self, msg: JointState) -> None:
-        try:
-            q = joint_vector(self.config.joints.names, msg.name, msg.position)
-        except JointStateError as exc:
-            self.bad_input(f"joint_states skipped ({exc})")
-            return
-        self._add(JOINTS, to_sec(msg.header.stamp), q.astype(np.float32))
 
     def bad_input(self, message: str) -> None:
         self.counts["bad_messages"] += 1
@@ -201,7 +187,7 @@ class RewardServerNode(StackNode):
         return True
 
     def score(self, batch) -> None:
-        samples = [Sample(stamp, {c: items[c] for c in self.model.cameras}, items.get(JOINTS))
+        samples = [Sample(stamp, {c: items[c] for c in self.model.cameras})
                    for stamp, items, _ in batch]
         try:
             outputs = self.core.process(samples)

@@ -64,6 +64,7 @@ class SuccessClassifier(FrameRewardModel):
     def __init__(self, net: SuccessNet, device: torch.device, batch_size: int = 256):
         self.net, self.device, self.batch_size = net.to(device).eval(), device, batch_size
         self.cameras = tuple(net.cfg.cameras)
+        self.state_width = net.cfg.state_dim  # observation.state values it reads besides its frames
         self.success_threshold = net.cfg.threshold
         self.render_size = (net.cfg.image_size,) * 2
         self.render_settings = net.cfg.render

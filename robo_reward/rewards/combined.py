@@ -40,6 +40,7 @@ class ProgressSuccessReward:
                                    f"were trained at different image sizes {sorted(sizes)}; the env renders one size")
         self.progress_model, self.success_model, self.success_hold = progress_model, success_model, success_hold
         self.cameras = tuple(dict.fromkeys((*progress_model.cameras, *success_model.cameras)))
+        self.state_width = max(getattr(m, "state_width", 0) for m in (progress_model, success_model))
         self.render_size = next(iter(sizes), None)
         try:
             self.render_settings = common_render([getattr(m, "render_settings", None) for m in (progress_model, success_model)])
