@@ -195,6 +195,23 @@ def test_reward_join_matches_both_observations_by_stamp_and_never_invents():
     assert rule(*ready.readings()) == pytest.approx(0.9 * 0.7 - 0.6)
 
 
+def test_reward_join_makes_terminal_only_what_its_own_reading_calls_a_success():
+    """The robot ended both episodes on a success call (terminated): where the reading of the
+    transition's own next observation calls it too, a terminal success; where it came from another
+    frame, a cut (truncated, bootstrapped) — never a terminal state the reward pays nothing for."""
+    join = RewardJoin(tolerance_s=0.01)
+    ends = [_transition(terminated=True), _transition(terminated=True)]
+    for episode, t in enumerate(ends):
+        t.episode, t.obs_stamp, t.stamp = episode, 10.0 + episode, 10.05 + episode
+        join.add_transition(t, now=0.0)
+        join.add_reading(t.obs_stamp, RewardReading(0.8, False, 0.0))
+    join.add_reading(10.05, RewardReading(1.0, True, 1.0))
+    join.add_reading(11.05, RewardReading(0.9, False, 0.0))  # its success call came from a frame between
+    success, cut = join.ready(now=0.1)
+    assert (success.terminated, success.truncated, success.success) == (True, False, True)
+    assert (cut.terminated, cut.truncated, cut.success) == (False, True, False)
+
+
 def test_reward_server_batches_and_reports_bad_samples(tmp_path):
     model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
     frames = moving_square_frames(6)

@@ -61,7 +61,10 @@ class RewardJoin:
     next observation's source times (each within `tolerance_s`). An episode ends at the first reading
     that calls success, as the reward wrapper ends it in simulation: that transition is terminal and
     the steps the robot took before the call reached the reset manager (reward latency) are not
-    learned from (`after_success` counts them)."""
+    learned from (`after_success` counts them). As in simulation only that reading makes a transition
+    terminal: one the robot ended on another frame's success call (a camera frame between two
+    control steps) or an operator's mark the model does not share is a cut (truncated, bootstrapped),
+    never a terminal state without the success the reward pays for."""
 
     tolerance_s: float
     max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its readings
@@ -95,6 +98,8 @@ class RewardJoin:
                 if joined.success:
                     joined = dataclasses.replace(joined, terminated=True, truncated=False)
                     self._succeeded.append(t.episode)
+                elif joined.terminated:
+                    joined = dataclasses.replace(joined, terminated=False, truncated=True)
                 out.append(joined)
             elif now - arrived > self.max_wait_s:
                 self.dropped += 1
