@@ -25,6 +25,7 @@ from robo_reward.envs.wrappers import RewardWrapper
 from robo_reward.errors import ConfigError, RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
 from robo_reward.rewards import RewardSpec, make_reward_source, reward_rule
+from robo_reward.rewards.shaping import RewardRule
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import readable_checkpoint
 from robo_reward.rl.loop import LoopConfig, ResidualTrainer, demo_readings, fill_demo_buffer
@@ -186,6 +187,37 @@ def build_learner(demos, base_policy, act_dim: int, learner_config, readings, ru
     return learner, demo_buffer
 
 
+@dataclasses.dataclass
+class NewRun:
+    """What every new residual run starts from, simulated or on a robot (`start_run`)."""
+
+    train_spec: dict[str, Any]  # the env it learns in (training_env_spec)
+    reward_source: Any
+    rule: RewardRule
+    base_policy: Policy
+    learner: Any
+    demo_buffer: NStepReplayBuffer
+
+
+def start_run(staging: Path, dataset: Path, base: str | Path, learner_config: PlainConfig, reward: RewardSpec,
+              device: torch.device | str, base_noise: float, seed: int, extra_demo_capacity: int = 0) -> NewRun:
+    """Into a new run's staging directory: the base (copied, checked against the dataset), the
+    reward (source and rule), the learner with its demonstration buffer and the policy manifest.
+    `rl train` and the robot learner both start here; each then writes its own run config."""
+    spec = read_env_spec(dataset)
+    demos = load_demonstrations(dataset)
+    reward_source = make_reward_source(reward, str(device))
+    rule = reward_rule(reward, reward_source, learner_config.gamma)
+    copy_base(base, spec, staging / BASE_SUBDIR, base_noise, seed)
+    base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
+    check_base_fits(base_policy, dataset_features(dataset), f"the dataset {dataset}")
+    learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
+                                         learner_config, reward_readings_of_demos(dataset, demos, reward_source),
+                                         rule, device, extra_demo_capacity)
+    write_residual_manifest(staging, spec, base_policy, reward, dataset)
+    return NewRun(training_env_spec(spec, reward_source), reward_source, rule, base_policy, learner, demo_buffer)
+
+
 def create_residual_run(
     out: Path,
     dataset: Path,
@@ -203,26 +235,15 @@ def create_residual_run(
     `local_env` False: no env here — its episodes will run elsewhere (runtime.actor_process)."""
     out, dataset = Path(out), Path(dataset)
     refuse_output_inside_inputs(out, [dataset] + ([] if str(base) == "scripted" else [Path(base)]))
-    spec = read_env_spec(dataset)
-    demos = load_demonstrations(dataset)
     reward = RewardSpec(source=reward) if isinstance(reward, str) else reward
-    reward_source = make_reward_source(reward, str(device))
-    rule = reward_rule(reward, reward_source, learner_config.gamma)
-    train_spec = training_env_spec(spec, reward_source)
-    env = RewardWrapper(make_policy_env(train_spec), reward_source) if local_env else None
-    readings = reward_readings_of_demos(dataset, demos, reward_source)
     with staged_dir(out, overwrite) as staging:
-        copy_base(base, spec, staging / BASE_SUBDIR, base_noise, loop_config.seed)
-        base_policy, _ = load_policy(staging / BASE_SUBDIR, str(device))
-        check_base_fits(base_policy, dataset_features(dataset), f"the dataset {dataset}")
-        learner, demo_buffer = build_learner(demos, base_policy, int(np.asarray(demos[0].actions).shape[1]),
-                                             learner_config, readings, rule, device)
-        run_config = {"env": train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
+        run = start_run(staging, dataset, base, learner_config, reward, device, base_noise, loop_config.seed)
+        env = RewardWrapper(make_policy_env(run.train_spec), run.reward_source) if local_env else None
+        run_config = {"env": run.train_spec, "reward": asdict(reward), "dataset": str(dataset), "base": str(base),
                       "loop": asdict(loop_config), "learner_kind": kind_of(learner_config),
                       "learner": learner_config.to_dict()}
         (staging / RUN_CONFIG_FILE).write_text(json.dumps(run_config, indent=2))
-        write_residual_manifest(staging, spec, base_policy, reward, dataset)
-        trainer = ResidualTrainer(staging, env, base_policy, learner, demo_buffer, loop_config, rule)
+        trainer = ResidualTrainer(staging, env, run.base_policy, run.learner, run.demo_buffer, loop_config, run.rule)
         trainer.checkpoint()  # a run directory always holds a resumable checkpoint
     trainer.run_dir = out
     return trainer

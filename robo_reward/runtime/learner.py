@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from robo_reward.data.lerobot_io import load_demonstrations, read_env_spec
 from robo_reward.device import pick_device
 from robo_reward.errors import RoboRewardError
 from robo_reward.fileutil import refuse_output_inside_inputs, staged_dir
-from robo_reward.rewards import RewardSpec, make_reward_source, reward_rule
+from robo_reward.rewards import RewardSpec
 from robo_reward.rewards.shaping import RewardReading, RewardRule
 from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import (
@@ -38,17 +37,9 @@ from robo_reward.rl.checkpoint import (
     save_checkpoint,
 )
 from robo_reward.rl.loop import TrainingState, write_metrics
-from robo_reward.rl.policies import load_policy
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
-from robo_reward.rl.residual_policy import BASE_SUBDIR, LATEST_CHECKPOINT
-from robo_reward.rl.runs import (
-    RUN_CONFIG_FILE,
-    build_learner,
-    copy_base,
-    reward_readings_of_demos,
-    training_env_spec,
-    write_residual_manifest,
-)
+from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
+from robo_reward.rl.runs import RUN_CONFIG_FILE, start_run
 from robo_reward.rl.transition import Transition
 from robo_reward.runtime.codecs import encode_actor_weights
 
@@ -139,25 +130,16 @@ class RuntimeLearner:
                buffer_capacity: int = 1_000_000) -> RuntimeLearner:
         out, dataset, device = Path(out), Path(dataset), str(pick_device(device))
         refuse_output_inside_inputs(out, [dataset, Path(base)])
-        spec = read_env_spec(dataset)
-        demos = load_demonstrations(dataset)
-        reward_source = make_reward_source(reward, device)
-        rule = reward_rule(reward, reward_source, learner_config.gamma)
-        train_spec = training_env_spec(spec, reward_source)
-        act_dim = int(np.asarray(demos[0].actions).shape[1])
         with staged_dir(out, overwrite) as staging:
-            copy_base(base, spec, staging / BASE_SUBDIR, 0.0, learner_config.seed)
-            base_policy, _ = load_policy(staging / BASE_SUBDIR, device)
-            learner, demo_buffer = build_learner(demos, base_policy, act_dim, learner_config,
-                                                 reward_readings_of_demos(dataset, demos, reward_source), rule,
-                                                 device, INTERVENTION_CAPACITY)
-            online = NStepReplayBuffer(buffer_capacity, learner.obs_dim, act_dim, learner_config.n_step,
-                                       learner_config.gamma)
+            run = start_run(staging, dataset, base, learner_config, reward, device, 0.0, learner_config.seed,
+                            INTERVENTION_CAPACITY)
+            online = NStepReplayBuffer(buffer_capacity, run.learner.obs_dim, run.learner.act_dim,
+                                       learner_config.n_step, learner_config.gamma)
             (staging / RUN_CONFIG_FILE).write_text(json.dumps(
-                {"env": train_spec, "reward": asdict(reward), "reward_rule": rule.to_dict(), "dataset": str(dataset),
-                 "base": str(base), "learner": learner_config.to_dict(), "runtime": True}, indent=2))
-            write_residual_manifest(staging, spec, base_policy, reward, dataset)
-            runtime = cls(staging, learner, demo_buffer, online, {}, rule, learner_config.seed)
+                {"env": run.train_spec, "reward": asdict(reward), "reward_rule": run.rule.to_dict(),
+                 "dataset": str(dataset), "base": str(base), "learner": learner_config.to_dict(), "runtime": True},
+                indent=2))
+            runtime = cls(staging, run.learner, run.demo_buffer, online, {}, run.rule, learner_config.seed)
             runtime.checkpoint()
         runtime.run_dir = out
         return runtime
