@@ -91,6 +91,10 @@ runner.STOP_REPORT_S = 0.5
 class SlowToStop(StackNode):
     def __init__(self):
         super().__init__("slow_to_stop")
+        self.timer = self.create_timer(0.05, self.spinning)  # SIGINT stops it from the first spin on
+
+    def spinning(self):
+        self.timer.cancel()
         print("up", flush=True)
 
     def destroy_node(self):

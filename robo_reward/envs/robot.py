@@ -162,9 +162,9 @@ class OperatorTakeover(gym.Wrapper):
     def step(self, action):
         operator = self.link.operator_command()
         if operator is not None:
-            if np.shape(operator) != np.shape(action):
-                raise RoboRewardError(f"operator command of shape {np.shape(operator)}, the robot takes "
-                                      f"{np.shape(action)}: nothing sent")
+            if np.shape(operator) != np.shape(action) or not np.all(np.isfinite(operator)):
+                raise RoboRewardError(f"operator command {np.asarray(operator).tolist()} (shape {np.shape(operator)}): "
+                                      f"the robot takes {np.shape(action)} finite values; nothing sent")
             action = np.clip(np.asarray(operator, np.float32), -1.0, 1.0)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         return next_obs, reward, terminated, truncated, dict(info, intervention=operator is not None)
