@@ -120,7 +120,15 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def interruptible_start() -> None:
+    """SIGINT raises KeyboardInterrupt while the nodes start, also in a process that inherited it
+    ignored (Python then keeps it ignored: a job a non-interactive shell started in the background), so
+    a stop sent during a slow start (a model loading) is not lost; `_spin` takes over once they run."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int:
+    interruptible_start()
     drop_inherited_realtime()
     use_shipped_dds_profile()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
@@ -136,6 +144,7 @@ def run_stack(specs: Sequence[NodeSpec], duration_s: float | None = None) -> int
 
 
 def run_single(cls: type, args=None) -> None:
+    interruptible_start()
     drop_inherited_realtime()
     use_shipped_dds_profile()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

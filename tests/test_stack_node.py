@@ -119,3 +119,34 @@ def test_a_node_slow_to_stop_prints_where_it_is_before_it_exits(tmp_path):
     assert proc.returncode == 0, err
     assert "Timeout (0:00:00.500000)!" in err and "in destroy_node" in err, err
     assert "[robo_reward] stopped in" in err, err
+
+
+SLOW_TO_START = """
+import time
+from ros_nodes import runner
+from ros_nodes.common import StackNode
+
+class SlowToStart(StackNode):
+    def __init__(self):
+        super().__init__("slow_to_start")
+        print("starting", flush=True)
+        time.sleep(5.0)  # a model loading
+
+runner.run_single(SlowToStart)
+"""
+
+
+def test_a_stop_sent_while_a_node_starts_is_not_lost_where_sigint_was_inherited_ignored():
+    """A job a non-interactive shell starts in the background inherits SIGINT ignored, and Python keeps
+    it so: a SIGINT during a slow start would be dropped and the node run on."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(200, 230))}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_START], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=Path(__file__).resolve().parents[1],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().strip() == "starting", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "SlowToStart: stopped while starting" in err, err
