@@ -105,18 +105,25 @@ runner.run_single(SlowToStop)
 """
 
 
-def test_a_node_slow_to_stop_prints_where_it_is_before_it_exits(tmp_path):
-    """`ros2 launch` kills a node that has not stopped 10 s after SIGINT: its log must already say where."""
+def interrupt_node(script: str, ready_line: str, sigint_ignored: bool = False) -> tuple[int, str]:
+    """Run a node script, SIGINT it once it prints `ready_line`: (exit status, stderr)."""
     env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(200, 230))}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=Path(__file__).resolve().parents[1], preexec_fn=ignore)
     try:
-        assert proc.stdout.readline().strip() == "up", proc.stderr.read()
+        assert proc.stdout.readline().strip() == ready_line, proc.stderr.read()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    return proc.returncode, err
+
+
+def test_a_node_slow_to_stop_prints_where_it_is_before_it_exits():
+    """`ros2 launch` kills a node that has not stopped 10 s after SIGINT: its log must already say where."""
+    returncode, err = interrupt_node(SLOW_TO_STOP, "up")
+    assert returncode == 0, err
     assert "Timeout (0:00:00.500000)!" in err and "in destroy_node" in err, err
     assert "[robo_reward] stopped in" in err, err
 
@@ -139,14 +146,5 @@ runner.run_single(SlowToStart)
 def test_a_stop_sent_while_a_node_starts_is_not_lost_where_sigint_was_inherited_ignored():
     """A job a non-interactive shell starts in the background inherits SIGINT ignored, and Python keeps
     it so: a SIGINT during a slow start would be dropped and the node run on."""
-    env = {**os.environ, "ROS_DOMAIN_ID": str(random.randint(200, 230))}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_START], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=Path(__file__).resolve().parents[1],
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        assert proc.stdout.readline().strip() == "starting", proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0 and "SlowToStart: stopped while starting" in err, err
+    returncode, err = interrupt_node(SLOW_TO_START, "starting", sigint_ignored=True)
+    assert returncode == 0 and "SlowToStart: stopped while starting" in err, err
