@@ -6,8 +6,8 @@ implementation lives in ros_nodes/ (the library never imports rclpy).
   operator confirmed) and a fresh observation is in, then returns it with the episode's id.
 - step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
   control period, and returns the first observation newer than the one the action was chosen on.
-  A refused command
-  ends the episode for the actor with "executed": False: nothing went out, no transition exists.
+  A refused command ends the episode for the actor with "executed": False: nothing went out, no
+  transition exists.
 - the operator's command replaces the policy's while they intervene (HIL-SERL): `OperatorTakeover`,
   above the joint limit guard, so that what the operator commands is limited like the policy's
   (`robot_env` builds the stack).
