@@ -41,6 +41,7 @@ from ros_nodes.common import (
     to_sec,
 )
 
+
 class RewardServerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "reward_server"), **kwargs)
