@@ -776,6 +776,53 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
         RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("hop", model=str(tmp_path / "progress_model")))
 
 
+def test_rl_train_and_the_robot_learner_learn_the_same_from_the_same_transitions(lift_demos, lift_mlp_base, tmp_path):
+    """One learning program: the transitions `rl train`'s actor process hands its learner, fed to the
+    robot's learner, give the same rewards, buffers, weights and episode records (the episode's
+    `success` aside: the simulator's check in `rl train`, the reward's call on a robot)."""
+    import torch
+
+    from robo_reward.rewards import RewardSpec
+    from robo_reward.rl.loop import LoopConfig
+    from robo_reward.rl.residual import ResidualTD3Config
+    from robo_reward.rl.runs import create_residual_run
+    from robo_reward.runtime.actor_process import use_actor_process
+    from robo_reward.runtime.learner import RuntimeLearner
+
+    cfg = ResidualTD3Config(learning_starts=30, utd_ratio=2, batch_size=16, critic_warmup_updates=10,
+                            n_step=3, seed=5)
+    trainer = create_residual_run(tmp_path / "sim", lift_demos, lift_mlp_base, cfg,
+                                  LoopConfig(total_env_steps=10_000, seed=cfg.seed), local_env=False)
+    use_actor_process(trainer, learner_threads=1)
+    seen = []
+    learn = trainer.learning.learn
+    trainer.learning.learn = lambda t, env_step, update=True: (seen.append(t), learn(t, env_step, update))[1]
+    try:
+        for _ in range(2):
+            trainer.run_episode()
+    finally:
+        trainer.actor.close()
+    robot = RuntimeLearner.create(tmp_path / "robot", lift_demos, lift_mlp_base, cfg, RewardSpec("sparse"))
+    rewards = [robot.add(t) for t in seen]
+    assert trainer.learner.num_updates == robot.learner.num_updates == 2 * (len(seen) - 30) > 0
+    assert [trainer.learning.rule(*t.readings()) for t in seen] == rewards
+    assert len(robot.online_buffer) == len(trainer.online_buffer) > 0
+    for key in ("obs", "action", "n_step_return", "discount", "next_obs"):
+        size = len(trainer.online_buffer)
+        np.testing.assert_array_equal(getattr(robot.online_buffer, key)[:size], getattr(trainer.online_buffer, key)[:size],
+                                      err_msg=key)
+    ours, theirs = trainer.learner.state_dict(), robot.learner.state_dict()
+    for part in ("actor", "critic"):
+        for name, tensor in ours[part].items():
+            assert torch.equal(theirs[part][name], tensor), (part, name)
+    sim_log, robot_log = trainer.state.episodes, robot.progress["episode_log"]
+    assert len(sim_log) == len(robot_log) == 2
+    for sim_episode, robot_episode in zip(sim_log, robot_log):
+        assert robot_episode["success"] == robot_episode["reward_success"]
+        for key in set(sim_episode) - {"episode", "success"}:
+            assert robot_episode[key] == pytest.approx(sim_episode[key]), key
+
+
 @pytest.mark.slow
 def test_the_robot_learner_drops_bad_messages_with_their_reason_over_dds(lift_demos, lift_mlp_base, tmp_path):
     """A transition of the wrong length, with NaN or a stamp from the future, and a reward reading from

@@ -31,6 +31,7 @@ from robo_reward.rl.buffers import NStepReplayBuffer
 from robo_reward.rl.checkpoint import load_buffers, load_learner, load_progress, save_checkpoint
 from robo_reward.rl.evaluation import evaluate
 from robo_reward.rl.exploration import ExplorationNoise, episode_horizon
+from robo_reward.rl.online import OnlineLearning
 from robo_reward.rl.policies import Policy
 from robo_reward.rl.residual import ResidualTD3
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT, ResidualPolicy
@@ -164,7 +165,6 @@ class ResidualTrainer:
     ):
         self.run_dir = Path(run_dir)
         self.env, self.base, self.learner, self.config = env, base, learner, config
-        self.reward_rule = reward_rule
         self.demo_buffer = demo_buffer
         cfg = learner.cfg
         self.online_buffer = online_buffer if online_buffer is not None else NStepReplayBuffer(
@@ -176,6 +176,7 @@ class ResidualTrainer:
         if self.state.rng_state:
             self.rng.bit_generator.state = self.state.rng_state
         self.actor: EpisodeActor = InProcessActor(env, base, learner, self.rng)
+        self.learning = OnlineLearning(learner, demo_buffer, self.online_buffer, reward_rule, self.rng)
 
     @classmethod
     def resume(cls, run_dir: Path, env: gym.Env, base: Policy, config: LoopConfig, reward_rule: RewardRule,
@@ -200,48 +201,25 @@ class ResidualTrainer:
 
     def run_episode(self) -> dict[str, Any]:
         """One training episode from the actor, with UTD updates after every transition."""
-        learner, s = self.learner, self.state
-        update_metrics: dict[str, list[float]] = {}
-        rewards: list[float] = []
-        visited: list[tuple[np.ndarray, np.ndarray]] = []
-        reward_calls: list[bool] = []  # the reward source's success call per step (a learned reward's, or the env's)
+        s = self.state
+        ended: list[dict[str, Any]] = []
 
         def learn(t: Transition) -> None:
-            rewards.append(self.reward_rule(*t.readings()))
-            reward_calls.append(t.success)
-            visited.append((t.obs, t.action))
-            self.online_buffer.add_transition(t, rewards[-1])
             s.env_step += 1
-            if s.env_step > learner.cfg.learning_starts:
-                started = time.perf_counter()
-                for key, value in learner.train_step(self.demo_buffer, self.online_buffer, self.rng).items():
-                    update_metrics.setdefault(key, []).append(value)
-                s.timing["update_s"] += time.perf_counter() - started
-            self.actor.sync(learner, s.env_step)
+            learned = self.learning.learn(t, s.env_step)
+            s.timing["update_s"] += learned.update_s
+            if learned.episode_record is not None:
+                ended.append(learned.episode_record)
+            self.actor.sync(self.learner, s.env_step)
 
         outcome = self.actor.run_episode(s.episode, self.config.seed + s.episode, learn)
+        if len(ended) != 1:
+            raise RuntimeError(f"episode {s.episode} ended {len(ended)} times in its transitions (expected once)")
         s.episode += 1
         # success: the simulator's (a robot's) judgement; reward_success: what the reward paid for
-        record = {"env_step": s.env_step, "episode": s.episode, "success": outcome["success"],
-                  "reward_success": bool(any(reward_calls)), "return": float(np.sum(rewards)), "length": outcome["length"],
-                  **self.value_check(visited, rewards),
-                  **{key: float(np.mean(values)) for key, values in update_metrics.items()}}
+        record = {**ended[0], "episode": s.episode, "success": outcome["success"]}
         s.episodes.append(record)
         return record
-
-    def value_check(self, visited: list[tuple[np.ndarray, np.ndarray]], rewards: list[float]) -> dict[str, float]:
-        """The critic's estimate at the episode's first step and on average over its steps, beside the
-        discounted return the episode then realised from there (zero after its last step)."""
-        if not visited:
-            return {}
-        gamma = self.learner.cfg.gamma
-        realised = np.zeros(len(rewards))
-        ahead = 0.0
-        for i in range(len(rewards) - 1, -1, -1):
-            ahead = rewards[i] + gamma * ahead
-            realised[i] = ahead
-        q = self.learner.q_estimate(np.stack([o for o, _ in visited]), np.stack([a for _, a in visited]))
-        return {"q_first": float(q[0]), "return_first": float(realised[0]), "q_minus_return": float(np.mean(q - realised))}
 
     def evaluate_now(self) -> dict[str, Any]:
         started = time.perf_counter()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from robo_reward.rl.checkpoint import (
     save_checkpoint,
 )
 from robo_reward.rl.loop import TrainingState, write_metrics
+from robo_reward.rl.online import OnlineLearning
 from robo_reward.rl.residual import ResidualTD3, ResidualTD3Config
 from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
 from robo_reward.rl.runs import RUN_CONFIG_FILE, start_run
@@ -111,16 +111,14 @@ def same_reward(a: RewardSpec, b: RewardSpec) -> bool:
 class RuntimeLearner:
     def __init__(self, run_dir: Path, learner: ResidualTD3, demo_buffer: NStepReplayBuffer,
                  online_buffer: NStepReplayBuffer, progress: dict[str, Any], rule: RewardRule, seed: int = 0):
-        self.run_dir, self.learner, self.rule = Path(run_dir), learner, rule
+        self.run_dir, self.learner = Path(run_dir), learner
         self.demo_buffer, self.online_buffer = demo_buffer, online_buffer
-        online_buffer.demo_sink = demo_buffer
         self.progress = {"env_step": 0, "episodes": 0, "interventions": 0, "weights_version": 0,
                          "skipped_updates": 0, "episode_log": [], **progress}
-        self._open: dict[int, dict[str, Any]] = {}  # episodes still running: return, length, success
         self.rng = np.random.default_rng(seed)
         if "rng_state" in self.progress:
             self.rng.bit_generator.state = self.progress["rng_state"]
-        self.metrics: dict[str, float] = {}
+        self.learning = OnlineLearning(learner, demo_buffer, online_buffer, rule, self.rng)
         self.session = uuid.uuid4().hex  # weights published by this process; a restart is a new session
 
     # ------------------------------------------------------------------ create / resume
@@ -169,48 +167,28 @@ class RuntimeLearner:
                    NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), rule, learner.cfg.seed)
 
     # ------------------------------------------------------------------ learning
-    def add(self, t: Transition, update: bool = True) -> dict[str, float]:
-        """Reward one transition by the run's rule and store it, then the learner's UTD updates once
-        past learning_starts. `update` False stores it only: a robot cannot wait for a learner that
-        fell behind, so the node skips updates while its inbox is long (`utd_reached` says what the
-        ratio came to)."""
-        if (t.obs.size, t.action.size) != (self.learner.obs_dim, self.learner.act_dim):
-            raise RoboRewardError(f"transition dims ({t.obs.size}, {t.action.size}) do not match the learner's "
-                                  f"({self.learner.obs_dim}, {self.learner.act_dim})")
-        reward = self.rule(*t.readings())
-        if not math.isfinite(reward):
-            raise RoboRewardError(f"reward {reward} is not finite (readings {t.readings()})")
-        # one window per episode whoever acted: items that start with an intervention go to the demos
-        self.online_buffer.add_transition(t, float(reward))
+    def add(self, t: Transition, update: bool = True) -> float:
+        """Learn from one transition as `rl train` does (OnlineLearning: reward by the run's rule,
+        store, UTD updates past learning_starts); returns its reward. `update` False stores it only: a
+        robot cannot wait for a learner that fell behind, so the node skips updates while its inbox
+        is long (`utd_reached` says what the ratio came to). On the robot the reward's success call is
+        the episode's only judge, so a logged episode's `success` is that call."""
         p = self.progress
+        learned = self.learning.learn(t, p["env_step"] + 1, update)
         p["env_step"] += 1
         p["interventions"] += int(t.intervention)
-        p["episodes"] += int(t.terminated or t.truncated)
-        self._log_episode(t, reward)
-        if p["env_step"] > self.learner.cfg.learning_starts and len(self.online_buffer) > 0:
-            if update:
-                self.metrics = self.learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
-            else:
-                p["skipped_updates"] += self.learner.cfg.utd_ratio
-        return self.metrics
+        p["skipped_updates"] += learned.skipped_updates
+        if learned.episode_record is not None:
+            p["episodes"] += 1
+            record = learned.episode_record
+            p["episode_log"].append({**record, "episode": t.episode, "success": record["reward_success"]})
+        return learned.reward
 
     @property
     def utd_reached(self) -> float:
         """Updates per transition since learning started (the configured ratio unless updates were skipped)."""
         past = self.progress["env_step"] - self.learner.cfg.learning_starts
         return self.learner.num_updates / past if past > 0 else 0.0
-
-    def _log_episode(self, t: Transition, reward: float) -> None:
-        """Training episodes as `rl train` logs them (metrics.json, the success plot)."""
-        open_episode = self._open.setdefault(t.episode, {"return": 0.0, "length": 0, "success": False,
-                                                         "reward_success": False})
-        open_episode["return"] += reward
-        open_episode["length"] += 1
-        open_episode["success"] |= t.success and t.terminated
-        open_episode["reward_success"] |= t.success
-        if t.terminated or t.truncated:
-            self.progress["episode_log"].append({"env_step": self.progress["env_step"], "episode": t.episode,
-                                                 **self._open.pop(t.episode)})
 
     def actor_weights(self) -> bytes:
         """The deployable actor (normalizer + residual actor) as safetensors bytes, versioned."""
