@@ -142,3 +142,12 @@ def declare(node: Node, name: str, default):
 def hardware(node: Node) -> HardwareConfig:
     """Every node takes `hardware_config` (a YAML path or a shipped config name)."""
     return load_hardware_config(declare(node, "hardware_config", "sim_panda_lift"))
+
+
+def declare_episode(node: Node, cfg: HardwareConfig, name: str):
+    """`max_episode_steps` or `task`, defaulting as `ros up` and the launch files choose them
+    (graph.episode_settings): a node started by hand runs the same episodes as in the stack."""
+    from ros_nodes.graph import StackOptions, episode_settings
+
+    steps, task = episode_settings(cfg, StackOptions())
+    return int(declare(node, name, steps)) if name == "max_episode_steps" else str(declare(node, name, task))

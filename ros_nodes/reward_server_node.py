@@ -34,6 +34,7 @@ from ros_nodes.common import (
     SENSOR_SUB,
     StackNode,
     declare,
+    declare_episode,
     hardware,
     image_to_array,
     json_msg,
@@ -54,7 +55,7 @@ class RewardServerNode(StackNode):
             raise RoboRewardError(f"reward model {model_path} reads {self.model.state_width} values of observation.state "
                                   "besides its cameras; the reward server gives models camera frames only: train it "
                                   "on images alone to score on the robot")
-        self.core = RewardServerCore(self.model, str(declare(self, "task", "lift the red cube")))
+        self.core = RewardServerCore(self.model, declare_episode(self, cfg, "task"))
         self.max_batch = int(declare(self, "max_batch", 16))
         if self.max_batch < 1:
             raise RoboRewardError(f"reward_server: parameter max_batch must be >= 1, got {self.max_batch}")
