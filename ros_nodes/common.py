@@ -9,6 +9,7 @@ Topics that carry robo_reward's own signals (standard message types only):
   /robo_reward/learner_heartbeat std_msgs/String              JSON {env_step, weights_version}
   /robo_reward/actor_status std_msgs/String                    JSON {weights_version, link, gate}
   /robo_reward/intervention std_msgs/Bool; /robo_reward/operator_command std_msgs/Float64MultiArray
+  /robo_reward/observations sensor_msgs/JointState             stamped {episode}: the states the actor acts on
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ HEARTBEAT_TOPIC = "/robo_reward/learner_heartbeat"
 ACTOR_STATUS_TOPIC = "/robo_reward/actor_status"
 INTERVENTION_TOPIC = "/robo_reward/intervention"
 OPERATOR_COMMAND_TOPIC = "/robo_reward/operator_command"
+OBSERVATIONS_TOPIC = "/robo_reward/observations"  # the reward server scores the frames of these times
 # sensor_msgs/JointState as stamped named values {"success": 0/1}: the robot's own success signal (the
 # simulator's check), stamped with the state it judges so that it belongs to one observation; a simulated
 # robot adds its scene's reset seed (SCENE_SEED)

@@ -57,6 +57,7 @@ class NodeSpec:
 
 
 LOCKSTEP_REWARD_WAIT_S = 3600.0
+LOCKSTEP_FRAME_WAIT_S = 10.0  # the sim draws an observation's frames as it publishes its state: only load delays them
 REAL_ROBOT_EPISODE = (100, "lift the red cube")  # time limit (commands), instruction: unless the user gives them
 
 
@@ -120,7 +121,10 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
         "camera": [NodeSpec(f"camera_{c.name}", "camera", {**hw, "camera": c.name}) for c in cfg.cameras],
         "reward_server": [NodeSpec("reward_server", "reward_server",
                                    {**hw, "model": o.reward_model, "task": task, "device": o.device,
-                                    "max_batch": o.reward_max_batch, "score_every_frame": o.lockstep})]
+                                    "max_batch": o.reward_max_batch, "score_every_frame": o.lockstep,
+                                    # beside an actor: one reading per control step, as in `rl train`
+                                    "score_at": "frames" if profile == "reward_server" else "observations",
+                                    **({"frame_wait_s": LOCKSTEP_FRAME_WAIT_S} if o.lockstep else {})})]
         if learned or profile == "reward_server" else [],
         "actor": [NodeSpec("actor", "actor", {**hw, "base_policy": o.base_policy, "seed": o.seed,
                                               "device": "cpu", "success_source": success_source,

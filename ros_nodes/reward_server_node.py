@@ -3,9 +3,13 @@ scored by any robo_reward reward model (batched when it falls behind, on the GPU
 published on /robo_reward/reward stamped with the source time, with its own latency.
 
 Parameters: model (directory / hf:ORG/NAME / clip:NAME), task (changeable at runtime with
-`ros2 param set`), tolerance_s, device. It publishes the model's reading of each
-frame (progress, success, the model's own reward); the learner turns readings into reward. Bad images or a model that
-cannot score give an explicit no-reward output (success = 0, reward NaN, logged), never a crash.
+`ros2 param set`), tolerance_s, device, score_at. `score_at` "observations" (beside an actor): the
+frames nearest each observation the actor acts on (/robo_reward/observations), one reading per
+control step stamped with the observation's time, so a model with per-episode state steps as the
+reward wrapper steps it in `rl train`; "frames": every aligned frame set (a server on its own). It
+publishes the model's reading (progress, success, the model's own reward); the learner turns
+readings into reward. Bad images or a model that cannot score give an explicit no-reward output
+(success = 0, reward NaN, logged), never a crash.
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ from robo_reward.envs.rendering import render_mismatch
 from robo_reward.errors import RoboRewardError
 from robo_reward.rewards.registry import load_reward_model
 from robo_reward.runtime.codecs import MessageError
-from robo_reward.runtime.reward_server import RewardOutput, RewardServerCore, Sample
+from robo_reward.runtime.reward_server import (
+    FramesAtObservations,
+    Observed,
+    RewardOutput,
+    RewardServerCore,
+    Sample,
+)
 from robo_reward.runtime.sync import ApproximateTimeSync
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
+    OBSERVATIONS_TOPIC,
     RELIABLE,
     REWARD_TOPIC,
     SENSOR_SUB,
@@ -39,8 +50,11 @@ from ros_nodes.common import (
     image_to_array,
     json_msg,
     named_values,
+    read_named_values,
     to_sec,
 )
+
+SCORE_AT = ("observations", "frames")
 
 
 class RewardServerNode(StackNode):
@@ -64,6 +78,9 @@ class RewardServerNode(StackNode):
         self.max_age_s = float(declare(self, "max_age_s", 1.0))
         # a lockstep rehearsal: simulated time waits for commands, so no frame is ever too old to score
         self.score_every_frame = bool(declare(self, "score_every_frame", False))
+        self.score_at = str(declare(self, "score_at", "observations"))
+        if self.score_at not in SCORE_AT:
+            raise RoboRewardError(f"reward_server: parameter score_at must be one of {SCORE_AT}, got {self.score_at!r}")
         topics = {c.name: c.topic for c in cfg.cameras}
         missing = [c for c in self.model.cameras if c not in topics]
         if missing:
@@ -75,6 +92,10 @@ class RewardServerNode(StackNode):
                 raise RoboRewardError(mismatch)
         self.sync = ApproximateTimeSync(list(self.model.cameras), float(declare(self, "tolerance_s", 0.02)))
         self.sync_lock = threading.Lock()
+        # beside an actor: an observation waits this long for the camera frames of its time
+        self.pairing = FramesAtObservations(self.sync.tolerance_s, float(declare(self, "frame_wait_s", 0.5)))
+        self.pairing_changed = threading.Condition()
+        self.scored_episode: int | None = None  # the episode whose observations the stream steps on
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
         self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0,
@@ -85,7 +106,10 @@ class RewardServerNode(StackNode):
         self.create_timer(1.0, self.publish_status)
         for cam in self.model.cameras:
             self.create_subscription(Image, topics[cam], lambda m, c=cam: self.on_image(m, c), SENSOR_SUB)
-        self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
+        if self.score_at == "observations":
+            self.create_subscription(JointState, OBSERVATIONS_TOPIC, self.on_observed, RELIABLE)
+        else:
+            self.create_subscription(String, EPISODE_TOPIC, self.on_episode, LATCHED)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.episode = None
         # the running episode's first frame (its start state's source time, from the reset manager) and
@@ -95,7 +119,8 @@ class RewardServerNode(StackNode):
         self.last_stamp: float | None = None  # the newest frame the current stream has stepped on
         self.recent: deque = deque(maxlen=64)
         self.running = True
-        self.worker = threading.Thread(target=self.serve, name="reward-inference", daemon=True)
+        self.worker = threading.Thread(target=self.serve_observations if self.score_at == "observations" else self.serve,
+                                       name="reward-inference", daemon=True)
         self.worker.start()
 
     def on_parameters(self, params) -> SetParametersResult:
@@ -114,9 +139,24 @@ class RewardServerNode(StackNode):
             self.episode = status.get("episode")
             self.samples.put(("new_episode", status.get("start_stamp")))
 
+    def on_observed(self, msg: JointState) -> None:
+        values = read_named_values(msg)
+        if "episode" not in values:
+            self.bad_input(f"observation skipped: no episode in {sorted(values)}")
+            return
+        with self.pairing_changed:
+            self.pairing.add_observation(Observed(to_sec(msg.header.stamp), int(values["episode"]), time.monotonic()))
+            self.pairing_changed.notify()
+
     def _add(self, stream: str, stamp: float, item) -> None:
         with self.sync_lock:
             sets = self.sync.add(stream, stamp, item)
+        if self.score_at == "observations":
+            with self.pairing_changed:
+                for s in sets:
+                    self.pairing.add_frames(s.stamp, s.items)
+                self.pairing_changed.notify()
+            return
         for s in sets:
             try:
                 self.samples.put_nowait(("sample", (s.stamp, s.items, time.monotonic())))
@@ -179,6 +219,35 @@ class RewardServerNode(StackNode):
                     if self._new_frame(payload[0]):
                         batch.append(payload)
 
+    def serve_observations(self) -> None:
+        """Inference thread beside an actor: the frames of each observation it acted on, in order, in
+        batches of up to max_batch; a new episode restarts the model's stream at its first
+        observation, as a reset does in `rl train`. Observations waiting longer than max_age_s are
+        skipped (their transitions get no reward)."""
+        while self.running:
+            with self.pairing_changed:
+                pairs = self.pairing.ready(time.monotonic())
+                if not pairs:
+                    self.pairing_changed.wait(timeout=0.02)
+                    continue
+            batch, now = [], time.monotonic()
+            for observed, frames in pairs:
+                if batch and (observed.episode != self.scored_episode or frames is None or len(batch) >= self.max_batch):
+                    self.score(batch)
+                    batch = []
+                if observed.episode != self.scored_episode:
+                    self.core.new_episode()
+                    self.scored_episode = observed.episode
+                if frames is None:
+                    self.publish(observed.stamp, RewardOutput(observed.stamp, ok=False, error=(
+                        f"no camera frames within {self.sync.tolerance_s} s of the observation")), observed.arrived)
+                elif now - observed.arrived > self.max_age_s and not self.score_every_frame:
+                    self.counts["stale_dropped"] += 1
+                else:
+                    batch.append((observed.stamp, frames, observed.arrived))
+            if batch:
+                self.score(batch)
+
     def _new_frame(self, stamp: float) -> bool:
         """A stream steps once per frame: a state published again under its own stamp (a robot idle
         between commands, a lockstep sim waiting) is not a new frame."""
@@ -197,15 +266,18 @@ class RewardServerNode(StackNode):
             outputs = [RewardOutput(s.stamp, ok=False, error=f"{type(exc).__name__}: {exc}") for s in samples]
         self.recent.extend(batch)
         for (stamp, _, arrived), out in zip(batch, outputs):
-            if out.ok:
-                self.counts["scored"] += 1
-            else:
-                self.counts["no_reward"] += 1
-                self.last_error = f"no reward at {stamp:.3f}: {out.error}"
-                self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
-            self.pub.publish(named_values(stamp, {"progress": out.progress, "reward": out.reward,
-                                                  "success": float(out.success), "ok": float(out.ok),
-                                                  "latency_s": time.monotonic() - arrived}))
+            self.publish(stamp, out, arrived)
+
+    def publish(self, stamp: float, out: RewardOutput, arrived: float) -> None:
+        if out.ok:
+            self.counts["scored"] += 1
+        else:
+            self.counts["no_reward"] += 1
+            self.last_error = f"no reward at {stamp:.3f}: {out.error}"
+            self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
+        self.pub.publish(named_values(stamp, {"progress": out.progress, "reward": out.reward,
+                                              "success": float(out.success), "ok": float(out.ok),
+                                              "latency_s": time.monotonic() - arrived}))
 
     def destroy_node(self):
         self.running = False

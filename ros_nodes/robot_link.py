@@ -22,12 +22,14 @@ from ros_nodes.common import (
     EPISODE_TOPIC,
     INTERVENTION_TOPIC,
     LATCHED,
+    OBSERVATIONS_TOPIC,
     OPERATOR_COMMAND_TOPIC,
     RELIABLE,
     SAFETY_TOPIC,
     SENSOR_SUB,
     SUCCESS_TOPIC,
     monotonic,
+    named_values,
     pose_parts,
     read_named_values,
     to_sec,
@@ -58,6 +60,7 @@ class RosRobotLink:
         self.intervention, self.operator = False, None
         self.reason = "starting"
         self.pub_cmd = node.create_publisher(Float64MultiArray, config.command.topic, RELIABLE)
+        self.pub_observed = node.create_publisher(JointState, OBSERVATIONS_TOPIC, RELIABLE)
         node.create_subscription(JointState, config.topics.joint_states, self.on_joints, SENSOR_SUB)
         for i, topic in enumerate(config.topics.ee_poses):
             node.create_subscription(PoseStamped, topic, lambda m, i=i: self.on_pose(m, i), SENSOR_SUB)
@@ -173,6 +176,9 @@ class RosRobotLink:
 
     def send(self, action: np.ndarray) -> None:
         self.pub_cmd.publish(Float64MultiArray(data=[float(a) for a in action]))
+
+    def observed(self, stamp: float, episode: int) -> None:
+        self.pub_observed.publish(named_values(stamp, {"episode": episode}))
 
     def wait_newer(self, stamp: float, timeout_s: float) -> RobotReading | None:
         def newer():

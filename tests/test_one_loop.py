@@ -146,6 +146,7 @@ class FlakyLink:
 
     def __init__(self, refuse_at: set[int]):
         self.refuse_at, self.checks, self.stamp = refuse_at, 0, 0.0
+        self.announced: list[tuple[float, int]] = []  # (stamp, episode) of the observations acted on
 
     def _reading(self):
         from robo_reward.envs.robot import RobotReading
@@ -175,6 +176,9 @@ class FlakyLink:
 
     def operator_command(self):
         return None
+
+    def observed(self, stamp, episode):
+        self.announced.append((stamp, episode))
 
 
 class OperatorLink(FlakyLink):
@@ -280,10 +284,13 @@ def test_an_operator_command_of_the_wrong_size_or_not_finite_sends_nothing(comma
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
     """The gate refuses the 4th command: the actor's episode ends there for the learner, then the
     actor takes the same robot episode up again. Its time limit still counts 6 commands, and the step
-    index of the refused command stays unused, so no n-step window joins the states on either side."""
+    index of the refused command stays unused, so no n-step window joins the states on either side.
+    Every observation acted on is announced once (the reward server scores the frames of those
+    times, so a reward model steps once per control step)."""
     from robo_reward.envs.robot import RobotEnv
 
-    env = RobotEnv(FlakyLink({4}), act_dim=1, max_episode_steps=6)
+    link = FlakyLink({4})
+    env = RobotEnv(link, act_dim=1, max_episode_steps=6)
     base = ChunkQueueBase(1)
     transitions = []
     first = run_episode(env, base, lambda obs, base_action: base_action, transitions.append)
@@ -293,6 +300,8 @@ def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_ga
     assert (first.episode, first.length, again.episode, again.length) == (4, 3, 4, 3) and env.refused is None
     assert [t.step for t in transitions] == [0, 1, 2, 4, 5, 6]
     assert [t.truncated for t in transitions] == [False] * 5 + [True]  # 6 commands: the time limit
+    acted_on = sorted({t.obs_stamp for t in transitions} | {t.stamp for t in transitions})
+    assert link.announced == [(stamp, 4) for stamp in acted_on] == [(float(s), 4) for s in range(7)]
     buffer = NStepReplayBuffer(capacity=20, obs_dim=1, act_dim=1, n_step=3, gamma=GAMMA)
     for t in transitions:
         buffer.add_transition(t, 1.0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
@@ -68,3 +70,67 @@ def test_nodes_started_with_only_a_hardware_config_run_the_episodes_ros_up_gives
         manager.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_beside_an_actor_the_server_reads_once_per_control_step_from_the_frames_nearest_it(tmp_path):
+    """20 Hz control beside a 30 Hz camera: one reading per observation the actor acted on, stamped
+    with its time (what the learner joins), read from the frame nearest it by one stream — as the
+    reward wrapper reads each control step's frame in `rl train` — not one per camera frame."""
+    import threading
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from reward_helpers import moving_square_frames, save_tiny_open_clip
+
+    from robo_reward.rewards.registry import load_reward_model
+    from robo_reward.runtime.reward_server import RewardServerCore, Sample
+    from ros_nodes.common import OBSERVATIONS_TOPIC, REWARD_TOPIC, SENSOR_PUB, named_values, read_named_values, \
+        rgb_to_image, to_sec
+    from ros_nodes.runner import BackgroundNode
+    from sensor_msgs.msg import Image, JointState
+
+    model_dir = save_tiny_open_clip(tmp_path / "clip")
+    frames = moving_square_frames(12)
+    frame_stamps = [100.0 + k / 30 for k in range(12)]
+    observed = [100.0 + j / 20 + 0.004 for j in range(7)]
+    domain = random.randint(150, 200)
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=domain)
+    peer = BackgroundNode("actor_and_camera", domain)
+    readings: dict[float, dict] = {}
+    peer.node.create_subscription(JointState, REWARD_TOPIC, lambda m: readings.__setitem__(
+        round(to_sec(m.header.stamp), 6), read_named_values(m)), 50)
+    camera = peer.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", SENSOR_PUB)
+    observations = peer.node.create_publisher(JointState, OBSERVATIONS_TOPIC, 50)
+    server = start_reward_server(model_dir, context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(server)
+    spinning = threading.Thread(target=executor.spin, daemon=True)
+    spinning.start()
+    try:
+        time.sleep(1.0)  # discovery
+        events = sorted([(s, "frame", k) for k, s in enumerate(frame_stamps)] +
+                        [(s - 0.01, "observation", j) for j, s in enumerate(observed)])  # announced before its frame
+        for _, kind, i in events:
+            if kind == "frame":
+                camera.publish(rgb_to_image(frames[i], frame_stamps[i]))
+            else:
+                observations.publish(named_values(observed[i], {"episode": 3}))
+            time.sleep(0.03)
+        deadline = time.monotonic() + 20.0
+        while len(readings) < len(observed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # nothing more comes
+    finally:
+        server.running = False
+        executor.shutdown()
+        server.destroy_node()
+        peer.close()
+        rclpy.shutdown(context=context)
+    assert sorted(readings) == [round(s, 6) for s in observed]
+    nearest = [int(np.argmin(np.abs(np.array(frame_stamps) - s))) for s in observed]
+    assert nearest == [0, 2, 3, 5, 6, 8, 9]
+    stream = RewardServerCore(load_reward_model(model_dir, device="cpu"), server.core.task)
+    expected = [stream.process([Sample(s, {"agentview": frames[k]})])[0] for s, k in zip(observed, nearest)]
+    np.testing.assert_allclose([readings[round(s, 6)]["progress"] for s in observed], [e.progress for e in expected],
+                               atol=1e-5)

@@ -393,9 +393,10 @@ def test_bad_input_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
 
 
 def test_the_reward_server_serves_on_after_bad_first_frames_over_dds(rehearsal_inputs, front_camera_config, tmp_path):
-    """The very first frames the reward server hears are malformed (an encoding it cannot read, a
-    truncated buffer): each is counted with its reason, and every good frame after them is scored
-    and published under its own stamp."""
+    """The very first frames a reward server on its own (the reward_server profile: no actor, every
+    frame scored) hears are malformed (an encoding it cannot read, a truncated buffer): each is
+    counted with its reason, and every good frame after them is scored and published under its own
+    stamp."""
     from ros_nodes.common import to_sec
 
     _, _, _, clip = rehearsal_inputs
@@ -407,7 +408,7 @@ def test_the_reward_server_serves_on_after_bad_first_frames_over_dds(rehearsal_i
                                 RELIABLE)
     camera = op.node.create_publisher(Image, "/sim/cameras/agentview/image_raw", RELIABLE)
     proc = ros_up_process(front_camera_config, ["--reward", "clip", "--reward-model", str(clip), "--device", "cpu",
-                                                "--only", "reward_server"], domain, log)
+                                                "--profile", "reward_server", "--only", "reward_server"], domain, log)
     op.watch({"reward_server": proc}, {"reward_server": log})
     try:
         op.wait("the reward server", lambda: op.reward_server and camera.get_subscription_count() > 0, 120)

@@ -21,7 +21,7 @@ from robo_reward.runtime.codecs import (
     image_to_rgb,
 )
 from robo_reward.runtime.learner import RewardJoin
-from robo_reward.runtime.reward_server import RewardServerCore, Sample
+from robo_reward.runtime.reward_server import FramesAtObservations, Observed, RewardServerCore, Sample
 from robo_reward.runtime.sync import ApproximateTimeSync
 
 
@@ -232,6 +232,25 @@ def test_reward_server_batches_and_reports_bad_samples(tmp_path):
         batched_core.set_task("  ")
     batched_core.set_task("open the drawer")
     assert batched_core.process([samples[3]])[0].ok  # a new task restarts the stream
+
+
+def test_each_observation_the_actor_acts_on_is_scored_from_the_frames_nearest_its_time():
+    """20 Hz control beside a 30 Hz camera: every observation the actor acted on gets the aligned frame
+    set nearest its time, once a frame at or after that time is in (camera latency: observations are
+    announced first), in order; one without a frame within the tolerance gets none after the wait."""
+    pairing = FramesAtObservations(tolerance_s=0.02, max_wait_s=0.5)
+    for j in range(4):
+        pairing.add_observation(Observed(j / 20 + 0.004, episode=1, arrived=0.0))
+    assert pairing.ready(now=0.1) == []  # no frame at or after the first observation's time yet
+    for k in range(5):  # frames at 0, 33, 67, 100, 133 ms
+        pairing.add_frames(k / 30, {"agentview": k})
+    paired = pairing.ready(now=0.1)
+    assert [(round(o.stamp, 3), frames["agentview"]) for o, frames in paired] == [(0.004, 0), (0.054, 2), (0.104, 3)]
+    assert pairing.ready(now=0.4) == []  # 154 ms: the frame after it may still come
+    ((late, frames),) = pairing.ready(now=0.6)
+    assert round(late.stamp, 3) == 0.154 and frames is None  # the nearest, 133 ms, is 21 ms away: no frames
+    pairing.add_observation(Observed(0.1, episode=2, arrived=0.7))  # a frame set exactly at its time
+    assert [frames["agentview"] for _, frames in pairing.ready(now=0.7)] == [3]
 
 
 def test_reward_server_survives_a_bad_first_frame(tmp_path):

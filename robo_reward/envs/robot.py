@@ -6,6 +6,9 @@ implementation lives in ros_nodes/ (the library never imports rclpy).
   operator confirmed) and a fresh observation is in, then returns it with the episode's id.
 - step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
   control period, and returns the first observation newer than the one the action was chosen on.
+  Every observation the actor acts on is announced (`observed`): the reward server scores the
+  camera frames of exactly those times, so a reward model steps once per control step, as in `rl
+  train`, not once per camera frame.
   A refused command ends the episode for the actor with "executed": False: nothing went out, no
   transition exists.
 - the operator's command replaces the policy's while they intervene (HIL-SERL): `OperatorTakeover`,
@@ -75,6 +78,11 @@ class RobotLink(Protocol):
     def operator_command(self) -> np.ndarray | None:
         """The operator's command while they intervene and it is fresh, else None."""
 
+    def observed(self, stamp: float, episode: int) -> None:
+        """The actor acts on the observation of source time `stamp` in `episode`: a reward model
+        scores the camera frames of that time, one reading per control step as the reward wrapper
+        scores in `rl train`. Called once per observation."""
+
 
 class RobotEnv(gym.Env):
     """`max_episode_steps`: the episode's time limit in commands (truncation), counted here as a
@@ -91,6 +99,14 @@ class RobotEnv(gym.Env):
         self._index = 0  # the step index of the next transition: a refused step leaves its index out
         self._last_send = float("-inf")
         self.refused: tuple[int, int, str] | None = None  # (episode, step, why) of the last command not sent
+        self._announced: tuple[float, int] | None = None  # (source time, episode) last announced to the link
+
+    def _announce(self, reading: RobotReading) -> None:
+        """Once per observation: an episode taken up after a refused command starts from the state
+        it stopped at, already announced."""
+        if (reading.stamp, self._episode) != self._announced:
+            self._announced = (reading.stamp, self._episode)
+            self.link.observed(reading.stamp, self._episode)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict[str, Any]]:
         """Waits (as long as it takes: an operator may be resetting the scene) for a running episode —
@@ -106,6 +122,7 @@ class RobotEnv(gym.Env):
         self._reading, status = ready
         if status.episode != self._episode:
             self._episode, self._steps, self._index = status.episode, 0, 0
+        self._announce(self._reading)
         return dict(self._reading.obs), {"episode": status.episode, "step": self._index, "stamp": self._reading.stamp,
                                          JOINT_STATE_KEY: self._reading.joints}
 
@@ -138,6 +155,7 @@ class RobotEnv(gym.Env):
             self.refused = (self._episode, self._index - 1, reason)
             return dict(self._reading.obs), 0.0, False, True, {"executed": False, "stopped": reason}
         self._reading = reading
+        self._announce(reading)
         status = self.link.episode_status(self._episode)
         success = status.success
         ended = not status.running or status.ended or self._steps >= self.max_episode_steps

@@ -1,7 +1,11 @@
-"""What the reward server does between messages: score aligned camera frames (+ joint state) with
-any reward model and publish its reading (progress, success call, its own reward) per frame stamp;
-never fail on one bad sample. Turning readings into reward is the learner's job (its RewardRule,
-with its own discount, between control steps — not between camera frames).
+"""What the reward server does between messages: score aligned camera frames with any reward model
+and publish its reading (progress, success call, its own reward); never fail on one bad sample.
+Turning readings into reward is the learner's job (its RewardRule, with its own discount, between
+control steps — not between camera frames).
+
+Beside an actor the server scores the frames of the observations the actor acts on
+(`FramesAtObservations`), so a model with per-episode state steps once per control step, as the
+reward wrapper steps it in `rl train`; alone, it scores every aligned frame set.
 
 Frame models (CLIP, success classifier) score a backlog of samples in one batched forward;
 progress models with per-episode state (hop fusion, RAPL) step through it in order. A sample the
@@ -10,6 +14,8 @@ model cannot score becomes an explicit "no reward" output with the reason.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +45,52 @@ class RewardOutput:
     success: bool = False
     ok: bool = True
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An observation the actor acted on: its source time, its episode, when the server heard of it."""
+
+    stamp: float
+    episode: int
+    arrived: float
+
+
+class FramesAtObservations:
+    """Pairs each observation the actor acted on with the aligned camera frame set nearest its source
+    time, within `tolerance_s` (a 30 Hz camera has one within 17 ms; a simulator draws it at the same
+    time). An observation waits until a frame set at or after its time is in — frame sets come in
+    time order, so the nearest is then known — or `max_wait_s` has passed; then it gets the nearest
+    set within tolerance, or none (the learner gets no reading for it and drops its transitions)."""
+
+    def __init__(self, tolerance_s: float, max_wait_s: float, keep_s: float = 2.0):
+        self.tolerance_s, self.max_wait_s, self.keep_s = tolerance_s, max_wait_s, keep_s
+        self._frames: deque[tuple[float, Mapping[str, np.ndarray]]] = deque()
+        self._waiting: deque[Observed] = deque()
+
+    def add_frames(self, stamp: float, frames: Mapping[str, np.ndarray]) -> None:
+        if self._frames and stamp < self._frames[-1][0]:  # a clock jump (a restarted sim): start over
+            self._frames.clear()
+        self._frames.append((stamp, frames))
+        while self._frames[0][0] < stamp - self.keep_s:
+            self._frames.popleft()
+
+    def add_observation(self, observed: Observed) -> None:
+        self._waiting.append(observed)
+
+    def ready(self, now: float) -> list[tuple[Observed, Mapping[str, np.ndarray] | None]]:
+        """The observations whose frames are decided, in the order they were acted on."""
+        newest = self._frames[-1][0] if self._frames else -math.inf
+        out = []
+        while self._waiting:
+            observed = self._waiting[0]
+            if newest < observed.stamp and now - observed.arrived < self.max_wait_s:
+                break
+            nearest = min(self._frames, key=lambda f: abs(f[0] - observed.stamp), default=None)
+            close = nearest is not None and abs(nearest[0] - observed.stamp) <= self.tolerance_s
+            out.append((observed, nearest[1] if close else None))
+            self._waiting.popleft()
+        return out
 
 
 class RewardServerCore:
