@@ -281,6 +281,42 @@ def test_an_operator_command_of_the_wrong_size_or_not_finite_sends_nothing(comma
         env.step(np.array([0.25], np.float32))
 
 
+class FastDriverLink(FlakyLink):
+    """A driver that publishes its state every millisecond (real arms do, at 100-1000 Hz), stamped
+    with the time it was measured; control at 20 Hz."""
+
+    control_period_s = 0.05
+    observation_timeout_s = 1.0
+
+    def __init__(self):
+        super().__init__(refuse_at=set())
+        self.sends: list[float] = []
+
+    def _reading(self):
+        self.stamp = round(time.monotonic(), 3)
+        return super()._reading()
+
+    def send(self, action):
+        self.sends.append(time.monotonic())
+
+
+def test_a_robot_transitions_next_state_is_a_control_period_after_its_command() -> None:
+    """As a simulator's next state is a control period of physics after the command, a fast driver's
+    next observation is the state ~0.9 of a period after the send — not its next message, a
+    millisecond after the send, from before the command acted — and commands still go out one
+    control period apart."""
+    from robo_reward.envs.robot import DECISION_SHARE, RobotEnv
+
+    link = FastDriverLink()
+    transitions = []
+    run_episode(RobotEnv(link, act_dim=1, max_episode_steps=5), ChunkQueueBase(1),
+                lambda obs, base_action: base_action, transitions.append)
+    assert len(transitions) == len(link.sends) == 5
+    settled = [t.stamp - sent for t, sent in zip(transitions, link.sends)]
+    assert min(settled) >= (1 - DECISION_SHARE) * link.control_period_s - 0.002, settled
+    assert min(np.diff(link.sends)) >= link.control_period_s - 1e-3
+
+
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
     """The gate refuses the 4th command: the actor's episode ends there for the learner, then the
     actor takes the same robot episode up again. Its time limit still counts 6 commands, and the step

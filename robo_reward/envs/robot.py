@@ -5,7 +5,9 @@ implementation lives in ros_nodes/ (the library never imports rclpy).
 - reset: waits until the reset manager runs an episode (home reached, safety OK, on hardware an
   operator confirmed) and a fresh observation is in, then returns it with the episode's id.
 - step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
-  control period, and returns the first observation newer than the one the action was chosen on.
+  control period, and returns the newest observation 90% of a control period after the send (the
+  state the command led to, as a simulator steps a control period of physics; the rest of the
+  period is the actor's to choose its next action).
   Every observation the actor acts on is announced (`observed`): the reward server scores the
   camera frames of exactly those times, so a reward model steps once per control step, as in `rl
   train`, not once per camera frame.
@@ -31,6 +33,9 @@ import numpy as np
 
 from robo_reward.envs.limits import JOINT_STATE_KEY, JointLimitGuard, JointLimits
 from robo_reward.errors import RoboRewardError
+
+
+DECISION_SHARE = 0.1  # of a control period, between the next observation and the next command
 
 
 class LinkClosed(Exception):
@@ -69,7 +74,8 @@ class RobotLink(Protocol):
     def send(self, action: np.ndarray) -> None: ...
 
     def wait_newer(self, stamp: float, timeout_s: float) -> RobotReading | None:
-        """The first observation with a source time after `stamp`; None at the timeout. Raises LinkClosed."""
+        """The newest observation, once one with a source time after `stamp` is in; None at the
+        timeout. Raises LinkClosed."""
 
     def episode_status(self, episode: int, wait_s: float = 0.0) -> EpisodeStatus:
         """Where episode `episode` stands (its outcome, once the reset manager has one), waiting up to
@@ -149,6 +155,13 @@ class RobotEnv(gym.Env):
         self.link.send(executed)
         self._last_send = time.monotonic()
         self._steps += 1
+        # the next observation is the state a control period on, as a simulator's next state is a
+        # control period of physics on: a driver publishing faster than the control rate would
+        # otherwise hand back a state from before the command acted (the actor keeps DECISION_SHARE
+        # of the period to choose its next action, so commands still go out at the control rate)
+        settle = self._last_send + (1.0 - DECISION_SHARE) * self.link.control_period_s - time.monotonic()
+        if settle > 0:
+            time.sleep(settle)
         reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)
         if reading is None:  # the command went out but the robot never reported back
             reason = f"no observation within {self.link.observation_timeout_s} s"
