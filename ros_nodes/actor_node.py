@@ -31,7 +31,7 @@ from ros_nodes.common import (
     TRANSITIONS_TOPIC,
     WEIGHTS_TOPIC,
     declare,
-    declare_episode,
+    episode_defaults,
     hardware,
     json_msg,
     monotonic,
@@ -57,7 +57,7 @@ class ActorNode(StackNode):
         if residual_run:  # a trained run's residual from the start; a learner's newer weights still replace it
             self.actor.load_weights(checkpoint_weights(residual_run))
         self.link = RosRobotLink(self, cfg, str(declare(self, "success_source", "robot")) == "robot")
-        self.env = robot_env(self.link, cfg.command.action_dim, declare_episode(self, cfg, "max_episode_steps"),
+        self.env = robot_env(self.link, cfg.command.action_dim, int(declare(self, "max_episode_steps", episode_defaults(cfg)[0])),
                              JointLimits.from_hardware(cfg))
         self.last_link = float("-inf")
         self.error = ""

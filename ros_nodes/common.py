@@ -146,10 +146,9 @@ def hardware(node: Node) -> HardwareConfig:
     return load_hardware_config(declare(node, "hardware_config", "sim_panda_lift"))
 
 
-def declare_episode(node: Node, cfg: HardwareConfig, name: str):
-    """`max_episode_steps` or `task`, defaulting as `ros up` and the launch files choose them
-    (graph.episode_settings): a node started by hand runs the same episodes as in the stack."""
+def episode_defaults(cfg: HardwareConfig) -> tuple[int, str]:
+    """The defaults of the `max_episode_steps` and `task` parameters: what `ros up` and the launch
+    files give (graph.episode_settings), so that a node started by hand runs the same episodes."""
     from ros_nodes.graph import StackOptions, episode_settings
 
-    steps, task = episode_settings(cfg, StackOptions())
-    return int(declare(node, name, steps)) if name == "max_episode_steps" else str(declare(node, name, task))
+    return episode_settings(cfg, StackOptions())

@@ -114,7 +114,7 @@ def node_set(profile: str, hardware_config: str, options: StackOptions | None = 
     # it): a learned reward's success call, as in `rl train`; else the simulator's check or an operator
     success_source = "reward" if learned else ("robot" if cfg.sim is not None else "operator")
     # lockstep: simulated time stands still between commands, so a reward that falls behind is waited
-    # for (every frame scored, every transition rewarded, as in `rl train`) instead of skipped
+    # for (every observation scored, every transition rewarded, as in `rl train`) instead of skipped
     reward_wait_s = LOCKSTEP_REWARD_WAIT_S if o.lockstep else None
     specs: dict[str, list[NodeSpec]] = {
         "sim_robot": [NodeSpec("sim_robot", "sim_robot", {**hw, "seed": o.seed, "advance_when_idle": not o.lockstep})],

@@ -95,7 +95,7 @@ class LearnerNode(StackNode):
         return stamp > self.get_clock().now().nanoseconds * 1e-9 + FUTURE_TOLERANCE_S
 
     def on_reward(self, msg: JointState) -> None:
-        """A reward model's reading of one frame; a frame it could not score carries no reading."""
+        """A reward model's reading of one observation; one it could not score carries no reading."""
         values, stamp = read_named_values(msg), to_sec(msg.header.stamp)
         if values.get("ok", 0.0) <= 0.5:
             return

@@ -40,7 +40,7 @@ from ros_nodes.common import (
     SUCCESS_TOPIC,
     StackNode,
     declare,
-    declare_episode,
+    episode_defaults,
     hardware,
     image_to_array,
     pose_parts,
@@ -65,7 +65,7 @@ class RecorderNode(StackNode):
         super().__init__(kwargs.pop("node_name", "recorder"), **kwargs)
         self.config = cfg = hardware(self)
         self.out = free_path(Path(str(declare(self, "dataset_out", "runs/ros_recording"))))
-        self.task = declare_episode(self, cfg, "task")
+        self.task = str(declare(self, "task", episode_defaults(cfg)[1]))
         mcap = str(declare(self, "mcap_out", ""))
         self.mcap = McapLog(free_path(Path(mcap))) if mcap else None
         # the writer process starts with the first episode: a recorder that recorded nothing stops at once

@@ -29,7 +29,7 @@ from ros_nodes.common import (
     SUCCESS_TOPIC,
     StackNode,
     declare,
-    declare_episode,
+    episode_defaults,
     hardware,
     json_msg,
     read_named_values,
@@ -43,7 +43,7 @@ class ResetManagerNode(StackNode):
     def __init__(self, **kwargs):
         super().__init__(kwargs.pop("node_name", "reset_manager"), **kwargs)
         self.config = cfg = hardware(self)
-        self.max_steps = declare_episode(self, cfg, "max_episode_steps")
+        self.max_steps = int(declare(self, "max_episode_steps", episode_defaults(cfg)[0]))
         self.auto_cycle = bool(declare(self, "auto_cycle", True))
         self.success_source = str(declare(self, "success_source", "robot"))  # robot | reward | operator
         scene_service = str(declare(self, "scene_reset_service", ""))

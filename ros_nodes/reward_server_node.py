@@ -15,6 +15,7 @@ readings into reward. Bad images or a model that cannot score give an explicit n
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -45,7 +46,7 @@ from ros_nodes.common import (
     SENSOR_SUB,
     StackNode,
     declare,
-    declare_episode,
+    episode_defaults,
     hardware,
     image_to_array,
     json_msg,
@@ -69,7 +70,7 @@ class RewardServerNode(StackNode):
             raise RoboRewardError(f"reward model {model_path} reads {self.model.state_width} values of observation.state "
                                   "besides its cameras; the reward server gives models camera frames only: train it "
                                   "on images alone to score on the robot")
-        self.core = RewardServerCore(self.model, declare_episode(self, cfg, "task"))
+        self.core = RewardServerCore(self.model, str(declare(self, "task", episode_defaults(cfg)[1])))
         self.max_batch = int(declare(self, "max_batch", 16))
         if self.max_batch < 1:
             raise RoboRewardError(f"reward_server: parameter max_batch must be >= 1, got {self.max_batch}")
@@ -96,10 +97,12 @@ class RewardServerNode(StackNode):
         self.pairing = FramesAtObservations(self.sync.tolerance_s, float(declare(self, "frame_wait_s", 0.5)))
         self.pairing_changed = threading.Condition()
         self.scored_episode: int | None = None  # the episode whose observations the stream steps on
+        self.first_frame: float | None = None  # when the first aligned frame set came (monotonic)
+        self.last_observed: float | None = None  # when the actor last announced an observation
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
         self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0,
-                       "before_episode": 0, "repeated_frames": 0}
+                       "before_episode": 0, "repeated_frames": 0, "inference_errors": 0}
         self.last_error = ""
         self.pub = self.create_publisher(JointState, REWARD_TOPIC, RELIABLE)
         self.status_pub = self.create_publisher(String, "~/status", LATCHED)
@@ -119,8 +122,7 @@ class RewardServerNode(StackNode):
         self.last_stamp: float | None = None  # the newest frame the current stream has stepped on
         self.recent: deque = deque(maxlen=64)
         self.running = True
-        self.worker = threading.Thread(target=self.serve_observations if self.score_at == "observations" else self.serve,
-                                       name="reward-inference", daemon=True)
+        self.worker = threading.Thread(target=self.run_inference, name="reward-inference", daemon=True)
         self.worker.start()
 
     def on_parameters(self, params) -> SetParametersResult:
@@ -140,18 +142,21 @@ class RewardServerNode(StackNode):
             self.samples.put(("new_episode", status.get("start_stamp")))
 
     def on_observed(self, msg: JointState) -> None:
-        values = read_named_values(msg)
-        if "episode" not in values:
-            self.bad_input(f"observation skipped: no episode in {sorted(values)}")
+        episode = read_named_values(msg).get("episode", math.nan)
+        if not (math.isfinite(episode) and float(episode).is_integer()):
+            self.bad_input(f"observation skipped: its episode is {episode!r}, not an integer")
             return
+        self.last_observed = time.monotonic()
         with self.pairing_changed:
-            self.pairing.add_observation(Observed(to_sec(msg.header.stamp), int(values["episode"]), time.monotonic()))
+            self.pairing.add_observation(Observed(to_sec(msg.header.stamp), int(episode), time.monotonic()))
             self.pairing_changed.notify()
 
     def _add(self, stream: str, stamp: float, item) -> None:
         with self.sync_lock:
             sets = self.sync.add(stream, stamp, item)
         if self.score_at == "observations":
+            if sets and self.first_frame is None:
+                self.first_frame = time.monotonic()
             with self.pairing_changed:
                 for s in sets:
                     self.pairing.add_frames(s.stamp, s.items)
@@ -177,76 +182,93 @@ class RewardServerNode(StackNode):
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
     def publish_status(self) -> None:
+        if self.last_observed is None and self.first_frame is not None and time.monotonic() - self.first_frame > 10.0:
+            self.get_logger().warning(
+                f"frames arrive but no actor has announced an observation on {OBSERVATIONS_TOPIC}: beside an "
+                "actor this server scores the observations it acts on; on its own, start it with score_at:=frames "
+                "(the reward_server profile)", throttle_duration_sec=30.0)
         self.status_pub.publish(json_msg({**self.counts, "last_error": self.last_error, "task": self.core.task}))
 
-    def serve(self) -> None:
-        """Inference thread: take everything queued and score the newest max_batch samples in one go.
-        When the model is slower than the cameras the older frames are skipped (their transitions get
-        no reward), so a reward is never more than about two batches' compute behind its frame."""
+    def run_inference(self) -> None:
+        """The inference thread: an unexpected error in one round is logged and counted, never the
+        end of the node's rewards."""
+        serve_once = self.serve_observations_once if self.score_at == "observations" else self.serve_frames_once
         while self.running:
             try:
-                work = [self.samples.get(timeout=0.1)]
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    work.append(self.samples.get_nowait())
-                except queue.Empty:
-                    break
-            excess = 0 if self.score_every_frame else sum(kind == "sample" for kind, _ in work) - self.max_batch
-            batch = []
-            now = time.monotonic()
-            for kind, payload in work + [("end", None)]:
-                if kind == "sample" and (excess > 0 or (now - payload[2] > self.max_age_s and not self.score_every_frame)):
-                    excess -= 1
-                    self.counts["stale_dropped"] += 1  # behind real time: skip it
-                    continue
-                if kind != "sample" and batch:
-                    self.score(batch)
-                    batch = []
-                if kind == "new_episode":
-                    self.core.new_episode()
-                    self.episode_start, self.last_stamp = payload, None
-                    # the episode's frames already scored in the last episode's stream, scored again
-                    for stamp, items, _ in list(self.recent):
-                        if payload is not None and stamp >= payload - self.sync.tolerance_s and self._new_frame(stamp):
-                            batch.append((stamp, items, time.monotonic()))
-                    self.recent.clear()
-                elif kind == "sample":
-                    if self.episode_start is not None and payload[0] < self.episode_start - self.sync.tolerance_s:
-                        self.counts["before_episode"] += 1  # a frame from before the episode started
-                        continue
-                    if self._new_frame(payload[0]):
-                        batch.append(payload)
+                serve_once()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one bad round
+                self.counts["inference_errors"] += 1
+                self.last_error = f"inference: {type(exc).__name__}: {exc}"
+                self.get_logger().error(self.last_error, throttle_duration_sec=2.0)
 
-    def serve_observations(self) -> None:
-        """Inference thread beside an actor: the frames of each observation it acted on, in order, in
-        batches of up to max_batch; a new episode restarts the model's stream at its first
-        observation, as a reset does in `rl train`. Observations waiting longer than max_age_s are
-        skipped (their transitions get no reward)."""
-        while self.running:
-            with self.pairing_changed:
-                pairs = self.pairing.ready(time.monotonic())
-                if not pairs:
-                    self.pairing_changed.wait(timeout=0.02)
-                    continue
-            batch, now = [], time.monotonic()
-            for observed, frames in pairs:
-                if batch and (observed.episode != self.scored_episode or frames is None or len(batch) >= self.max_batch):
-                    self.score(batch)
-                    batch = []
-                if observed.episode != self.scored_episode:
-                    self.core.new_episode()
-                    self.scored_episode = observed.episode
-                if frames is None:
-                    self.publish(observed.stamp, RewardOutput(observed.stamp, ok=False, error=(
-                        f"no camera frames within {self.sync.tolerance_s} s of the observation")), observed.arrived)
-                elif now - observed.arrived > self.max_age_s and not self.score_every_frame:
-                    self.counts["stale_dropped"] += 1
-                else:
-                    batch.append((observed.stamp, frames, observed.arrived))
-            if batch:
+    def serve_frames_once(self) -> None:
+        """On its own: take everything queued and score the newest max_batch frame sets in one go.
+        When the model is slower than the cameras the older frames are skipped, so a reading is never
+        more than about two batches' compute behind its frame."""
+        try:
+            work = [self.samples.get(timeout=0.1)]
+        except queue.Empty:
+            return
+        while True:
+            try:
+                work.append(self.samples.get_nowait())
+            except queue.Empty:
+                break
+        excess = 0 if self.score_every_frame else sum(kind == "sample" for kind, _ in work) - self.max_batch
+        batch = []
+        now = time.monotonic()
+        for kind, payload in work + [("end", None)]:
+            if kind == "sample" and (excess > 0 or (now - payload[2] > self.max_age_s and not self.score_every_frame)):
+                excess -= 1
+                self.counts["stale_dropped"] += 1  # behind real time: skip it
+                continue
+            if kind != "sample" and batch:
                 self.score(batch)
+                self.recent.extend(batch)
+                batch = []
+            if kind == "new_episode":
+                self.core.new_episode()
+                self.episode_start, self.last_stamp = payload, None
+                # the episode's frames already scored in the last episode's stream, scored again
+                for stamp, items, _ in list(self.recent):
+                    if payload is not None and stamp >= payload - self.sync.tolerance_s and self._new_frame(stamp):
+                        batch.append((stamp, items, time.monotonic()))
+                self.recent.clear()
+            elif kind == "sample":
+                if self.episode_start is not None and payload[0] < self.episode_start - self.sync.tolerance_s:
+                    self.counts["before_episode"] += 1  # a frame from before the episode started
+                    continue
+                if self._new_frame(payload[0]):
+                    batch.append(payload)
+
+    def serve_observations_once(self) -> None:
+        """Beside an actor: the frames of each observation it acted on, in order, in batches of up to
+        max_batch; a new episode restarts the model's stream at its first observation, as a reset
+        does in `rl train`. Observations waiting longer than max_age_s are skipped (their
+        transitions get no reward)."""
+        with self.pairing_changed:
+            pairs = self.pairing.ready(time.monotonic())
+            self.counts["repeated_frames"] = self.pairing.repeated
+            if not pairs:
+                self.pairing_changed.wait(timeout=0.02)
+                return
+        batch, now = [], time.monotonic()
+        for observed, frames in pairs:
+            if batch and (observed.episode != self.scored_episode or frames is None or len(batch) >= self.max_batch):
+                self.score(batch)
+                batch = []
+            if observed.episode != self.scored_episode:
+                self.core.new_episode()
+                self.scored_episode = observed.episode
+            if now - observed.arrived > self.max_age_s and not self.score_every_frame:
+                self.counts["stale_dropped"] += 1
+            elif frames is None:
+                self.publish(observed.stamp, RewardOutput(observed.stamp, ok=False, error=(
+                    f"no camera frames within {self.sync.tolerance_s} s of the observation")), observed.arrived)
+            else:
+                batch.append((observed.stamp, frames, observed.arrived))
+        if batch:
+            self.score(batch)
 
     def _new_frame(self, stamp: float) -> bool:
         """A stream steps once per frame: a state published again under its own stamp (a robot idle
@@ -264,7 +286,6 @@ class RewardServerNode(StackNode):
             outputs = self.core.process(samples)
         except Exception as exc:  # noqa: BLE001 - the inference thread must outlive any one bad batch
             outputs = [RewardOutput(s.stamp, ok=False, error=f"{type(exc).__name__}: {exc}") for s in samples]
-        self.recent.extend(batch)
         for (stamp, _, arrived), out in zip(batch, outputs):
             self.publish(stamp, out, arrived)
 

@@ -95,7 +95,7 @@ def test_classifier_and_clip_score_a_video_file(camera_demos, tmp_path, capsys):
     assert model.cameras == ("agentview",)
 
 
-def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp_path, capsys):
+def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp_path, capsys, monkeypatch):
     first_success = next(i for i, e in enumerate(load_episodes(camera_demos)) if e.succeeded)
     hop = tmp_path / "hop"
     assert main(["reward", "train", "hop", "--dataset", str(camera_demos), "--episodes", str(first_success),
@@ -107,16 +107,19 @@ def test_hop_reward_drives_residual_rl_and_resumes(camera_demos, lift_demos, tmp
     run = tmp_path / "run"
     common = ["--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set", "critic_warmup_updates=20",
               "--set", "batch_size=32", "--set", "utd_ratio=1"]
+    monkeypatch.chdir(tmp_path)  # the model given relative to here; the run resumes from elsewhere
     assert main(["rl", "train", "--base", "scripted", "--dataset", str(camera_demos), "--reward", "hop",
-                 "--reward-model", str(hop), "--steps", "120", "--eval-every", "120", "--eval-episodes", "1",
+                 "--reward-model", "hop", "--steps", "120", "--eval-every", "120", "--eval-episodes", "1",
                  "--out", str(run), *common]) == 0
     config = json.loads((run / "run_config.json").read_text())
-    assert config["reward"] == {"source": "hop", "model": str(hop), "shaping": "policy-invariant"}
+    assert config["reward"] == {"source": "hop", "model": str(hop.resolve()), "shaping": "policy-invariant"}
     assert policy_demo_seeds(read_policy_manifest(run)) == sorted([*read_episode_seeds(camera_demos), 4_000_000])
     assert config["env"]["terminate_on_success"] is False and "robot0_eye_in_hand" in config["env"]["cameras"]
     metrics = json.loads((run / "metrics.json").read_text())
     returns = [e["return"] for e in metrics["episodes"]]
     assert len(returns) >= 1 and all(np.isfinite(returns)) and any(r != 0 for r in returns)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(["rl", "train", "--resume", "--steps", "200", "--out", str(run), "--quiet", "--device", "cpu"]) == 0
     assert json.loads((run / "metrics.json").read_text())["episodes"][-1]["env_step"] >= 200
     capsys.readouterr()

@@ -75,7 +75,8 @@ def test_nodes_started_with_only_a_hardware_config_run_the_episodes_ros_up_gives
 def test_beside_an_actor_the_server_reads_once_per_control_step_from_the_frames_nearest_it(tmp_path):
     """20 Hz control beside a 30 Hz camera: one reading per observation the actor acted on, stamped
     with its time (what the learner joins), read from the frame nearest it by one stream — as the
-    reward wrapper reads each control step's frame in `rl train` — not one per camera frame."""
+    reward wrapper reads each control step's frame in `rl train` — not one per camera frame.
+    Announcements without an integer episode are counted and skipped."""
     import threading
     import time
 
@@ -109,6 +110,8 @@ def test_beside_an_actor_the_server_reads_once_per_control_step_from_the_frames_
     spinning.start()
     try:
         time.sleep(1.0)  # discovery
+        for bad in ({"episode": float("nan")}, {"episode": 2.5}, {"step": 1.0}):  # each counted, none stops it
+            observations.publish(named_values(99.0, bad))
         events = sorted([(s, "frame", k) for k, s in enumerate(frame_stamps)] +
                         [(s - 0.01, "observation", j) for j, s in enumerate(observed)])  # announced before its frame
         for _, kind, i in events:
@@ -128,6 +131,7 @@ def test_beside_an_actor_the_server_reads_once_per_control_step_from_the_frames_
         peer.close()
         rclpy.shutdown(context=context)
     assert sorted(readings) == [round(s, 6) for s in observed]
+    assert server.counts["bad_messages"] == 3 and server.counts["inference_errors"] == 0
     nearest = [int(np.argmin(np.abs(np.array(frame_stamps) - s))) for s in observed]
     assert nearest == [0, 2, 3, 5, 6, 8, 9]
     stream = RewardServerCore(load_reward_model(model_dir, device="cpu"), server.core.task)

@@ -251,6 +251,21 @@ def test_each_observation_the_actor_acts_on_is_scored_from_the_frames_nearest_it
     assert round(late.stamp, 3) == 0.154 and frames is None  # the nearest, 133 ms, is 21 ms away: no frames
     pairing.add_observation(Observed(0.1, episode=2, arrived=0.7))  # a frame set exactly at its time
     assert [frames["agentview"] for _, frames in pairing.ready(now=0.7)] == [3]
+    # each observation steps the stream once: announced again (a restarted actor), or its frames
+    # published again under their own stamp (an idle lockstep sim), it is left out
+    pairing.add_observation(Observed(0.1, episode=2, arrived=0.8))
+    pairing.add_frames(4 / 30, {"agentview": 4})
+    assert pairing.ready(now=0.8) == [] and pairing.repeated == 2
+    # a decided observation keeps its frames however long inference takes to come to it
+    pairing.add_observation(Observed(0.2, episode=2, arrived=0.8))
+    for k in range(5, 100):
+        pairing.add_frames(k / 30, {"agentview": k})
+    assert [frames["agentview"] for _, frames in pairing.ready(now=9.0)] == [6]
+    # after the clock jumps back, an observation of the new clock waits for frames of its own clock
+    pairing.add_observation(Observed(1.0, episode=3, arrived=9.0))
+    assert pairing.ready(now=9.1) == []
+    pairing.add_frames(1.0, {"agentview": "new clock"})
+    assert [frames["agentview"] for _, frames in pairing.ready(now=9.1)] == ["new clock"]
 
 
 def test_reward_server_survives_a_bad_first_frame(tmp_path):

@@ -6,8 +6,10 @@ Reward models (CLIP, VLM scores, process/hop models, RAPL, success classifiers) 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,6 +68,13 @@ class RewardSpec:
         if shaping != "none" and shaping not in SHAPING_MODES:
             raise ConfigError(f"shaping {shaping!r} unknown; choose one of {[*SHAPING_MODES, 'none']}")
         object.__setattr__(self, "shaping", shaping)
+
+    def located(self) -> "RewardSpec":
+        """This spec with a model directory as an absolute path (`clip:NAME`, `hf:ORG/NAME` as written):
+        what a run records, so that it resumes, and is recognised, from any working directory."""
+        if self.model is None or ":" in self.model:
+            return self
+        return dataclasses.replace(self, model=str(Path(self.model).resolve()))
 
     @classmethod
     def from_json(cls, data: Any) -> "RewardSpec":

@@ -26,7 +26,6 @@ class Learned:
     the training episode it ended (None while the episode runs on)."""
 
     reward: float
-    metrics: dict[str, float] = field(default_factory=dict)  # this step's update metrics (none: no update)
     update_s: float = 0.0
     skipped_updates: int = 0
     episode_record: dict[str, Any] | None = None
@@ -64,6 +63,8 @@ class OnlineLearning:
             raise RoboRewardError(f"reward {reward} is not finite (readings {t.readings()})")
         # one window per episode whoever acted: items that start with an intervention go to the demos
         self.online_buffer.add_transition(t, reward)
+        for ended in [e for e in self._open if e != t.episode]:  # its last transition never came (no reading)
+            del self._open[ended]
         episode = self._open.setdefault(t.episode, _OpenEpisode())
         episode.rewards.append(reward)
         episode.visited.append((t.obs, t.action))
@@ -72,9 +73,9 @@ class OnlineLearning:
         if env_step > learner.cfg.learning_starts:
             if update:
                 started = time.perf_counter()
-                out.metrics = learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
+                metrics = learner.train_step(self.demo_buffer, self.online_buffer, self.rng)
                 out.update_s = time.perf_counter() - started
-                for key, value in out.metrics.items():
+                for key, value in metrics.items():
                     episode.metrics.setdefault(key, []).append(value)
             else:
                 out.skipped_updates = learner.cfg.utd_ratio

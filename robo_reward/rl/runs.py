@@ -235,7 +235,7 @@ def create_residual_run(
     `local_env` False: no env here — its episodes will run elsewhere (runtime.actor_process)."""
     out, dataset = Path(out), Path(dataset)
     refuse_output_inside_inputs(out, [dataset] + ([] if str(base) == "scripted" else [Path(base)]))
-    reward = RewardSpec(source=reward) if isinstance(reward, str) else reward
+    reward = (RewardSpec(source=reward) if isinstance(reward, str) else reward).located()
     with staged_dir(out, overwrite) as staging:
         run = start_run(staging, dataset, base, learner_config, reward, device, base_noise, loop_config.seed)
         env = RewardWrapper(make_policy_env(run.train_spec), run.reward_source) if local_env else None

@@ -42,6 +42,7 @@ from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
 from robo_reward.rl.runs import RUN_CONFIG_FILE, start_run
 from robo_reward.rl.transition import Transition
 from robo_reward.runtime.codecs import encode_actor_weights
+from robo_reward.runtime.sync import nearest_in_time
 
 INTERVENTION_CAPACITY = 100_000  # demo-buffer room for operator interventions
 
@@ -53,9 +54,9 @@ class RewardJoin:
     that calls success, as the reward wrapper ends it in simulation: that transition is terminal and
     the steps the robot took before the call reached the reset manager (reward latency) are not
     learned from (`after_success` counts them). As in simulation only that reading makes a transition
-    terminal: one the robot ended on another frame's success call (a camera frame between two
-    control steps) or an operator's mark the model does not share is a cut (truncated, bootstrapped),
-    never a terminal state without the success the reward pays for."""
+    terminal: one the robot ended on an operator's mark the model does not share, or on a reading
+    its own next observation does not have, is a cut (truncated, bootstrapped), never a terminal
+    state without the success the reward pays for."""
 
     tolerance_s: float
     max_wait_s: float = 2.0  # a transition waits this long (arrival clock) for its readings
@@ -72,9 +73,8 @@ class RewardJoin:
         self._pending.append((now, t))
 
     def _reading_at(self, stamp: float) -> RewardReading | None:
-        """The closest reading; of two for the same frame, the later (a stream restarted at that frame)."""
-        match = min(reversed(self._readings), key=lambda r: abs(r[0] - stamp), default=None)
-        return match[1] if match is not None and abs(match[0] - stamp) <= self.tolerance_s else None
+        """The closest reading; of two for the same observation, the later (a stream restarted there)."""
+        return nearest_in_time(self._readings, stamp, self.tolerance_s)
 
     def ready(self, now: float) -> list[Transition]:
         """Transitions with their readings, in order; the overdue ones are dropped."""
@@ -101,11 +101,9 @@ class RewardJoin:
 
 
 def same_reward(a: RewardSpec, b: RewardSpec) -> bool:
-    """The same source and model (directories compared as resolved paths; `clip:NAME` as written)."""
-    def where(model: str | None) -> str | None:
-        return model if model is None or ":" in model else str(Path(model).resolve())
-
-    return a.source == b.source and where(a.model) == where(b.model)
+    """The same source and model (directories compared as absolute paths; `clip:NAME` as written)."""
+    a, b = a.located(), b.located()
+    return a.source == b.source and a.model == b.model
 
 
 class RuntimeLearner:
@@ -126,7 +124,7 @@ class RuntimeLearner:
     def create(cls, out: Path, dataset: Path, base: Path, learner_config: ResidualTD3Config,
                reward: RewardSpec, device: str = "cpu", overwrite: bool = False,
                buffer_capacity: int = 1_000_000) -> RuntimeLearner:
-        out, dataset, device = Path(out), Path(dataset), str(pick_device(device))
+        out, dataset, device, reward = Path(out), Path(dataset), str(pick_device(device)), reward.located()
         refuse_output_inside_inputs(out, [dataset, Path(base)])
         with staged_dir(out, overwrite) as staging:
             run = start_run(staging, dataset, base, learner_config, reward, device, 0.0, learner_config.seed,

@@ -14,7 +14,6 @@ model cannot score becomes an explicit "no reward" output with the reason.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robo_reward.errors import RoboRewardError
+from robo_reward.runtime.sync import nearest_in_time
 from robo_reward.rewards.base import (
     FrameRewardModel,
     RewardModel,
@@ -59,38 +59,57 @@ class Observed:
 class FramesAtObservations:
     """Pairs each observation the actor acted on with the aligned camera frame set nearest its source
     time, within `tolerance_s` (a 30 Hz camera has one within 17 ms; a simulator draws it at the same
-    time). An observation waits until a frame set at or after its time is in — frame sets come in
-    time order, so the nearest is then known — or `max_wait_s` has passed; then it gets the nearest
-    set within tolerance, or none (the learner gets no reading for it and drops its transitions)."""
+    time). An observation is decided as soon as a frame set at or after its time is in — frame sets
+    come in time order, so the nearest is then known — or once `max_wait_s` has passed: then it gets
+    the nearest set within tolerance, or none (the learner gets no reading for it and drops its
+    transitions). Decided pairs hold their frames however long inference takes to come to them.
 
-    def __init__(self, tolerance_s: float, max_wait_s: float, keep_s: float = 2.0):
+    Each observation steps a model's stream once: one announced again (an actor restarted on an idle
+    robot) and a frame set published again under its own stamp (an idle lockstep simulator) are
+    counted in `repeated` and left out."""
+
+    def __init__(self, tolerance_s: float, max_wait_s: float, keep_s: float = 2.0, max_sets: int = 256):
         self.tolerance_s, self.max_wait_s, self.keep_s = tolerance_s, max_wait_s, keep_s
-        self._frames: deque[tuple[float, Mapping[str, np.ndarray]]] = deque()
+        self._frames: deque[tuple[float, Mapping[str, np.ndarray]]] = deque(maxlen=max_sets)
         self._waiting: deque[Observed] = deque()
+        self._decided: list[tuple[Observed, Mapping[str, np.ndarray] | None]] = []
+        self._last: tuple[int, float] | None = None  # (episode, stamp) of the last observation taken
+        self.repeated = 0
 
     def add_frames(self, stamp: float, frames: Mapping[str, np.ndarray]) -> None:
+        if self._frames and stamp == self._frames[-1][0]:
+            self.repeated += 1
+            return
         if self._frames and stamp < self._frames[-1][0]:  # a clock jump (a restarted sim): start over
             self._frames.clear()
         self._frames.append((stamp, frames))
         while self._frames[0][0] < stamp - self.keep_s:
             self._frames.popleft()
+        self._decide(None)
 
     def add_observation(self, observed: Observed) -> None:
+        if self._last is not None and observed.episode == self._last[0] and observed.stamp <= self._last[1]:
+            self.repeated += 1
+            return
+        self._last = (observed.episode, observed.stamp)
         self._waiting.append(observed)
+        self._decide(None)
 
     def ready(self, now: float) -> list[tuple[Observed, Mapping[str, np.ndarray] | None]]:
         """The observations whose frames are decided, in the order they were acted on."""
-        newest = self._frames[-1][0] if self._frames else -math.inf
-        out = []
+        self._decide(now)
+        out, self._decided = self._decided, []
+        return out
+
+    def _decide(self, now: float | None) -> None:
         while self._waiting:
             observed = self._waiting[0]
-            if newest < observed.stamp and now - observed.arrived < self.max_wait_s:
-                break
-            nearest = min(self._frames, key=lambda f: abs(f[0] - observed.stamp), default=None)
-            close = nearest is not None and abs(nearest[0] - observed.stamp) <= self.tolerance_s
-            out.append((observed, nearest[1] if close else None))
+            # frames around its time are in: one at or after it, and none of them from another clock
+            framed = bool(self._frames) and self._frames[0][0] - self.tolerance_s <= observed.stamp <= self._frames[-1][0]
+            if not framed and (now is None or now - observed.arrived < self.max_wait_s):
+                return
+            self._decided.append((observed, nearest_in_time(self._frames, observed.stamp, self.tolerance_s)))
             self._waiting.popleft()
-        return out
 
 
 class RewardServerCore:

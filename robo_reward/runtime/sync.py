@@ -8,9 +8,21 @@ newest message of the reference stream; older messages are dropped once a newer 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def nearest_in_time(entries: Iterable[tuple[float, T]], stamp: float, tolerance_s: float) -> T | None:
+    """The value of the (stamp, value) entry nearest `stamp` if within `tolerance_s`, else None; of
+    two at the same distance, the later entry."""
+    best: tuple[float, T] | None = None
+    for entry in entries:
+        if best is None or abs(entry[0] - stamp) <= abs(best[0] - stamp):
+            best = entry
+    return best[1] if best is not None and abs(best[0] - stamp) <= tolerance_s else None
 
 
 @dataclass
