@@ -200,6 +200,7 @@ class RewardServerNode(StackNode):
                 self.counts["inference_errors"] += 1
                 self.last_error = f"inference: {type(exc).__name__}: {exc}"
                 self.get_logger().error(self.last_error, throttle_duration_sec=2.0)
+                time.sleep(0.1)  # an error that repeats does not spin a core
 
     def serve_frames_once(self) -> None:
         """On its own: take everything queued and score the newest max_batch frame sets in one go.

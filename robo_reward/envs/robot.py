@@ -5,9 +5,9 @@ implementation lives in ros_nodes/ (the library never imports rclpy).
 - reset: waits until the reset manager runs an episode (home reached, safety OK, on hardware an
   operator confirmed) and a fresh observation is in, then returns it with the episode's id.
 - step: sends one command through the gate (fresh state, safety OK, episode running), paced at the
-  control period, and returns the newest observation 90% of a control period after the send (the
-  state the command led to, as a simulator steps a control period of physics; the rest of the
-  period is the actor's to choose its next action).
+  control period, and returns the newest observation as late as the actor's measured decision
+  time allows (90% of the period when choosing is fast): the state the command led to, as a
+  simulator steps a control period of physics, with commands still one period apart.
   Every observation the actor acts on is announced (`observed`): the reward server scores the
   camera frames of exactly those times, so a reward model steps once per control step, as in `rl
   train`, not once per camera frame.
@@ -35,7 +35,8 @@ from robo_reward.envs.limits import JOINT_STATE_KEY, JointLimitGuard, JointLimit
 from robo_reward.errors import RoboRewardError
 
 
-DECISION_SHARE = 0.1  # of a control period, between the next observation and the next command
+DECISION_SHARE = 0.1  # of a control period at least, left between the next observation and the next command
+DECISION_DECAY = 0.8  # per step: how fast the measured decision time forgets one slow step
 
 
 class LinkClosed(Exception):
@@ -106,6 +107,8 @@ class RobotEnv(gym.Env):
         self._last_send = float("-inf")
         self.refused: tuple[int, int, str] | None = None  # (episode, step, why) of the last command not sent
         self._announced: tuple[float, int] | None = None  # (source time, episode) last announced to the link
+        self._handed_back: float | None = None  # when reset/step last returned an observation (monotonic)
+        self._decision_s = 0.0  # the actor's time from an observation to its next command: a decaying max
 
     def _announce(self, reading: RobotReading) -> None:
         """Once per observation: an episode taken up after a refused command starts from the state
@@ -129,10 +132,19 @@ class RobotEnv(gym.Env):
         if status.episode != self._episode:
             self._episode, self._steps, self._index = status.episode, 0, 0
         self._announce(self._reading)
+        self._handed_back = time.monotonic()
         return dict(self._reading.obs), {"episode": status.episode, "step": self._index, "stamp": self._reading.stamp,
                                          JOINT_STATE_KEY: self._reading.joints}
 
     def step(self, action: np.ndarray):
+        started = time.monotonic()
+        if self._handed_back is not None:
+            self._decision_s = max(started - self._handed_back, DECISION_DECAY * self._decision_s)
+        result = self._step(action)
+        self._handed_back = time.monotonic()
+        return result
+
+    def _step(self, action: np.ndarray):
         if self._reading is None:
             raise RuntimeError("RobotEnv.step before reset")
         wait = self._last_send + self.link.control_period_s - time.monotonic()
@@ -155,11 +167,13 @@ class RobotEnv(gym.Env):
         self.link.send(executed)
         self._last_send = time.monotonic()
         self._steps += 1
-        # the next observation is the state a control period on, as a simulator's next state is a
-        # control period of physics on: a driver publishing faster than the control rate would
-        # otherwise hand back a state from before the command acted (the actor keeps DECISION_SHARE
-        # of the period to choose its next action, so commands still go out at the control rate)
-        settle = self._last_send + (1.0 - DECISION_SHARE) * self.link.control_period_s - time.monotonic()
+        # the next observation is the state as near a control period on as the actor's own decision
+        # time allows (a simulator's next state is a control period of physics on): a driver
+        # publishing faster than the control rate would otherwise hand back a state from before the
+        # command acted. The actor keeps the time it measurably takes to choose (at least
+        # DECISION_SHARE of the period), so commands still go out at the control rate.
+        period = self.link.control_period_s
+        settle = self._last_send + period - max(DECISION_SHARE * period, 1.2 * self._decision_s) - time.monotonic()
         if settle > 0:
             time.sleep(settle)
         reading = self.link.wait_newer(self._reading.stamp, self.link.observation_timeout_s)

@@ -20,6 +20,8 @@ from robo_reward.rewards.base import Episode, RewardModel, RewardModelError
 from robo_reward.rewards.shaping import RewardReading
 from robo_reward.rewards.vision import DEMO_SEEDS_FIELD, MANIFEST, read_manifest, save_model_dir
 
+NAMED_MODEL_PREFIXES = ("hf:", "clip:")  # a model named in the hub cache, not a directory
+
 
 def _load_hop(path: Path, device: str) -> RewardModel:
     from robo_reward.rewards.process import load_hop_model

@@ -72,7 +72,9 @@ class RewardSpec:
     def located(self) -> "RewardSpec":
         """This spec with a model directory as an absolute path (`clip:NAME`, `hf:ORG/NAME` as written):
         what a run records, so that it resumes, and is recognised, from any working directory."""
-        if self.model is None or ":" in self.model:
+        from robo_reward.rewards.registry import NAMED_MODEL_PREFIXES
+
+        if not self.model or self.model.startswith(NAMED_MODEL_PREFIXES):
             return self
         return dataclasses.replace(self, model=str(Path(self.model).resolve()))
 

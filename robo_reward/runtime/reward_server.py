@@ -56,6 +56,9 @@ class Observed:
     arrived: float
 
 
+STAMP_SLACK_S = 1e-6  # a stamp through builtin_interfaces/Time and back may move by a float step
+
+
 class FramesAtObservations:
     """Pairs each observation the actor acted on with the aligned camera frame set nearest its source
     time, within `tolerance_s` (a 30 Hz camera has one within 17 ms; a simulator draws it at the same
@@ -83,9 +86,9 @@ class FramesAtObservations:
         if self._frames and stamp < self._frames[-1][0]:  # a clock jump (a restarted sim): start over
             self._frames.clear()
         self._frames.append((stamp, frames))
+        self._decide(None)  # before the oldest sets go: a waiting observation may need one of them
         while self._frames[0][0] < stamp - self.keep_s:
             self._frames.popleft()
-        self._decide(None)
 
     def add_observation(self, observed: Observed) -> None:
         if self._last is not None and observed.episode == self._last[0] and observed.stamp <= self._last[1]:
@@ -105,7 +108,8 @@ class FramesAtObservations:
         while self._waiting:
             observed = self._waiting[0]
             # frames around its time are in: one at or after it, and none of them from another clock
-            framed = bool(self._frames) and self._frames[0][0] - self.tolerance_s <= observed.stamp <= self._frames[-1][0]
+            framed = bool(self._frames) and (self._frames[0][0] - self.tolerance_s <= observed.stamp
+                                             <= self._frames[-1][0] + STAMP_SLACK_S)
             if not framed and (now is None or now - observed.arrived < self.max_wait_s):
                 return
             self._decided.append((observed, nearest_in_time(self._frames, observed.stamp, self.tolerance_s)))
