@@ -348,8 +348,11 @@ def test_a_lerobot_reward_classifier_is_a_success_source(camera_demos, tmp_path,
                  "--reward-model", str(checkpoint), "--steps", "90", "--eval-every", "90", "--eval-episodes", "1",
                  "--out", str(run), "--quiet", "--device", "cpu", "--set", "learning_starts=60", "--set",
                  "critic_warmup_updates=5", "--set", "batch_size=16"]) == 0
+    # the run records the checkpoint itself: lerobot's `last` link moves on when training goes on,
+    # and a run's reward must not change under it
     assert json.loads((run / "run_config.json").read_text())["reward"] == {
-        "source": "success-classifier", "model": str(checkpoint), "shaping": "none"}
+        "source": "success-classifier", "model": str(checkpoint.resolve()), "shaping": "none"}
+    assert checkpoint.resolve() != checkpoint.absolute()  # `last` is a link here
 
     moved = tmp_path / "moved"
     shutil.copytree(checkpoint, moved)

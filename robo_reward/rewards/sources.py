@@ -70,8 +70,10 @@ class RewardSpec:
         object.__setattr__(self, "shaping", shaping)
 
     def located(self) -> "RewardSpec":
-        """This spec with a model directory as an absolute path (`clip:NAME`, `hf:ORG/NAME` as written):
-        what a run records, so that it resumes, and is recognised, from any working directory."""
+        """This spec with a model directory as an absolute path with links resolved (`clip:NAME`,
+        `hf:ORG/NAME` as written): what a run records, so that it resumes, and is recognised, from
+        any working directory, and keeps its reward when a link such as lerobot's `checkpoints/last`
+        moves on."""
         from robo_reward.rewards.registry import NAMED_MODEL_PREFIXES
 
         if not self.model or self.model.startswith(NAMED_MODEL_PREFIXES):
