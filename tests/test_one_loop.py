@@ -322,7 +322,8 @@ def test_a_robot_transitions_next_state_is_the_state_its_command_led_to_at_the_c
     settled = [t.stamp - sent for t, sent in zip(transitions, link.sends)]
     assert min(settled) >= period - max(DECISION_SHARE * period, 1.3 * decision_s) - 0.002, settled
     intervals = np.diff(link.sends)
-    assert min(intervals) >= period - 1e-3 and np.median(intervals) < period + 0.005, intervals
+    # a fixed settle with a 20 ms decision sends every 65 ms; 10 ms of room for a loaded machine's sleeps
+    assert min(intervals) >= period - 1e-3 and np.median(intervals) < period + 0.010, intervals
 
 
 def test_a_robot_episode_taken_up_after_a_refused_command_numbers_on_past_the_gap() -> None:
