@@ -319,8 +319,10 @@ def test_a_robot_transitions_next_state_is_the_state_its_command_led_to_at_the_c
     run_episode(RobotEnv(link, act_dim=1, max_episode_steps=8), ChunkQueueBase(1), choose, transitions.append)
     assert len(transitions) == len(link.sends) == 8
     period = link.control_period_s
-    settled = [t.stamp - sent for t, sent in zip(transitions, link.sends)]
-    assert min(settled) >= period - max(DECISION_SHARE * period, 1.3 * decision_s) - 0.002, settled
+    # measured decision time includes the loop's own work (a few ms on a loaded machine): bounds, not equalities
+    settled = np.array([t.stamp - sent for t, sent in zip(transitions, link.sends)])
+    assert settled.min() >= 0.2 * period, settled  # the driver's next message came ~0 ms after the send
+    assert np.median(settled) >= period - max(DECISION_SHARE * period, 1.2 * decision_s) - 0.01, settled
     intervals = np.diff(link.sends)
     # a fixed settle with a 20 ms decision sends every 65 ms; 10 ms of room for a loaded machine's sleeps
     assert min(intervals) >= period - 1e-3 and np.median(intervals) < period + 0.010, intervals
