@@ -98,7 +98,7 @@ class RewardServerNode(StackNode):
         self.pairing_changed = threading.Condition()
         self.scored_episode: int | None = None  # the episode whose observations the stream steps on
         self.first_frame: float | None = None  # when the first aligned frame set came (monotonic)
-        self.last_observed: float | None = None  # when the actor last announced an observation
+        self.heard_actor = False  # an observation has been announced since the start
         self.samples: queue.Queue = queue.Queue(maxsize=256)
         # what went wrong, for ~/status (JSON once a second): operators see why rewards are missing
         self.counts = {"scored": 0, "no_reward": 0, "bad_messages": 0, "stale_dropped": 0, "queue_full": 0,
@@ -146,7 +146,7 @@ class RewardServerNode(StackNode):
         if not (math.isfinite(episode) and float(episode).is_integer()):
             self.bad_input(f"observation skipped: its episode is {episode!r}, not an integer")
             return
-        self.last_observed = time.monotonic()
+        self.heard_actor = True
         with self.pairing_changed:
             self.pairing.add_observation(Observed(to_sec(msg.header.stamp), int(episode), time.monotonic()))
             self.pairing_changed.notify()
@@ -182,7 +182,7 @@ class RewardServerNode(StackNode):
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
     def publish_status(self) -> None:
-        if self.last_observed is None and self.first_frame is not None and time.monotonic() - self.first_frame > 10.0:
+        if not self.heard_actor and self.first_frame is not None and time.monotonic() - self.first_frame > 10.0:
             self.get_logger().warning(
                 f"frames arrive but no actor has announced an observation on {OBSERVATIONS_TOPIC}: beside an "
                 "actor this server scores the observations it acts on; on its own, start it with score_at:=frames "

@@ -101,7 +101,7 @@ class RewardJoin:
 
 
 def same_reward(a: RewardSpec, b: RewardSpec) -> bool:
-    """The same source and model (directories compared as absolute paths; `clip:NAME` as written)."""
+    """The same source and model (directories compared as `RewardSpec.located` gives them)."""
     a, b = a.located(), b.located()
     return a.source == b.source and a.model == b.model
 
