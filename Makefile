@@ -5,7 +5,10 @@ TASK ?= lift
 ROBOT ?= Panda
 DEMOS ?= 20
 NOISE ?= 0.5
-RL_STEPS ?= 24000
+# Set by the 20-minute budget, not by a score: 18k env steps leave ~3 min of margin on the slowest 2-core
+# machine measured (45 ms a learner update; docs/BENCHMARKS.md, "`make demo`"). 18k is a point of the
+# Lift plan's curve, so what to expect there is measured (`lift_chunk8`, this arm: 89% [81, 96], 3 seeds)
+RL_STEPS ?= 18000
 EVAL_EPISODES ?= 100
 # `eval --seed`: the final evaluations run on seeds 2,000,000 + DEMOS on, never used in training or
 # tuning (`demos collect` starts its episodes from seeds 2,000,000 ... 2,000,000 + DEMOS - 1)
@@ -16,10 +19,12 @@ EVAL_SEED ?= $(shell expr 1000000 + $(DEMOS))
 # `make demo ROBOT=GR1 BOUND=0.1`
 BOUND ?= [0.2,0.2,0.2,0.2,0.2,0.2,1.0]
 # The base predicts this many actions per state and executes their temporal ensemble (ACT's): a Markov
-# base (CHUNK=1) stalls where a demonstrator paused. On it the residual learns at ResFiT's actor lr 1e-6
-# (1e-5 collapsed PickPlaceCan's residual for thousands of steps; docs/BENCHMARKS.md, "A base with action chunks")
+# base (CHUNK=1) stalls where a demonstrator paused (docs/BENCHMARKS.md, "A base with action chunks")
 CHUNK ?= 8
-RL_SET ?= --set utd_ratio=1 --set actor_lr=1e-6 --set critic_lr=3e-4 --set 'residual_scale=$(BOUND)'
+# The Lift plan's arm that met >= 95% at 30k (`residual_bound_lr3e-6_explore0.1`): actor lr 3e-6 and
+# exploration std 0.1, both chosen on tuning episodes (docs/BENCHMARKS.md, "What the dip is")
+RL_SET ?= --set utd_ratio=1 --set actor_lr=3e-6 --set exploration_noise=0.1 --set critic_lr=3e-4 \
+    --set 'residual_scale=$(BOUND)'
 RR = .venv/bin/robo-reward
 
 .PHONY: install demo test bench clean
