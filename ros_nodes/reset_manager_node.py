@@ -10,6 +10,7 @@ Publishes the episode status (JSON) on /robo_reward/episode and joint targets on
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -18,7 +19,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from robo_reward.safety.monitor import JointStateError, joint_vector
-from robo_reward.safety.reset import Phase, ResetManager
+from robo_reward.safety.reset import Phase, ResetManager, restart_safe_first_episode
 from ros_nodes.common import (
     EPISODE_TOPIC,
     LATCHED,
@@ -54,7 +55,9 @@ class ResetManagerNode(StackNode):
                                                                    "/safety_monitor/reset")))
         self.next_recovery = 0.0
         # a lockstep sim steps once per target: wait for each target's answer (a robot streams them)
-        self.manager = ResetManager(cfg, seed=int(declare(self, "seed", 0)),
+        # 0: number episodes from this start's time (`restart_safe_first_episode`)
+        first_episode = int(declare(self, "first_episode", 0)) or restart_safe_first_episode(time.time())
+        self.manager = ResetManager(cfg, seed=int(declare(self, "seed", 0)), first_episode=first_episode,
                                     wait_for_answer=bool(declare(self, "wait_for_answer", False)))
         self.q: np.ndarray | None = None
         self.q_stamp: float | None = None  # source time of the joint state `q` came from

@@ -598,19 +598,25 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     def steps_of(episode: int) -> list[int]:
         return [t.step for t in stack.transitions if t.episode == episode]
 
+    def nth_episode(k: int) -> int | None:
+        """The id of the k-th episode (ids count on from the reset manager's start time)."""
+        ids = sorted({t.episode for t in stack.transitions})
+        return ids[k - 1] if len(ids) >= k else None
+
     # an episode in which the actor refused a step (a fail-safe: some input late past the stale limit on a
     # loaded machine; the actor logs why) has a gap the in-process run does not: the next episode is
     # compared instead, and the refusals are reported as a warning
     refusals = []
     try:
-        for episode in (1, 2, 3):
-            stack.wait_for(f"episode {episode}'s end", lambda: any(
-                t.episode == episode and (t.terminated or t.truncated) for t in stack.transitions), 240)
+        for ordinal in (1, 2, 3):
+            stack.wait_for(f"episode {ordinal}'s end", lambda: (e := nth_episode(ordinal)) is not None and any(
+                t.episode == e and (t.terminated or t.truncated) for t in stack.transitions), 240)
+            episode = nth_episode(ordinal)
             if steps_of(episode) == list(range(len(steps_of(episode)))):
                 break
             refusals = [line for line in stack.log.read_text().splitlines() if "left out" in line]
         if reward_model is not None:
-            stack.wait_for(f"the readings of episode {episode}'s frames", lambda: all(
+            stack.wait_for(f"the readings of episode {ordinal}'s frames", lambda: all(
                 round(t.stamp, 6) in stack.rewards for t in stack.transitions if t.episode == episode), 60)
     finally:
         stack.close()
@@ -622,7 +628,7 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     starts = {s["start_stamp"] for s in stack.episodes if s["episode"] == episode and s["phase"] == "running"}
     assert len(starts) == 1 and abs(starts.pop() - robot[0].obs_stamp) < 1e-6, (starts, robot[0].obs_stamp)
     if refusals:
-        warnings.warn(f"episodes before {episode} had a refused step: {refusals}", stacklevel=1)
+        warnings.warn(f"episodes before the {ordinal}-th had a refused step: {refusals}", stacklevel=1)
 
     class HomeAfterReset(gym.Wrapper):
         """What the reset manager does after the scene reset: the arm to its home pose."""
@@ -645,7 +651,7 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
     here = []
     # the sim robot's k-th scene reset draws seed k (its seed 0 is the scene it starts in)
     run_episode(env, base, lambda obs, base_action: actor.choose(obs, base_action, explore=False), here.append,
-                episode=episode, seed=episode)
+                episode=episode, seed=ordinal)
     return robot, here, stack
 
 

@@ -212,6 +212,37 @@ def test_reward_join_makes_terminal_only_what_its_own_reading_calls_a_success():
     assert (cut.terminated, cut.truncated, cut.success) == (False, True, False)
 
 
+def test_a_restarted_reset_manager_gives_the_learner_new_episodes_not_old_ids():
+    """A reset manager relaunched mid-run (a crash, a `ros2 launch` restart) while the actor and the
+    learner keep running: the learner's join drops the steps of an episode it saw succeed, so the
+    restarted manager's first episode must not reuse an id — with both numbering from 1 it was dropped
+    whole as `after_success`. Each manager is driven home and into an episode as the node drives it."""
+    from robo_reward.config.hardware import load_hardware_config
+    from robo_reward.safety.reset import Phase, ResetManager, restart_safe_first_episode
+
+    sim = load_hardware_config("sim_panda_lift")
+    join, kept = RewardJoin(tolerance_s=0.01), []
+    for launched in (1_796_000_000.0, 1_796_000_042.5):  # the second node 42.5 s after the first
+        manager = ResetManager(sim, first_episode=restart_safe_first_episode(launched))
+        q, stamp = np.array(sim.home.positions) + 0.05, 0.0
+        manager.begin_reset(q, True, 0.0)
+        while manager.phase == Phase.RESETTING:
+            target = manager.next_target(q, stamp, True, 0.0)
+            q, stamp = (q if target is None else target), stamp + sim.control_period_s
+        assert manager.start_episode(q, True)[0]
+        for step in range(3):  # its last step is the reward model's success call
+            t = _transition(terminated=step == 2)
+            t.episode, t.step, t.obs_stamp, t.stamp = manager.episode, step, launched + step, launched + step + 1
+            join.add_transition(t, now=0.0)
+            join.add_reading(t.obs_stamp, RewardReading(0.5, False, 0.0))
+            join.add_reading(t.stamp, RewardReading(1.0, step == 2, float(step == 2)))
+        kept += join.ready(now=0.0)
+        manager.end_episode(True, "reward")
+    assert join.after_success == 0 and len(kept) == 6
+    assert [(t.step, t.success) for t in kept] == [(0, False), (1, False), (2, True)] * 2
+    assert len({t.episode for t in kept}) == 2
+
+
 def test_reward_server_batches_and_reports_bad_samples(tmp_path):
     model = load_reward_model(save_tiny_open_clip(tmp_path / "clip"), device="cpu")
     frames = moving_square_frames(6)

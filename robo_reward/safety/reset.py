@@ -55,6 +55,15 @@ def sample_home(config: HardwareConfig, rng: np.random.Generator) -> np.ndarray:
     return np.clip(home + rng.uniform(-spread, spread), lower, upper)
 
 
+def restart_safe_first_episode(wall_time_s: float) -> int:
+    """The first episode id of a manager started at `wall_time_s`: its start time in milliseconds, so
+    a manager restarted mid-run numbers past every id the one before it gave (fewer than one episode
+    per millisecond). Readers key on ids — the learner drops the steps of an episode it saw succeed,
+    the actor's link pairs outcomes with episodes — and a reused id joins an old outcome to a new
+    episode. Exact in the float64 fields ids travel in."""
+    return int(wall_time_s * 1000)
+
+
 @dataclass
 class ResetManager:
     config: HardwareConfig
@@ -63,13 +72,16 @@ class ResetManager:
     # lockstep simulation (each target is one physics step): the next target waits for the state that
     # answers the last one. A real robot moves on its own clock: targets stream one per period
     wait_for_answer: bool = False
+    # the id of the first episode (each next one counts on); the node numbers from its start time
+    # (`restart_safe_first_episode`) so that a restarted manager never reuses an id
+    first_episode: int = 1
     phase: Phase = Phase.IDLE
     reason: str = "waiting for the first reset"
     goal: np.ndarray | None = None
-    episode: int = 0
     outcomes: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.episode = self.first_episode - 1  # the running or last episode's id
         self._rng = np.random.default_rng(self.seed)
         self._plan: np.ndarray | None = None
         self._step = 0
