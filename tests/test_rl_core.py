@@ -85,6 +85,28 @@ def test_circular_overwrite_keeps_newest_items() -> None:
     assert set(buffer.sample(200, np.random.default_rng(0))["obs"][:, 0]) == {2, 3, 4, 5}
 
 
+def test_kept_items_outlive_the_ring_and_a_checkpoint(tmp_path) -> None:
+    """A robot run's demonstration buffer keeps its demonstrations however many operator interventions
+    follow: the ring wraps round to the slot after the kept items, the oldest intervention going first."""
+    buffer = NStepReplayBuffer(capacity=5, obs_dim=2, act_dim=1, n_step=1, gamma=GAMMA)
+    _add_episode(buffer, [1.0, 1.0], terminated=True)  # the demonstrations: obs 0, 1
+    buffer.keep_stored()
+    _add_episode(buffer, [0.0] * 7, terminated=False, first_step=10)  # interventions: obs 10 ... 16
+    np.testing.assert_array_equal(buffer.obs[:, 0], [0, 1, 16, 14, 15])
+    assert len(buffer) == 5 and buffer.write_index == 3
+    np.savez(tmp_path / "buffer.npz", **buffer.state_dict())
+    with np.load(tmp_path / "buffer.npz", allow_pickle=False) as saved:
+        restored = NStepReplayBuffer.from_state_dict(dict(saved))
+    for b in (buffer, restored):
+        _add_episode(b, [0.0], terminated=False, first_step=20)
+        np.testing.assert_array_equal(b.obs[:, 0], [0, 1, 16, 20, 15])
+    full = NStepReplayBuffer(capacity=2, obs_dim=2, act_dim=1, n_step=1, gamma=GAMMA)
+    _add_episode(full, [1.0, 1.0], terminated=True)
+    full.keep_stored()
+    with pytest.raises(ValueError, match="2 kept items in 2 slots: no room"):
+        _add_episode(full, [0.0], terminated=True)
+
+
 def test_buffer_state_dict_round_trips_through_npz_with_pending_steps(tmp_path) -> None:
     original = NStepReplayBuffer(capacity=6, obs_dim=2, act_dim=1, n_step=3, gamma=GAMMA)
     _add_episode(original, [1.0, 0.0, 2.0], terminated=True)

@@ -67,6 +67,7 @@ class NStepReplayBuffer:
         self.discount = np.zeros(capacity, dtype=np.float32)
         self.write_index = 0
         self.size = 0
+        self.kept = 0  # items 0..kept-1 are never overwritten (`keep_stored`)
         self.pending: deque[_PendingStep] = deque()
         self.demo_sink: NStepReplayBuffer | None = None
 
@@ -145,7 +146,15 @@ class NStepReplayBuffer:
         target._store(first.obs, first.base_action, first.action, n_step_return, last.next_obs,
                       last.next_base_action, 0.0 if terminated else self.gamma**horizon)
 
+    def keep_stored(self) -> None:
+        """The items stored so far stay: the ring wraps round to the slot after them. A robot run's
+        demonstration buffer keeps its demonstrations this way once operator interventions fill the
+        room left for them (the oldest interventions go first)."""
+        self.kept = self.size
+
     def _store(self, obs, base_action, action, n_step_return, next_obs, next_base_action, discount) -> None:
+        if self.kept >= self.capacity:
+            raise ValueError(f"replay buffer holds {self.kept} kept items in {self.capacity} slots: no room for more")
         i = self.write_index
         self.obs[i] = obs
         self.base_action[i] = base_action
@@ -154,7 +163,7 @@ class NStepReplayBuffer:
         self.next_obs[i] = next_obs
         self.next_base_action[i] = next_base_action
         self.discount[i] = discount
-        self.write_index = (i + 1) % self.capacity
+        self.write_index = i + 1 if i + 1 < self.capacity else self.kept
         self.size = min(self.size + 1, self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -174,6 +183,7 @@ class NStepReplayBuffer:
             "gamma": np.asarray(self.gamma, dtype=np.float64),
             "write_index": self.write_index,
             "size": self.size,
+            "kept": self.kept,
         }
         for key in _STORED_KEYS:
             state[key] = getattr(self, key)[: self.size].copy()
@@ -206,6 +216,7 @@ class NStepReplayBuffer:
             raise ValueError(f"replay buffer gamma mismatch: checkpoint {float(state['gamma'])}, buffer {self.gamma}")
         self.size = int(state["size"])
         self.write_index = int(state["write_index"])
+        self.kept = int(state.get("kept", 0))  # checkpoints from before `keep_stored`: nothing kept
         for key in _STORED_KEYS:
             getattr(self, key)[: self.size] = state[key]
         pending_columns = [np.asarray(state[f"pending_{key}"]) for key in _PENDING_KEYS]

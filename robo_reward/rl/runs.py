@@ -174,7 +174,7 @@ def build_learner(demos, base_policy, act_dim: int, learner_config, readings, ru
                   device, extra_demo_capacity: int = 0):
     """A fresh learner of the config's kind (normalization fitted on the demonstrations) and its
     demonstration buffer; `extra_demo_capacity` leaves room for operator interventions added as
-    demonstrations later."""
+    demonstrations later, which never overwrite the demonstrations themselves."""
     obs_dim = flat_state(demos[0].observations[0]).shape[0]
     try:
         learner = make_learner(obs_dim, act_dim, learner_config, device)
@@ -184,6 +184,7 @@ def build_learner(demos, base_policy, act_dim: int, learner_config, readings, ru
     demo_buffer = NStepReplayBuffer(sum(len(d.actions) for d in demos) + extra_demo_capacity, obs_dim, act_dim,
                                     learner_config.n_step, learner_config.gamma)
     fill_demo_buffer(demo_buffer, demos, base_policy, readings, rule)
+    demo_buffer.keep_stored()
     return learner, demo_buffer
 
 
