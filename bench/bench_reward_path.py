@@ -88,8 +88,9 @@ def run_stack(config: Path, args: list[str], log: Path, until, timeout_s: float,
     return listener
 
 
-def replay_in_process(config: dict, episodes: list[int], horizon: int, base: Path, model: Path) -> dict[int, list]:
-    """The robot's seeded episodes through `rl train`'s actor loop and the reward wrapper."""
+def replay_in_process(config: dict, episodes: dict[int, int], horizon: int, base: Path, model: Path) -> dict[int, list]:
+    """The robot's seeded episodes (id: its number since the reset manager started, the seed of the sim
+    robot's scene reset) through `rl train`'s actor loop and the reward wrapper."""
     import gymnasium as gym
 
     from robo_reward.config.hardware import parse_hardware_config
@@ -116,9 +117,10 @@ def replay_in_process(config: dict, episodes: list[int], horizon: int, base: Pat
     policy, _ = load_policy(base, "cpu")
     actor = RuntimeActor(None, 7)
     out = {}
-    for e in episodes:
+    for e, number in episodes.items():
         out[e] = []
-        run_episode(env, policy, lambda obs, a: actor.choose(obs, a, explore=False), out[e].append, episode=e, seed=e)
+        run_episode(env, policy, lambda obs, a: actor.choose(obs, a, explore=False), out[e].append, episode=e,
+                    seed=number)
     return out
 
 
@@ -223,7 +225,8 @@ def streams(args, config: dict, config_path: Path, base: Path, combined: Path, w
                          work / "lockstep.log", lambda li: len(li.transitions) >= args.steps, args.steps + 600,
                          f"{args.steps} steps")
     robot_s = time.perf_counter() - started
-    finished = sorted(e for e in {t.episode for t in listener.transitions} if e in listener.outcomes and e >= 1)
+    finished = {e: listener.outcomes[e]["number"] for e in sorted({t.episode for t in listener.transitions})
+                if e in listener.outcomes}
     started = time.perf_counter()
     here = replay_in_process(config, finished, args.horizon, base, combined)
     result = {**compare(listener, here), "steps": len(listener.transitions), "robot_path_s": round(robot_s, 1),

@@ -164,7 +164,8 @@ class ResetManagerNode(StackNode):
 
     def end(self, success: bool, source: str) -> None:
         self.manager.end_episode(success, source)
-        self.outcome = {"episode": self.manager.episode, "success": success, "source": source, "steps": self.step}
+        self.outcome = {"episode": self.manager.episode, "number": self.manager.number, "success": success,
+                        "source": source, "steps": self.step}
         self.get_logger().info(f"episode {self.manager.episode} ended: {self.outcome}")
         self.publish()
 
@@ -191,7 +192,8 @@ class ResetManagerNode(StackNode):
         target = m.next_target(self.q, -math.inf if self.q_stamp is None else self.q_stamp, self.safety_ok,
                                self.now())
         if was_running and m.phase == Phase.FAULT:
-            self.outcome = {"episode": m.episode, "success": False, "source": "safety", "steps": self.step}
+            self.outcome = {"episode": m.episode, "number": m.number, "success": False, "source": "safety",
+                            "steps": self.step}
             self.get_logger().error(f"episode {m.episode} stopped by the safety monitor")
         if target is not None:
             self.pub_target.publish(Float64MultiArray(data=[float(x) for x in target]))
@@ -220,7 +222,7 @@ class ResetManagerNode(StackNode):
 
     def publish(self) -> None:
         m = self.manager
-        status = {"phase": m.phase.value, "episode": m.episode, "step": self.step, "reason": m.reason,
+        status = {"phase": m.phase.value, "episode": m.episode, "number": m.number, "step": self.step, "reason": m.reason,
                   "outcome": self.outcome, "start_stamp": self.start_stamp}
         if status != self._published or m.phase == Phase.RUNNING:
             if self._published is None or self._published["phase"] != status["phase"]:

@@ -599,9 +599,8 @@ def _episode_both_ways(lift_demos, tmp_path, horizon: int, reward_model=None):
         return [t.step for t in stack.transitions if t.episode == episode]
 
     def nth_episode(k: int) -> int | None:
-        """The id of the k-th episode (ids count on from the reset manager's start time)."""
-        ids = sorted({t.episode for t in stack.transitions})
-        return ids[k - 1] if len(ids) >= k else None
+        """The id of the reset manager's k-th episode (ids count on from its start time)."""
+        return next((s["episode"] for s in stack.episodes if s["phase"] == "running" and s["number"] == k), None)
 
     # an episode in which the actor refused a step (a fail-safe: some input late past the stale limit on a
     # loaded machine; the actor logs why) has a gap the in-process run does not: the next episode is
@@ -809,7 +808,9 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
     from robo_reward.rewards import RewardSpec
     from robo_reward.rl.residual import ResidualTD3Config
     from robo_reward.rl.transition import Transition
-    from robo_reward.runtime.learner import RuntimeLearner
+    from robo_reward.rl.checkpoint import REPLAY_FILE
+    from robo_reward.rl.residual_policy import LATEST_CHECKPOINT
+    from robo_reward.runtime.learner import INTERVENTION_CAPACITY, RuntimeLearner
 
     cfg = ResidualTD3Config(learning_starts=5, utd_ratio=2, batch_size=8, critic_warmup_updates=1)
     learner = RuntimeLearner.create(tmp_path / "run", lift_demos, lift_mlp_base, cfg, RewardSpec("sparse"))
@@ -832,7 +833,15 @@ def test_robot_learner_rewards_by_its_rule_reports_the_ratio_it_reached_and_logs
     assert (tmp_path / "run" / "success_vs_steps.png").is_file()
     # a launch resumes the run only with the reward it learns from (a learned reward would otherwise
     # rate its transitions by rules and readings the run never had)
-    assert RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("sparse")).progress["env_step"] == 10
+    resumed = RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("sparse"))
+    assert resumed.progress["env_step"] == 10
+    # its demonstrations stay however many interventions come; so do those of a run saved before that
+    demonstrations = resumed.demo_buffer.capacity - INTERVENTION_CAPACITY
+    assert resumed.demo_buffer.kept == demonstrations == learner.demo_buffer.kept > 0
+    replay = tmp_path / "run" / LATEST_CHECKPOINT / REPLAY_FILE
+    with np.load(replay) as saved:
+        np.savez(replay, **{k: saved[k] for k in saved.files if k != "demo/kept"})
+    assert RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("sparse")).demo_buffer.kept == demonstrations
     with pytest.raises(RoboRewardError, match=r"run learns from reward 'sparse'; this launch gives reward 'hop' "
                                               r"\(model .*progress_model\): launch it with the run's reward"):
         RuntimeLearner.resume(tmp_path / "run", reward=RewardSpec("hop", model=str(tmp_path / "progress_model")))

@@ -134,7 +134,7 @@ class Operator(BackgroundNode):
         return bool(self.commands) and time.monotonic() - self.commands[-1] < 0.3
 
     def episodes_done(self) -> int:
-        return max([e["outcome"]["episode"] for e in self.episodes if e.get("outcome")], default=0)
+        return max([e["outcome"]["number"] for e in self.episodes if e.get("outcome")], default=0)
 
 @pytest.fixture(scope="module")
 def rehearsal_inputs(tmp_path_factory):

@@ -161,8 +161,12 @@ class RuntimeLearner:
                 ": launch it with the run's reward, or give a new run directory")
         learner = load_learner(ckpt, pick_device(device))
         buffers = load_buffers(ckpt)
-        return cls(run_dir, learner, NStepReplayBuffer.from_state_dict(buffers["demo"]),
-                   NStepReplayBuffer.from_state_dict(buffers["online"]), load_progress(ckpt), rule, learner.cfg.seed)
+        demo = NStepReplayBuffer.from_state_dict(buffers["demo"])
+        demonstrations = demo.capacity - INTERVENTION_CAPACITY
+        if "kept" not in buffers["demo"] and demonstrations <= len(demo) < demo.capacity:  # saved before keep_stored
+            demo.kept = demonstrations  # the ring never wrapped: its demonstrations are still whole
+        return cls(run_dir, learner, demo, NStepReplayBuffer.from_state_dict(buffers["online"]),
+                   load_progress(ckpt), rule, learner.cfg.seed)
 
     # ------------------------------------------------------------------ learning
     def add(self, t: Transition, update: bool = True) -> float:

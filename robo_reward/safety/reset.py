@@ -89,6 +89,12 @@ class ResetManager:
         self._sent_from = -math.inf  # source time of the state the last target was sent from
         self._sent_at = math.inf  # when it was sent (this clock)
 
+    @property
+    def number(self) -> int:
+        """The running or last episode's count since this manager started (0 before the first): what a
+        person reads beside the id, and what a simulated robot's k-th scene reset is seeded with."""
+        return self.episode - self.first_episode + 1
+
     def _set(self, phase: Phase, reason: str) -> None:
         self.phase, self.reason = phase, reason
 
