@@ -194,7 +194,7 @@ class ResetManagerNode(StackNode):
         if was_running and m.phase == Phase.FAULT:
             self.outcome = {"episode": m.episode, "number": m.number, "success": False, "source": "safety",
                             "steps": self.step}
-            self.get_logger().error(f"episode {m.episode} stopped by the safety monitor")
+            self.get_logger().error(f"episode {m.episode} (number {m.number}) stopped by the safety monitor")
         if target is not None:
             self.pub_target.publish(Float64MultiArray(data=[float(x) for x in target]))
         if m.phase == Phase.RUNNING:
@@ -222,11 +222,11 @@ class ResetManagerNode(StackNode):
 
     def publish(self) -> None:
         m = self.manager
-        status = {"phase": m.phase.value, "episode": m.episode, "number": m.number, "step": self.step, "reason": m.reason,
-                  "outcome": self.outcome, "start_stamp": self.start_stamp}
+        status = {"phase": m.phase.value, "episode": m.episode, "number": m.number, "step": self.step,
+                  "reason": m.reason, "outcome": self.outcome, "start_stamp": self.start_stamp}
         if status != self._published or m.phase == Phase.RUNNING:
             if self._published is None or self._published["phase"] != status["phase"]:
-                self.get_logger().info(f"episode {m.episode}: {m.phase.value} ({m.reason})")
+                self.get_logger().info(f"episode {m.episode} (number {m.number}): {m.phase.value} ({m.reason})")
             self._published = status
             self.pub_episode.publish(json_msg(status))
 
