@@ -162,10 +162,14 @@ class ResetManagerNode(StackNode):
         self.publish()
         return ok, reason
 
+    def outcome_of_episode(self, success: bool, source: str) -> dict:
+        """How the running or last episode ended, as the status carries it."""
+        m = self.manager
+        return {"episode": m.episode, "number": m.number, "success": success, "source": source, "steps": self.step}
+
     def end(self, success: bool, source: str) -> None:
         self.manager.end_episode(success, source)
-        self.outcome = {"episode": self.manager.episode, "number": self.manager.number, "success": success,
-                        "source": source, "steps": self.step}
+        self.outcome = self.outcome_of_episode(success, source)
         self.get_logger().info(f"episode {self.manager.episode} ended: {self.outcome}")
         self.publish()
 
@@ -192,8 +196,7 @@ class ResetManagerNode(StackNode):
         target = m.next_target(self.q, -math.inf if self.q_stamp is None else self.q_stamp, self.safety_ok,
                                self.now())
         if was_running and m.phase == Phase.FAULT:
-            self.outcome = {"episode": m.episode, "number": m.number, "success": False, "source": "safety",
-                            "steps": self.step}
+            self.outcome = self.outcome_of_episode(False, "safety")
             self.get_logger().error(f"episode {m.episode} (number {m.number}) stopped by the safety monitor")
         if target is not None:
             self.pub_target.publish(Float64MultiArray(data=[float(x) for x in target]))
