@@ -193,6 +193,8 @@ def test_reset_manager_never_starts_unsafe_or_unconfirmed(panda):
     assert rm.begin_reset(q, True, t)[0] is False  # not while running
     rm.end_episode(True, "operator")
     assert rm.outcomes == [{"episode": 1, "success": True, "source": "operator"}]  # first_episode 1
+    with pytest.raises(ValueError, match="first_episode must be >= 1, got -5"):
+        ResetManager(panda, first_episode=-5)
     # safety lost mid-motion: the motion stops (no target) and the manager faults
     assert rm.begin_reset(q + 0.3, True, t)[0]
     assert rm.next_target(q + 0.3, t, True, t) is not None

@@ -81,6 +81,8 @@ class ResetManager:
     outcomes: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.first_episode < 1:  # readers take -1 for "no episode" and negative ids for untracked steps
+            raise ValueError(f"first_episode must be >= 1, got {self.first_episode}")
         self.episode = self.first_episode - 1  # the running or last episode's id
         self._rng = np.random.default_rng(self.seed)
         self._plan: np.ndarray | None = None
